@@ -1,0 +1,54 @@
+# mcuprof: `make run` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MCUPROF := $(VENV)/bin/mcuprof
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: all run test setup toolchain firmware lint clean help
+
+all: test
+
+help:
+	@echo "make run       set up, build the firmware, profile the sample model"
+	@echo "make test      set up, lint, run the whole test suite"
+	@echo "make firmware  cross-compile the firmware for every board"
+
+# The virtualenv with mcuprof and its pinned dependencies (TensorFlow and TFLite Micro's
+# Python runtime included: tests use them as the oracle).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv python3-pip)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[ml,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) toolchain
+
+# The ARM cross toolchain and a host C compiler, from the distribution's packages.
+toolchain:
+	@command -v arm-none-eabi-gcc >/dev/null && command -v cc >/dev/null && \
+	  [ -e /usr/lib/arm-none-eabi/newlib/libc.a -o -e /usr/lib/arm-none-eabi/lib/libc.a ] || \
+	  ($(SUDO) apt-get update && \
+	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	     gcc-arm-none-eabi libnewlib-arm-none-eabi build-essential)
+
+firmware: setup
+	$(MCUPROF) firmware build --board all
+
+run: firmware
+	$(MCUPROF) analyze bench_firmware/samples/kws_tiny.tflite
+	$(MCUPROF) run bench_firmware/samples/kws_tiny.tflite --board host
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache

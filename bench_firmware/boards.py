@@ -1,0 +1,153 @@
+"""The board catalogue: every fact about a board that the host side needs.
+
+Facts come from ``shared/reference/boards.md`` (ST reference manuals RM0390, RM0385, RM0410,
+RM0432 and the CMSIS device headers). The firmware's own per-board constants live in
+``firmware/boards/<name>/`` and must agree with these; ``tests/unit/test_boards.py`` checks that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench_firmware.errors import McuprofError
+
+# RAM the firmware keeps for itself (stack, protocol buffers, runtime state); the rest of the
+# contiguous SRAM block is the tensor arena. The linker scripts reserve the same figure.
+FIRMWARE_RAM_RESERVE = 16 * 1024  # bytes
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board model. ``code`` is the id a plan carries so firmware can reject plans
+    compiled for another board."""
+
+    name: str
+    code: int
+    mcu: str
+    core: str  # "cortex-m4" | "cortex-m7" | "host"
+    clock_hz: int
+    sram_base: int
+    sram_bytes: int  # the contiguous SRAM block that holds data, stack and arena
+    flash_base: int
+    flash_bytes: int
+    model_region_base: int
+    model_region_bytes: int
+    model_region_sectors: tuple[tuple[int, int], ...]  # (address, bytes) of each erasable unit
+    flash_wait_states: int
+    uart: str
+    timestamp_pin: str
+    active_power_mw: float | None
+    power_source: str
+    gcc_cpu_flags: tuple[str, ...]
+    pyocd_target: str | None
+
+    @property
+    def arena_capacity(self) -> int:
+        """Bytes of SRAM left for the tensor arena once the firmware has its own."""
+        return self.sram_bytes - FIRMWARE_RAM_RESERVE
+
+    @property
+    def clock_mhz(self) -> float:
+        return self.clock_hz / 1e6
+
+    def cycles_to_ms(self, cycles: float) -> float:
+        return cycles / self.clock_hz * 1e3
+
+
+def _sectors(*spec: tuple[int, int, int]) -> tuple[tuple[int, int], ...]:
+    """(first address, sector bytes, count) runs → list of (address, bytes)."""
+    out = []
+    for base, size, count in spec:
+        out.extend((base + i * size, size) for i in range(count))
+    return tuple(out)
+
+
+_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
+_M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard")
+_M7_DP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
+
+BOARDS: dict[str, Board] = {
+    b.name: b
+    for b in (
+        Board(
+            name="nucleo-f446re", code=1, mcu="STM32F446RE", core="cortex-m4",
+            clock_hz=180_000_000,
+            sram_base=0x2000_0000, sram_bytes=128 * 1024,  # SRAM1 112 K + SRAM2 16 K, contiguous
+            flash_base=0x0800_0000, flash_bytes=512 * 1024,
+            # RM0390 §3.3: sectors 6 and 7 are 128 KB each at 0x08040000 / 0x08060000.
+            model_region_base=0x0804_0000, model_region_bytes=256 * 1024,
+            model_region_sectors=_sectors((0x0804_0000, 128 * 1024, 2)),
+            flash_wait_states=5, uart="USART2 PA2/PA3 AF7", timestamp_pin="PA8 (D7)",
+            active_power_mw=160.0,
+            power_source="MicroNets Table 4: energy / latency on the S board (150-168 mW)",
+            gcc_cpu_flags=_M4F, pyocd_target="stm32f446retx",
+        ),
+        Board(
+            name="nucleo-f746zg", code=2, mcu="STM32F746ZG", core="cortex-m7",
+            clock_hz=216_000_000,
+            sram_base=0x2000_0000, sram_bytes=320 * 1024,  # DTCM 64 K + SRAM1 240 K + SRAM2 16 K
+            flash_base=0x0800_0000, flash_bytes=1024 * 1024,
+            # RM0385 §3.3.1: sectors 5-7 are 256 KB each; the model takes 6 and 7.
+            model_region_base=0x0808_0000, model_region_bytes=512 * 1024,
+            model_region_sectors=_sectors((0x0808_0000, 256 * 1024, 2)),
+            flash_wait_states=7, uart="USART3 PD8/PD9 AF7", timestamp_pin="PF13 (D7)",
+            active_power_mw=445.0,
+            power_source="MicroNets Table 4: energy / latency on the M board (420-460 mW)",
+            gcc_cpu_flags=_M7_SP, pyocd_target="stm32f746zgtx",
+        ),
+        Board(
+            name="nucleo-f767zi", code=3, mcu="STM32F767ZI", core="cortex-m7",
+            clock_hz=216_000_000,
+            sram_base=0x2000_0000, sram_bytes=512 * 1024,  # DTCM 128 K + SRAM1 368 K + SRAM2 16 K
+            flash_base=0x0800_0000, flash_bytes=2048 * 1024,
+            # RM0410 §3.3.1, single bank: sectors 8-11 are 256 KB each from 0x08100000.
+            model_region_base=0x0810_0000, model_region_bytes=1024 * 1024,
+            model_region_sectors=_sectors((0x0810_0000, 256 * 1024, 4)),
+            flash_wait_states=7, uart="USART3 PD8/PD9 AF7", timestamp_pin="PF13 (D7)",
+            active_power_mw=445.0,
+            power_source="assumed equal to nucleo-f746zg; no published figure",
+            gcc_cpu_flags=_M7_DP, pyocd_target="stm32f767zi",
+        ),
+        Board(
+            name="nucleo-l4r5zi", code=4, mcu="STM32L4R5ZI", core="cortex-m4",
+            clock_hz=120_000_000,
+            sram_base=0x2000_0000, sram_bytes=640 * 1024,  # SRAM1 192 K + SRAM2 64 K + SRAM3 384 K
+            flash_base=0x0800_0000, flash_bytes=2048 * 1024,
+            # RM0432 §3.3.1: dual bank, 4 KB pages; bank 2 starts at 0x08100000.
+            model_region_base=0x0810_0000, model_region_bytes=1024 * 1024,
+            model_region_sectors=_sectors((0x0810_0000, 4 * 1024, 256)),
+            flash_wait_states=5, uart="LPUART1 PG7/PG8 AF8", timestamp_pin="PF13 (D7)",
+            active_power_mw=40.0,
+            power_source="MLPerf Tiny v0.5 reference submission: energy / latency at 1.8 V",
+            gcc_cpu_flags=_M4F, pyocd_target="stm32l4r5zitx",
+        ),
+    )
+}
+
+# The host build: the same runtime compiled for this machine, for tests. No cycle figures.
+HOST = Board(
+    name="host", code=0, mcu="host", core="host", clock_hz=0,
+    sram_base=0, sram_bytes=64 * 1024 * 1024, flash_base=0, flash_bytes=0,
+    model_region_base=0, model_region_bytes=64 * 1024 * 1024, model_region_sectors=(),
+    flash_wait_states=0, uart="stdio", timestamp_pin="-", active_power_mw=None,
+    power_source="-", gcc_cpu_flags=(), pyocd_target=None,
+)
+
+
+def get_board(name: str) -> Board:
+    """The board called ``name``; accepts a device name like ``virtual:nucleo-f446re``."""
+    board_name = name.split(":")[1] if ":" in name else name
+    if board_name == "host":
+        return HOST
+    try:
+        return BOARDS[board_name]
+    except KeyError:
+        known = ", ".join(sorted(BOARDS))
+        raise McuprofError(f"unknown board {board_name!r}; known boards: {known}, host") from None
+
+
+def board_by_code(code: int) -> Board:
+    for board in (HOST, *BOARDS.values()):
+        if board.code == code:
+            return board
+    raise McuprofError(f"no board has plan code {code}")

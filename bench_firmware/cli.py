@@ -1,0 +1,146 @@
+"""Local commands of the ``mcuprof`` CLI: analyze, compile, run, firmware build.
+
+Everything here works without a server. ``profiler_client.cli`` mounts these commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench_firmware.boards import BOARDS, HOST, get_board
+from bench_firmware.errors import McuprofError
+
+
+def _read_model(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise McuprofError(f"cannot read model {path}: {e.strerror}") from e
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _print_layers(layers: list[dict[str, Any]], with_cycles: bool = False) -> None:
+    head = f"{'#':>3}  {'op':<20} {'output':<18} {'MACs':>12} {'params':>10} {'plan':>10}"
+    if with_cycles:
+        head += f" {'cycles':>12} {'MAC/cyc':>8}"
+    click.echo(head)
+    for layer in layers:
+        line = (f"{layer['index']:>3}  {layer['op']:<20} {str(layer.get('output_shape', '')):<18} "
+                f"{layer['macs']:>12,} {layer.get('param_bytes', 0):>10,} "
+                f"{layer.get('plan_bytes', 0):>10,}")
+        if with_cycles:
+            cyc = layer.get("cycles")
+            mpc = f"{layer['macs'] / cyc:.2f}" if cyc and layer["macs"] else "-"
+            line += f" {cyc if cyc is not None else '-':>12} {mpc:>8}"
+        click.echo(line)
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--board", default="host", show_default=True,
+              help="Board whose limits the plan is checked against.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def analyze(model: Path, board: str, as_json: bool) -> None:
+    """Ops, MACs, parameters, plan and arena bytes of MODEL, per layer and in total."""
+    from bench_firmware.compiler import compile_model
+
+    plan = compile_model(_read_model(model), get_board(board), name=str(model), check_fit=False)
+    summary = plan.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    b = plan.board
+    click.echo(f"{model}  (sha256 {plan.sha256[:16]}, board {b.name})")
+    _print_layers(summary["layers"])  # type: ignore[arg-type]
+    click.echo(f"total: {plan.ops:,} ops ({plan.macs:,} MACs), params {_fmt_bytes(plan.param_bytes)}")
+    fit_arena = "fits" if plan.arena_bytes <= b.arena_capacity else "DOES NOT FIT"
+    fit_plan = "fits" if plan.plan_bytes <= b.model_region_bytes else "DOES NOT FIT"
+    click.echo(f"arena: {_fmt_bytes(plan.arena_bytes)} of {_fmt_bytes(b.arena_capacity)} ({fit_arena})")
+    click.echo(f"plan:  {_fmt_bytes(plan.plan_bytes)} of {_fmt_bytes(b.model_region_bytes)} "
+               f"model region ({fit_plan})")
+
+
+@click.command(name="compile")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the plan.")
+@click.option("--board", required=True, help="Target board, e.g. nucleo-f446re.")
+def compile_cmd(model: Path, output: Path, board: str) -> None:
+    """Compile MODEL into the plan BOARD would run."""
+    from bench_firmware.compiler import compile_model
+
+    plan = compile_model(_read_model(model), get_board(board), name=str(model))
+    output.write_bytes(plan.data)
+    click.echo(f"wrote {output}: {plan.plan_bytes:,} bytes, arena {plan.arena_bytes:,} bytes, "
+               f"model id {plan.model_id}, {len(plan.layers)} operators")
+
+
+@click.group()
+def firmware() -> None:
+    """Build the bench firmware."""
+
+
+@firmware.command()
+@click.option("--board", "boards", multiple=True, required=True,
+              help="Board name, or 'all'. Repeatable.")
+def build(boards: tuple[str, ...]) -> None:
+    """Cross-compile the firmware image for a board (arm-none-eabi-gcc, -O2)."""
+    from bench_firmware.build import build_firmware
+
+    names = sorted(BOARDS) if "all" in boards else list(boards)
+    for name in names:
+        image = build_firmware(get_board(name))
+        click.echo(f"{name}: {image.bin_path}  text {image.text:,} data {image.data:,} "
+                   f"bss {image.bss:,} bytes  (firmware id {image.firmware_id})")
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--board", default="host", show_default=True,
+              help="host, or a device such as virtual:nucleo-f446re.")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Input tensor as .npy (default: seeded random values).")
+@click.option("--runs", default=5, show_default=True, help="Timed inferences.")
+@click.option("--warmup", default=1, show_default=True, help="Untimed inferences first.")
+@click.option("--kernels", type=click.Choice(["dsp", "ref"]), default="dsp", show_default=True,
+              help="Kernel path: the DSP-extension kernels or the portable reference ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int, kernels: str,
+        as_json: bool) -> None:
+    """Profile MODEL on one board, locally, without a server."""
+    from bench_firmware.runner import profile_model
+
+    result = profile_model(_read_model(model), board, input_path=input_path, runs=runs,
+                           warmup=warmup, kernels=kernels, name=str(model))
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{model} on {result['board']} ({kernels} kernels)")
+    if result["cycles"] is not None:
+        click.echo(f"latency {result['latency_ms']:.3f} ms, {result['cycles']:,} cycles "
+                   f"(median of {len(result['cycles_per_run'])} runs), energy "
+                   f"{result['energy_mj']:.4f} mJ ({result['energy_source']})")
+    else:
+        click.echo("host build: outputs only, no cycle figures")
+    _print_layers(result["layers"], with_cycles=result["cycles"] is not None)
+    click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, plan {_fmt_bytes(result['plan_bytes'])}")
+    click.echo(f"output {result['output_shape']}: {result['output']}")
+
+
+COMMANDS = [analyze, compile_cmd, firmware, run]
+
+
+def report_error(e: McuprofError) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+__all__ = ["COMMANDS", "HOST", "report_error"]

@@ -1,0 +1,40 @@
+/* Fixed-point arithmetic with TensorFlow Lite Micro's int8 rounding rules.
+ *
+ * The rules follow tensorflow/lite/kernels/internal/common.h (the default build, without
+ * TFLITE_SINGLE_ROUNDING) and gemmlowp's fixedpoint.h: a Q31 multiply that rounds to nearest
+ * with ties away from zero and saturates the one overflowing case, then a rounding
+ * right shift that rounds ties away from zero. Every kernel requantizes through
+ * mp_requantize() so both kernel paths round identically. */
+#ifndef MP_FIXEDPOINT_H
+#define MP_FIXEDPOINT_H
+
+#include <stdint.h>
+
+static inline int32_t mp_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
+  if (a == b && a == INT32_MIN) return INT32_MAX;
+  const int64_t ab = (int64_t)a * (int64_t)b;
+  const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+  /* Division, not a shift: C division truncates toward zero, as gemmlowp relies on. */
+  return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
+}
+
+static inline int32_t mp_rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)((INT64_C(1) << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* x * multiplier * 2^shift, multiplier in Q31 (TFLM MultiplyByQuantizedMultiplier). */
+static inline int32_t mp_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  const int32_t shifted = (int32_t)((uint32_t)x << left);
+  return mp_rounding_divide_by_pot(mp_sat_rounding_doubling_high_mul(shifted, multiplier), right);
+}
+
+static inline int32_t mp_clamp(int32_t x, int32_t lo, int32_t hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+#endif /* MP_FIXEDPOINT_H */

@@ -1,0 +1,45 @@
+/* The operator kernels. Each takes one context and returns MP_OK or an error status.
+ * Kernels with a DSP path (conv, depthwise conv, fully connected) pick it when
+ * ctx->path == MP_KERNELS_DSP; both paths must give identical bytes. */
+#ifndef MP_KERNELS_H
+#define MP_KERNELS_H
+
+#include <stdint.h>
+
+#include "mp_plan.h"
+#include "mp_runtime.h"
+
+#define MP_MAX_INPUTS 8
+
+typedef struct {
+  const uint8_t *plan;              /* the whole plan: weights are plan + offset */
+  const void *params;               /* the op's parameter struct, NULL when it has none */
+  uint16_t n_inputs;
+  const mp_tensor_t *input[MP_MAX_INPUTS];
+  void *input_data[MP_MAX_INPUTS];  /* arena pointers */
+  const mp_tensor_t *output;
+  void *output_data;
+  mp_kernel_path_t path;
+} mp_op_ctx_t;
+
+/* A pointer to plan data at byte offset `off`. */
+#define MP_PLAN_AT(ctx, type, off) ((const type *)(const void *)((ctx)->plan + (off)))
+
+typedef mp_status_t (*mp_kernel_fn)(const mp_op_ctx_t *ctx);
+
+mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_average_pool2d(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_max_pool2d(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_add(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_pad(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_reshape(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_softmax(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_relu(const mp_op_ctx_t *ctx);   /* RELU and RELU6 */
+mp_status_t mp_op_mean(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_concatenation(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_quantize(const mp_op_ctx_t *ctx);
+mp_status_t mp_op_dequantize(const mp_op_ctx_t *ctx);
+
+#endif /* MP_KERNELS_H */

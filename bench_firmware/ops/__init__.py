@@ -1,0 +1,79 @@
+"""Per-operator plan compilers.
+
+Each supported TFLite builtin has one function, registered with ``@register("NAME")``, that
+validates the operator, precomputes every quantization parameter, appends weights and
+per-channel arrays to the plan's data section through ``ctx.add_data`` and returns the packed
+parameter struct (``bench_firmware.plan_format``), or ``b""`` when the op has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from bench_firmware.errors import ModelError, UnsupportedOpError
+from bench_firmware.tflite_model import Operator, Tensor
+
+
+class DataSink(Protocol):
+    """What an op compiler may do with the plan being built."""
+
+    def add_data(self, data: bytes | np.ndarray, align: int = 8) -> int:
+        """Append bytes to the data section; returns their absolute offset in the plan."""
+        ...
+
+
+OpCompileFn = Callable[[Operator, DataSink], bytes]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    compile: OpCompileFn
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(name: str) -> Callable[[OpCompileFn], OpCompileFn]:
+    def wrap(fn: OpCompileFn) -> OpCompileFn:
+        REGISTRY[name] = OpSpec(name, fn)
+        return fn
+
+    return wrap
+
+
+def fail(op: Operator, what: str, hint: str = "") -> UnsupportedOpError:
+    """An error naming the operator, its index and what about it is unsupported."""
+    msg = f"operator {op.index} ({op.name}): {what}"
+    if hint:
+        msg += f". {hint}"
+    return UnsupportedOpError(msg, op=op.name, index=op.index)
+
+
+def require_int8(op: Operator, tensor: Tensor | None, role: str) -> Tensor:
+    if tensor is None:
+        raise ModelError(f"operator {op.index} ({op.name}) has no {role} tensor")
+    if tensor.dtype != "int8" or not tensor.is_quantized:
+        raise fail(op, f"{role} tensor {tensor.name!r} is {tensor.dtype}, not quantized int8")
+    return tensor
+
+
+def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A rank ≤ 4 shape left-padded with 1s to rank 4."""
+    if len(shape) > 4:
+        raise ModelError(f"tensor shape {shape} has rank {len(shape)}; the runtime handles ≤ 4")
+    padded = (1,) * (4 - len(shape)) + tuple(shape)
+    return padded  # type: ignore[return-value]
+
+
+def load_all() -> None:
+    """Import every op module so their ``@register`` calls run."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")

@@ -1,0 +1,47 @@
+"""The memory planner: arena offsets for every activation tensor.
+
+The algorithm is TFLite Micro's ``GreedyMemoryPlanner``: a tensor lives from the operator that
+writes it (model inputs: from operator 0) to the last operator that reads it (model outputs:
+to the end); buffers are placed in order of decreasing size, each at the lowest offset where it
+overlaps no already-placed buffer that is alive at the same time. Sizes are rounded up to
+TFLM's 16-byte buffer alignment so our figure is comparable to its report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUFFER_ALIGN = 16  # bytes; TFLM MicroArenaBufferAlignment()
+
+
+def align_up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass
+class Buffer:
+    key: int  # caller's id (tensor index)
+    size: int
+    first: int  # first operator index using it
+    last: int  # last operator index using it
+    offset: int = -1
+
+    def overlaps_in_time(self, other: Buffer) -> bool:
+        return not (self.last < other.first or other.last < self.first)
+
+
+def plan_memory(buffers: list[Buffer]) -> int:
+    """Assign ``offset`` to every buffer; returns the arena size in bytes."""
+    order = sorted(buffers, key=lambda b: (-align_up(b.size, BUFFER_ALIGN), b.first, b.key))
+    placed: list[Buffer] = []
+    for buf in order:
+        size = align_up(buf.size, BUFFER_ALIGN)
+        candidate = 0
+        for other in sorted((p for p in placed if p.overlaps_in_time(buf)),
+                            key=lambda p: p.offset):
+            if candidate + size <= other.offset:
+                break
+            candidate = max(candidate, other.offset + align_up(other.size, BUFFER_ALIGN))
+        buf.offset = candidate
+        placed.append(buf)
+    return max((b.offset + align_up(b.size, BUFFER_ALIGN) for b in buffers), default=0)

@@ -1,0 +1,1 @@
+"""mcuprof profiler_client."""
