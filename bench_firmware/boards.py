@@ -56,7 +56,7 @@ class Board:
 
 def _sectors(*spec: tuple[int, int, int]) -> tuple[tuple[int, int], ...]:
     """(first address, sector bytes, count) runs → list of (address, bytes)."""
-    out = []
+    out: list[tuple[int, int]] = []
     for base, size, count in spec:
         out.extend((base + i * size, size) for i in range(count))
     return tuple(out)

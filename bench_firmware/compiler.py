@@ -204,8 +204,8 @@ def _tensor_record(t: Tensor, offset: int) -> bytes:
 
 def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan:
     """Compile a parsed graph for ``board``."""
+    _check_types(graph)  # a float model is the more useful diagnosis than its ops
     _check_ops(graph)
-    _check_types(graph)
     tensors, life = _activation_tensors(graph)
     arena = plan_memory(list(life.values()))
     if check_fit and arena > board.arena_capacity:
