@@ -97,9 +97,12 @@ def build(boards: tuple[str, ...]) -> None:
 
     names = sorted(BOARDS) if "all" in boards else list(boards)
     for name in names:
+        if name == "host":
+            raise McuprofError("the host build is not a firmware image; tests build it themselves")
         image = build_firmware(get_board(name))
-        click.echo(f"{name}: {image.bin_path}  text {image.text:,} data {image.data:,} "
-                   f"bss {image.bss:,} bytes  (firmware id {image.firmware_id})")
+        click.echo(f"{name}: {image.bin}  text {image.text_bytes:,} data {image.data_bytes:,} "
+                   f"bss {image.bss_bytes:,} bytes, flash {image.flash_bytes:,} bytes "
+                   f"(firmware id {image.firmware_id})")
 
 
 @click.command()

@@ -1,0 +1,168 @@
+/* DEPTHWISE_CONV_2D, int8 with per-channel quantization: TFLM
+ * reference_integer_ops::DepthwiseConvPerChannel
+ * (tensorflow/lite/kernels/internal/reference/integer_ops/depthwise_conv.h).
+ *
+ * Weights (bench_firmware/ops/conv.py): [kh][kw][row_bytes], each tap's out_c weights padded
+ * to a word; output channel oc = ic * depth_multiplier + m reads input channel ic. Taps
+ * outside the input are skipped, as in TFLM.
+ *
+ * DSP path, depth_multiplier == 1: SIMD over channels, four at a time. One word of input and
+ * one of weights per tap give four int8 lanes each; SXTAB16 (input + offset) / SXTB16
+ * (weights), plain and with ROR #8, split them into the (0, 2) and (1, 3) halfword pairs, and
+ * SMLABB / SMLATT accumulate each lane into its channel. Other depth multipliers use the
+ * reference loops. Both paths requantize through mp_requantize(). */
+#include <stdint.h>
+
+#include "mp_acle.h"
+#include "mp_fixedpoint.h"
+#include "mp_kernels.h"
+
+typedef struct {
+  const mp_conv_params_t *p;
+  const int8_t *input;
+  int8_t *output;
+  const int8_t *weights;
+  const int32_t *bias, *mult, *shift;
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+} dw_job_t;
+
+static inline int8_t dw_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
+  const int32_t y = mp_requantize(acc, mult, shift) + p->output_offset;
+  return (int8_t)mp_clamp(y, p->act_min, p->act_max);
+}
+
+/* The taps k in [lo, hi) whose position origin + k * dilation lies in [0, size). */
+static inline void dw_tap_range(int32_t origin, int32_t dilation, int32_t k, int32_t size,
+                                int32_t *lo, int32_t *hi) {
+  int32_t l = 0, h = k;
+  if (origin < 0) l = (-origin + dilation - 1) / dilation;
+  const int32_t room = size - origin;
+  if (room <= 0) {
+    h = 0;
+  } else {
+    const int32_t fit = (room + dilation - 1) / dilation;
+    if (fit < h) h = fit;
+  }
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
+
+static void dw_ref(const dw_job_t *j) {
+  const mp_conv_params_t *p = j->p;
+  const int32_t kh = p->kernel_h, kw = p->kernel_w, dm = p->depth_multiplier;
+  const int32_t tap_bytes = (int32_t)p->row_bytes;
+  for (int32_t b = 0; b < j->batches; ++b) {
+    for (int32_t oy = 0; oy < j->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      for (int32_t ox = 0; ox < j->out_w; ++ox) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        int8_t *out = j->output + ((b * j->out_h + oy) * j->out_w + ox) * j->out_c;
+        for (int32_t ic = 0; ic < j->in_c; ++ic) {
+          for (int32_t m = 0; m < dm; ++m) {
+            const int32_t oc = ic * dm + m;
+            int32_t acc = 0;
+            for (int32_t ky = 0; ky < kh; ++ky) {
+              const int32_t iy = iy0 + ky * p->dilation_h;
+              for (int32_t kx = 0; kx < kw; ++kx) {
+                const int32_t ix = ix0 + kx * p->dilation_w;
+                if (iy < 0 || iy >= j->in_h || ix < 0 || ix >= j->in_w) continue;
+                const int32_t x = j->input[((b * j->in_h + iy) * j->in_w + ix) * j->in_c + ic];
+                const int32_t w = j->weights[(ky * kw + kx) * tap_bytes + oc];
+                acc += w * (x + p->input_offset);
+              }
+            }
+            acc += j->bias[oc];
+            out[oc] = dw_out(p, acc, j->mult[oc], j->shift[oc]);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* depth_multiplier == 1: output channel c reads input channel c. */
+static void dw_dsp_m1(const dw_job_t *j) {
+  const mp_conv_params_t *p = j->p;
+  const int32_t kw = p->kernel_w, c_all = j->in_c;
+  const int32_t tap_bytes = (int32_t)p->row_bytes;
+  const int32_t off = p->input_offset;
+  const uint32_t off2 = mp_pack16(off, off);
+  for (int32_t b = 0; b < j->batches; ++b) {
+    const int8_t *in_b = j->input + b * j->in_h * j->in_w * c_all;
+    for (int32_t oy = 0; oy < j->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      int32_t ky_lo, ky_hi;
+      dw_tap_range(iy0, p->dilation_h, p->kernel_h, j->in_h, &ky_lo, &ky_hi);
+      for (int32_t ox = 0; ox < j->out_w; ++ox) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        int32_t kx_lo, kx_hi;
+        dw_tap_range(ix0, p->dilation_w, kw, j->in_w, &kx_lo, &kx_hi);
+        int8_t *out = j->output + ((b * j->out_h + oy) * j->out_w + ox) * j->out_c;
+        int32_t c = 0;
+        for (; c + 4 <= c_all; c += 4) {
+          int32_t a0 = j->bias[c], a1 = j->bias[c + 1], a2 = j->bias[c + 2], a3 = j->bias[c + 3];
+          for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+            const int8_t *x_row = in_b + (iy0 + ky * p->dilation_h) * j->in_w * c_all + c;
+            const int8_t *w_row = j->weights + ky * kw * tap_bytes + c;
+            for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
+              const uint32_t xv = mp_load32(x_row + (ix0 + kx * p->dilation_w) * c_all);
+              const uint32_t wv = mp_load32(w_row + kx * tap_bytes);
+              const uint32_t xe = mp_sxtab16(off2, xv), xo = mp_sxtab16_ror8(off2, xv);
+              const uint32_t we = mp_sxtb16(wv), wo = mp_sxtb16_ror8(wv);
+              a0 = mp_smlabb(xe, we, a0);
+              a2 = mp_smlatt(xe, we, a2);
+              a1 = mp_smlabb(xo, wo, a1);
+              a3 = mp_smlatt(xo, wo, a3);
+            }
+          }
+          out[c] = dw_out(p, a0, j->mult[c], j->shift[c]);
+          out[c + 1] = dw_out(p, a1, j->mult[c + 1], j->shift[c + 1]);
+          out[c + 2] = dw_out(p, a2, j->mult[c + 2], j->shift[c + 2]);
+          out[c + 3] = dw_out(p, a3, j->mult[c + 3], j->shift[c + 3]);
+        }
+        for (; c < c_all; ++c) {
+          int32_t acc = j->bias[c];
+          for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+            const int32_t row = (b * j->in_h + iy0 + ky * p->dilation_h) * j->in_w;
+            for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
+              const int32_t x = j->input[(row + ix0 + kx * p->dilation_w) * c_all + c];
+              acc += (int32_t)j->weights[(ky * kw + kx) * tap_bytes + c] * (x + off);
+            }
+          }
+          out[c] = dw_out(p, acc, j->mult[c], j->shift[c]);
+        }
+      }
+    }
+  }
+}
+
+mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
+  if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
+  const mp_conv_params_t *p = (const mp_conv_params_t *)ctx->params;
+  const mp_tensor_t *in = ctx->input[0], *out = ctx->output;
+  dw_job_t j;
+  j.p = p;
+  j.input = (const int8_t *)ctx->input_data[0];
+  j.output = (int8_t *)ctx->output_data;
+  j.weights = MP_PLAN_AT(ctx, int8_t, p->weights_off);
+  j.bias = MP_PLAN_AT(ctx, int32_t, p->bias_off);
+  j.mult = MP_PLAN_AT(ctx, int32_t, p->mult_off);
+  j.shift = MP_PLAN_AT(ctx, int32_t, p->shift_off);
+  j.batches = in->shape[0];
+  j.in_h = in->shape[1];
+  j.in_w = in->shape[2];
+  j.in_c = in->shape[3];
+  j.out_h = out->shape[1];
+  j.out_w = out->shape[2];
+  j.out_c = out->shape[3];
+  if (out->shape[0] != in->shape[0] || p->stride_h == 0 || p->stride_w == 0 ||
+      p->dilation_h == 0 || p->dilation_w == 0 || p->depth_multiplier == 0 ||
+      j.out_c != j.in_c * (int32_t)p->depth_multiplier || p->row_bytes < (uint32_t)j.out_c)
+    return MP_ERR_OP;
+  if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1)
+    dw_dsp_m1(&j);
+  else
+    dw_ref(&j);
+  return MP_OK;
+}

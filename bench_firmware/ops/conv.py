@@ -1,0 +1,202 @@
+"""CONV_2D and DEPTHWISE_CONV_2D: validation, TFLM's quantization parameters, packed weights.
+
+Both follow TensorFlow Lite Micro's int8 kernels (``micro/kernels/conv_common.cc``,
+``depthwise_conv_common.cc``, ``reference/integer_ops/conv.h``, ``depthwise_conv.h``):
+
+* one multiplier per output channel from ``PopulateConvolutionQuantizationParams``
+  (``kernels/kernel_util.cc``): ``double(input_scale) * double(filter_scale) /
+  double(output_scale)``, every factor widened from float32 first; per-tensor filters are
+  broadcast to every channel, so the kernels only know the per-channel form;
+* padding from ``ComputePaddingHeightWidth`` (``kernels/padding.h``) on the output size
+  TFLM recomputes from the padding mode, not on the output tensor's shape;
+* the filter zero point is ignored by TFLM's conv kernels; we refuse a non-zero one instead
+  of silently matching that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench_firmware import plan_format as pf
+from bench_firmware.ops import DataSink, fail, register, require_int8
+from bench_firmware.quantization import activation_range, quantize_multiplier
+from bench_firmware.tflite_model import Operator, Tensor
+
+_U16 = 0xFFFF
+_I16 = 0x7FFF
+
+
+def align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def out_size(padding: str, in_size: int, kernel: int, stride: int, dilation: int) -> int:
+    """TFLM ``ComputeOutSize`` (kernels/padding.h)."""
+    effective = (kernel - 1) * dilation + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    return (in_size + stride - effective) // stride
+
+
+def pad_before(in_size: int, kernel: int, stride: int, dilation: int, out: int) -> int:
+    """TFLM ``ComputePaddingWithOffset``: the smaller half of the total padding goes first."""
+    effective = (kernel - 1) * dilation + 1
+    total = max((out - 1) * stride + effective - in_size, 0)
+    return total // 2
+
+
+def channel_multipliers(op: Operator, input_t: Tensor, filter_t: Tensor, output_t: Tensor,
+                        channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (Q31 multiplier, shift) exactly as ``PopulateConvolutionQuantizationParams``."""
+    scales = np.asarray(filter_t.scales, dtype=np.float32)
+    if len(scales) not in (1, channels):
+        raise fail(op, f"filter has {len(scales)} scales for {channels} output channels")
+    mults = np.empty(channels, dtype="<i4")
+    shifts = np.empty(channels, dtype="<i4")
+    in_scale, out_scale = input_t.scale, output_t.scale
+    for c in range(channels):
+        filter_scale = float(scales[c if len(scales) > 1 else 0])
+        real = in_scale * filter_scale / out_scale  # double arithmetic, as TFLM
+        mults[c], shifts[c] = quantize_multiplier(real)
+    return mults, shifts
+
+
+def check_filter_zero_points(op: Operator, filter_t: Tensor) -> None:
+    zps = filter_t.zero_points
+    if zps is not None and np.any(np.asarray(zps) != 0):
+        raise fail(op, f"filter {filter_t.name!r} has a non-zero zero point",
+                   "int8 weights must be symmetric (zero point 0), as the TFLite converter "
+                   "makes them")
+
+
+def bias_array(op: Operator, bias_t: Tensor | None, channels: int) -> np.ndarray:
+    """The int32 bias per output channel (zeros when the op has none)."""
+    if bias_t is None:
+        return np.zeros(channels, dtype="<i4")
+    if bias_t.dtype != "int32":
+        raise fail(op, f"bias {bias_t.name!r} is {bias_t.dtype}, not int32")
+    if bias_t.data is None:
+        raise fail(op, f"bias {bias_t.name!r} is not a constant")
+    if bias_t.elements != channels:
+        raise fail(op, f"bias has {bias_t.elements} values for {channels} output channels")
+    return np.asarray(bias_t.data, dtype="<i4").reshape(channels)
+
+
+def fused_range(op: Operator, output_t: Tensor) -> tuple[int, int]:
+    activation = op.options.get("activation", "NONE")
+    try:
+        return activation_range(activation, output_t.scale, output_t.zero_point)
+    except ValueError as e:
+        raise fail(op, f"fused activation {activation} is not supported on int8") from e
+
+
+def _window(op: Operator, input_t: Tensor, output_t: Tensor, kh: int, kw: int) -> dict[str, int]:
+    """Strides, dilations and TFLM's padding, checked against the output tensor."""
+    padding = op.options.get("padding", "UNKNOWN")
+    if padding not in ("SAME", "VALID"):
+        raise fail(op, f"padding {padding} is not supported")
+    sh, sw = op.options.get("stride_h", 1), op.options.get("stride_w", 1)
+    dh, dw = op.options.get("dilation_h", 1), op.options.get("dilation_w", 1)
+    if min(sh, sw, dh, dw) < 1 or max(sh, sw, dh, dw) > _U16:
+        raise fail(op, f"strides ({sh}, {sw}) and dilations ({dh}, {dw}) must be in 1..65535")
+    _, in_h, in_w, _ = input_t.shape
+    _, o_h, o_w, _ = output_t.shape
+    oh = out_size(padding, in_h, kh, sh, dh)
+    ow = out_size(padding, in_w, kw, sw, dw)
+    if (oh, ow) != (o_h, o_w):
+        raise fail(op, f"output is {o_h}x{o_w} but {padding} padding gives {oh}x{ow}")
+    pt = pad_before(in_h, kh, sh, dh, oh)
+    pl = pad_before(in_w, kw, sw, dw, ow)
+    if kh > _U16 or kw > _U16 or pt > _I16 or pl > _I16:
+        raise fail(op, f"kernel {kh}x{kw} with padding ({pt}, {pl}) is too large")
+    return {"kernel_h": kh, "kernel_w": kw, "stride_h": sh, "stride_w": sw,
+            "dilation_h": dh, "dilation_w": dw, "pad_top": pt, "pad_left": pl}
+
+
+def _tensors(op: Operator) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
+        raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
+                       f"{len(op.outputs)}")
+    input_t = require_int8(op, op.inputs[0], "input")
+    filter_t = require_int8(op, op.inputs[1], "filter")
+    output_t = require_int8(op, op.outputs[0], "output")
+    bias_t = op.inputs[2] if len(op.inputs) == 3 else None
+    if filter_t.data is None:
+        raise fail(op, f"filter {filter_t.name!r} is not a constant",
+                   "the bench firmware keeps weights in flash; they must be constant")
+    for t, role in ((input_t, "input"), (filter_t, "filter"), (output_t, "output")):
+        if len(t.shape) != 4:
+            raise fail(op, f"{role} {t.name!r} has shape {list(t.shape)}, expected rank 4")
+    if input_t.shape[0] != output_t.shape[0]:
+        raise fail(op, "input and output batch sizes differ")
+    check_filter_zero_points(op, filter_t)
+    return input_t, filter_t, bias_t, output_t
+
+
+@register("CONV_2D")
+def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
+    """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned."""
+    input_t, filter_t, bias_t, output_t = _tensors(op)
+    out_c, kh, kw, in_c = filter_t.shape
+    if input_t.shape[3] != in_c:
+        groups = input_t.shape[3] / in_c
+        raise fail(op, f"grouped convolution ({input_t.shape[3]} input channels, filter depth "
+                       f"{in_c}, {groups:g} groups) is not supported",
+                   "use groups=1 or a depthwise convolution")
+    if output_t.shape[3] != out_c:
+        raise fail(op, f"output has {output_t.shape[3]} channels, filter has {out_c}")
+    if filter_t.scales is not None and len(filter_t.scales) > 1 \
+            and filter_t.quantized_dimension != 0:
+        raise fail(op, "per-channel filter scales must be along dimension 0")
+    window = _window(op, input_t, output_t, kh, kw)
+    act_min, act_max = fused_range(op, output_t)
+    mults, shifts = channel_multipliers(op, input_t, filter_t, output_t, out_c)
+    bias = bias_array(op, bias_t, out_c)
+
+    row = kh * kw * in_c
+    row_bytes = align4(row)
+    weights = np.zeros((out_c, row_bytes), dtype=np.int8)
+    weights[:, :row] = np.asarray(filter_t.data, dtype=np.int8).reshape(out_c, row)
+    return pf.CONV.pack(
+        input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
+        act_min=act_min, act_max=act_max, **window, depth_multiplier=1, row_bytes=row_bytes,
+        weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
+        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+    )
+
+
+@register("DEPTHWISE_CONV_2D")
+def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
+    """TFLite's [1][kh][kw][out_c] weights with each tap's channels padded to a word, so the
+    DSP path's four-channel loads are aligned."""
+    input_t, filter_t, bias_t, output_t = _tensors(op)
+    one, kh, kw, out_c = filter_t.shape
+    in_c = input_t.shape[3]
+    if one != 1:
+        raise fail(op, f"filter shape {list(filter_t.shape)} does not start with 1")
+    if output_t.shape[3] != out_c:
+        raise fail(op, f"output has {output_t.shape[3]} channels, filter has {out_c}")
+    multiplier = op.options.get("depth_multiplier", 1)
+    if in_c * multiplier != out_c:
+        raise fail(op, f"{in_c} input channels x depth multiplier {multiplier} != {out_c} "
+                       "output channels")
+    if multiplier > _U16:
+        raise fail(op, f"depth multiplier {multiplier} is too large")
+    if filter_t.scales is not None and len(filter_t.scales) > 1 \
+            and filter_t.quantized_dimension != 3:
+        raise fail(op, "per-channel filter scales must be along dimension 3")
+    window = _window(op, input_t, output_t, kh, kw)
+    act_min, act_max = fused_range(op, output_t)
+    mults, shifts = channel_multipliers(op, input_t, filter_t, output_t, out_c)
+    bias = bias_array(op, bias_t, out_c)
+
+    tap_bytes = align4(out_c)
+    weights = np.zeros((kh * kw, tap_bytes), dtype=np.int8)
+    weights[:, :out_c] = np.asarray(filter_t.data, dtype=np.int8).reshape(kh * kw, out_c)
+    return pf.CONV.pack(
+        input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
+        act_min=act_min, act_max=act_max, **window, depth_multiplier=multiplier,
+        row_bytes=tap_bytes,
+        weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
+        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+    )

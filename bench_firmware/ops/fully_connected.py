@@ -1,0 +1,101 @@
+"""FULLY_CONNECTED: validation, TFLM's quantization parameters, packed weights.
+
+TensorFlow Lite Micro (``micro/kernels/fully_connected_common.cc``,
+``CalculateOpDataFullyConnected``) derives the multiplier two ways:
+
+* per-tensor filter scale: ``GetQuantizedConvolutionMultipler`` (``kernels/kernel_util.cc``)
+  multiplies ``input_scale * filter_scale`` in float32 first, then widens to double and
+  divides by ``double(output_scale)``;
+* per-channel filter scales: ``double(input_scale) * double(filter_scale[c]) /
+  double(output_scale)``, as for convolutions.
+
+The kernel (``reference/integer_ops/fully_connected.h``) treats the input as
+``rows = output elements / out_features`` rows of ``in_features`` values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench_firmware import plan_format as pf
+from bench_firmware.ops import DataSink, fail, register, require_int8
+from bench_firmware.ops.conv import (
+    align4,
+    bias_array,
+    check_filter_zero_points,
+    fused_range,
+)
+from bench_firmware.quantization import quantize_multiplier
+from bench_firmware.tflite_model import Operator, Tensor
+
+_WEIGHTS_FORMAT_DEFAULT = 0  # tflite.FullyConnectedOptionsWeightsFormat.DEFAULT
+
+
+def fc_multipliers(op: Operator, input_t: Tensor, filter_t: Tensor, output_t: Tensor,
+                   channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Q31 multiplier, shift) per output feature, as ``CalculateOpDataFullyConnected``."""
+    scales = np.asarray(filter_t.scales, dtype=np.float32)
+    in_scale, out_scale = input_t.scale, output_t.scale
+    if len(scales) == 1:
+        product = float(np.float32(in_scale) * scales[0])  # float32 product, then double
+        mult, shift = quantize_multiplier(product / out_scale)
+        return np.full(channels, mult, dtype="<i4"), np.full(channels, shift, dtype="<i4")
+    if len(scales) != channels or filter_t.quantized_dimension != 0:
+        raise fail(op, f"weights have {len(scales)} scales along dimension "
+                       f"{filter_t.quantized_dimension} for {channels} output features")
+    mults = np.empty(channels, dtype="<i4")
+    shifts = np.empty(channels, dtype="<i4")
+    for c in range(channels):
+        mults[c], shifts[c] = quantize_multiplier(in_scale * float(scales[c]) / out_scale)
+    return mults, shifts
+
+
+@register("FULLY_CONNECTED")
+def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
+    """Weights as [out][row_bytes] word-aligned rows, plus the bias with the input offset
+    folded in (bias + input_offset * sum(row)) for the DSP path."""
+    if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
+        raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
+                       f"{len(op.outputs)}")
+    input_t = require_int8(op, op.inputs[0], "input")
+    filter_t = require_int8(op, op.inputs[1], "weights")
+    output_t = require_int8(op, op.outputs[0], "output")
+    bias_t = op.inputs[2] if len(op.inputs) == 3 else None
+    if filter_t.data is None:
+        raise fail(op, f"weights {filter_t.name!r} are not a constant",
+                   "the bench firmware keeps weights in flash; they must be constant")
+    if op.options.get("weights_format", _WEIGHTS_FORMAT_DEFAULT) != _WEIGHTS_FORMAT_DEFAULT:
+        raise fail(op, "shuffled weights formats are not supported")
+    if len(filter_t.shape) != 2:
+        raise fail(op, f"weights have shape {list(filter_t.shape)}, expected rank 2")
+    check_filter_zero_points(op, filter_t)
+    out_features, in_features = filter_t.shape
+    if in_features == 0 or out_features == 0 or not output_t.shape \
+            or output_t.shape[-1] != out_features:
+        raise fail(op, f"output shape {list(output_t.shape)} does not end with the weights' "
+                       f"{out_features} output features")
+    rows = output_t.elements // out_features
+    if input_t.elements != rows * in_features:
+        raise fail(op, f"input has {input_t.elements} values, expected {rows} rows of "
+                       f"{in_features}")
+    act_min, act_max = fused_range(op, output_t)
+    mults, shifts = fc_multipliers(op, input_t, filter_t, output_t, out_features)
+    bias = bias_array(op, bias_t, out_features)
+
+    w = np.asarray(filter_t.data, dtype=np.int8).reshape(out_features, in_features)
+    row_bytes = align4(in_features)
+    weights = np.zeros((out_features, row_bytes), dtype=np.int8)
+    weights[:, :in_features] = w
+    input_offset = -input_t.zero_point
+    # int32 wrap-around is what the firmware's accumulator does too, so the folded sum equals
+    # TFLM's sum of w * (x + input_offset) + bias modulo 2**32 in every case.
+    folded = (bias.astype(np.int64) + input_offset * w.astype(np.int64).sum(axis=1))
+    folded_bias = ((folded + 2**31) % 2**32 - 2**31).astype("<i4")
+    return pf.FULLY_CONNECTED.pack(
+        input_offset=input_offset, output_offset=output_t.zero_point,
+        act_min=act_min, act_max=act_max, in_features=in_features,
+        out_features=out_features, row_bytes=row_bytes,
+        weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
+        folded_bias_off=ctx.add_data(folded_bias),
+        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+    )
