@@ -31,6 +31,8 @@ from bench_firmware.tflite_model import Graph, Tensor, read_tflite
 op_registry.load_all()
 
 _SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK"}
+# Builtins that run on another op's kernel: PADV2 is PAD with an explicit fill value.
+_OP_ALIASES = {"PADV2": "PAD"}
 _INT8_RECIPE = (
     "Convert it with full-integer quantization: converter.optimizations = "
     "[tf.lite.Optimize.DEFAULT], a representative_dataset, converter.target_spec."
@@ -234,7 +236,7 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
         acts = [plan_index[t.index] for t in op.inputs if t is not None and not t.is_constant]
         inputs_off = data.add_data(np.asarray(acts, dtype="<u2"))
         op_records.append(pf.OP.pack(
-            code=pf.OP_CODES[op.name], n_inputs=len(acts),
+            code=pf.OP_CODES[_OP_ALIASES.get(op.name, op.name)], n_inputs=len(acts),
             output=plan_index[op.outputs[0].index], inputs_off=inputs_off, params_off=params_off,
         ))
         macs = layer_macs(op)

@@ -163,8 +163,10 @@ CONV = Struct("mp_conv_params_t", (
     ("pad_top", "i16"),
     ("pad_left", "i16"),
     ("depth_multiplier", "u16"), # depthwise only
-    ("row_bytes", "u16"),        # conv: bytes per output channel's weight row (padded to 4)
-    ("weights_off", "u32"),      # conv: [out_c][row_bytes] rows of OHWI; dw: [kh][kw][out_c]
+    ("reserved", "u16"),
+    ("row_bytes", "u32"),        # conv: bytes per output channel's OHWI row, padded to 4;
+                                 # dw: bytes per kernel tap (out_c padded to 4)
+    ("weights_off", "u32"),      # conv: [out_c][row_bytes]; dw: [kh][kw][row_bytes]
     ("bias_off", "u32"),         # i32[out_c]
     ("mult_off", "u32"),         # i32[out_c]
     ("shift_off", "u32"),        # i32[out_c]
@@ -209,8 +211,10 @@ ADD = Struct("mp_add_params_t", (
     ("output_shift", "i32"),
     ("act_min", "i32"),
     ("act_max", "i32"),
-    ("broadcast", "u32"),        # 0: same shape; 1: input2 is one value per channel... see kernel
-), "ADD (int8).")
+    ("input2_elements", "u32"),  # input2 repeats every this many output elements (1: scalar)
+    ("input2_const_off", "u32"), # input2 is constant data at this plan offset; 0: an input
+    ("input1_slot", "u32"),      # which of the op's inputs is input1 (0 or 1); input2 the other
+), "ADD (int8); input1 has the output's shape, input2 may broadcast its trailing dims.")
 
 SOFTMAX = Struct("mp_softmax_params_t", (
     ("input_mult", "i32"),
@@ -242,7 +246,7 @@ MEAN = Struct("mp_mean_params_t", (
     ("shift", "i32"),
     ("count", "u32"),            # elements averaged per output (H * W)
     ("reserved", "u32"),
-), "MEAN over H and W of an NHWC tensor.")
+), "MEAN over H and W of an NHWC tensor; mult and shift include 1 / count.")
 
 CONCATENATION = Struct("mp_concat_params_t", (
     ("axis", "u32"),             # in the rank-4 NHWC view

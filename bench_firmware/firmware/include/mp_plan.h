@@ -100,13 +100,14 @@ typedef struct {
   int16_t pad_top;
   int16_t pad_left;
   uint16_t depth_multiplier;
-  uint16_t row_bytes;
+  uint16_t reserved;
+  uint32_t row_bytes;
   uint32_t weights_off;
   uint32_t bias_off;
   uint32_t mult_off;
   uint32_t shift_off;
 } mp_conv_params_t;
-MP_STATIC_ASSERT(sizeof(mp_conv_params_t) == 52, mp_conv_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_conv_params_t) == 56, mp_conv_params_t_size);
 
 /* FULLY_CONNECTED; rows = input elements / in_features. */
 typedef struct {
@@ -138,7 +139,7 @@ typedef struct {
 } mp_pool_params_t;
 MP_STATIC_ASSERT(sizeof(mp_pool_params_t) == 20, mp_pool_params_t_size);
 
-/* ADD (int8). */
+/* ADD (int8); input1 has the output's shape, input2 may broadcast its trailing dims. */
 typedef struct {
   int32_t input1_offset;
   int32_t input2_offset;
@@ -152,9 +153,11 @@ typedef struct {
   int32_t output_shift;
   int32_t act_min;
   int32_t act_max;
-  uint32_t broadcast;
+  uint32_t input2_elements;
+  uint32_t input2_const_off;
+  uint32_t input1_slot;
 } mp_add_params_t;
-MP_STATIC_ASSERT(sizeof(mp_add_params_t) == 52, mp_add_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_add_params_t) == 60, mp_add_params_t_size);
 
 /* SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128). */
 typedef struct {
@@ -185,7 +188,7 @@ typedef struct {
 } mp_pad_params_t;
 MP_STATIC_ASSERT(sizeof(mp_pad_params_t) == 20, mp_pad_params_t_size);
 
-/* MEAN over H and W of an NHWC tensor. */
+/* MEAN over H and W of an NHWC tensor; mult and shift include 1 / count. */
 typedef struct {
   int32_t input_offset;
   int32_t output_offset;
