@@ -46,6 +46,7 @@ run: firmware
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -60,10 +60,12 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
     b = plan.board
     click.echo(f"{model}  (sha256 {plan.sha256[:16]}, board {b.name})")
     _print_layers(summary["layers"])  # type: ignore[arg-type]
-    click.echo(f"total: {plan.ops:,} ops ({plan.macs:,} MACs), params {_fmt_bytes(plan.param_bytes)}")
+    click.echo(f"total: {plan.ops:,} ops ({plan.macs:,} MACs), "
+               f"params {_fmt_bytes(plan.param_bytes)}")
     fit_arena = "fits" if plan.arena_bytes <= b.arena_capacity else "DOES NOT FIT"
     fit_plan = "fits" if plan.plan_bytes <= b.model_region_bytes else "DOES NOT FIT"
-    click.echo(f"arena: {_fmt_bytes(plan.arena_bytes)} of {_fmt_bytes(b.arena_capacity)} ({fit_arena})")
+    click.echo(f"arena: {_fmt_bytes(plan.arena_bytes)} of {_fmt_bytes(b.arena_capacity)} "
+               f"({fit_arena})")
     click.echo(f"plan:  {_fmt_bytes(plan.plan_bytes)} of {_fmt_bytes(b.model_region_bytes)} "
                f"model region ({fit_plan})")
 
@@ -109,7 +111,8 @@ def build(boards: tuple[str, ...]) -> None:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--board", default="host", show_default=True,
               help="host, or a device such as virtual:nucleo-f446re.")
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--input", "input_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Input tensor as .npy (default: seeded random values).")
 @click.option("--runs", default=5, show_default=True, help="Timed inferences.")
 @click.option("--warmup", default=1, show_default=True, help="Untimed inferences first.")
@@ -134,7 +137,8 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
     else:
         click.echo("host build: outputs only, no cycle figures")
     _print_layers(result["layers"], with_cycles=result["cycles"] is not None)
-    click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, plan {_fmt_bytes(result['plan_bytes'])}")
+    click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, "
+               f"plan {_fmt_bytes(result['plan_bytes'])}")
     click.echo(f"output {result['output_shape']}: {result['output']}")
 
 

@@ -184,9 +184,9 @@ def _activation_tensors(graph: Graph) -> tuple[list[Tensor], dict[int, Buffer]]:
     for t in graph.inputs:
         touch(t, 0)
     for i, op in enumerate(graph.operators):
-        for t in op.inputs:
-            if t is not None and not t.is_constant:
-                touch(t, i)
+        for src in op.inputs:
+            if src is not None and not src.is_constant:
+                touch(src, i)
         for t in op.outputs:
             touch(t, i)
     for t in graph.outputs:
@@ -319,7 +319,8 @@ def read_plan(data: bytes, board: Board | None = None) -> PlanInfo:
         other = board_by_code(int(hdr["board_code"]))  # type: ignore[call-overload]
         raise PlanError(f"the plan was compiled for {other.name}, not {board.name}; "
                         f"run `mcuprof compile MODEL --board {board.name}`")
-    return PlanInfo(hdr, bytes(hdr["model_id"]).hex())  # type: ignore[arg-type]
+    model_id = bytes(hdr["model_id"])  # type: ignore[call-overload]
+    return PlanInfo(hdr, model_id.hex())
 
 
 def sha256(data: bytes) -> str:

@@ -48,7 +48,8 @@ def decode_output(plan: Plan, raw: bytes) -> list[Any]:
 
 
 def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None,
-                 layer_cycles: list[int] | None, energy_source: str | None = None) -> dict[str, Any]:
+                 layer_cycles: list[int] | None,
+                 energy_source: str | None = None) -> dict[str, Any]:
     board: Board = plan.board
     cycles = int(statistics.median(cycles_per_run)) if cycles_per_run else None
     latency_ms = board.cycles_to_ms(cycles) if cycles is not None and board.clock_hz else None

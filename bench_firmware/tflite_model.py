@@ -185,7 +185,7 @@ def _read(data: bytes) -> Graph:
             zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
             qdim = q.QuantizedDimension()
         buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
-        const = None
+        const: np.ndarray | None = None
         if buf is not None and buf.DataLength():
             raw = buf.DataAsNumpy().tobytes()
             np_type = _NUMPY.get(dtype)
