@@ -23,9 +23,10 @@ Lists
     A list is one line ``m-<name>-[v0,v1,...]`` when that line has at most 200 characters
     (:data:`LIST_LINE_MAX`); otherwise chunk lines ``m-<name>-<start>/<total>-[...]``, each at
     most 200 characters, ``start`` being the index of the chunk's first item and ``total`` the
-    list's length (``m-results-0/1000-[...]``, ``m-results-41/1000-[...]``, ...). The host
+    list's length (``m-layers-0/300-[...]``, ``m-layers-41/300-[...]``, ...). The host
     joins them and checks that the starts are contiguous and add up to ``total``
-    (:func:`assemble_list`). An empty list is ``m-<name>-[]``.
+    (:func:`assemble_list`). An empty list is ``m-<name>-[]``. ``m-results`` is the exception:
+    always one line, however long, because the MLPerf Tiny runner reads it that way.
 
 MLPerf Tiny commands
     ``name%``

@@ -283,9 +283,9 @@ void mp_print_results(void) {
   uint32_t bytes = 0;
   const uint8_t *out = mp_runtime_output(s->rt, &bytes);
   if (s->rt->header->flags & MP_FLAG_FLOAT_OUTPUT) {
-    mp_out_list("results", bytes / 4u, mp_item_word_hex, out);
+    mp_out_list_line("results", bytes / 4u, mp_item_word_hex, out);
   } else {
-    mp_out_list("results", bytes, mp_item_int8, out);
+    mp_out_list_line("results", bytes, mp_item_int8, out);
   }
 }
 

@@ -119,6 +119,20 @@ uint32_t mp_item_byte_hex(char *buf, const void *ctx, uint32_t i) {
   return mp_fmt_hex(buf, ((const uint8_t *)ctx)[i], 2);
 }
 
+void mp_out_list_line(const char *name, uint32_t n, mp_item_fn item, const void *ctx) {
+  char b[MP_ITEM_MAX];
+  uint32_t i;
+  mp_out_str("m-");
+  mp_out_str(name);
+  mp_out_str("-[");
+  for (i = 0; i < n; i++) {
+    if (i) mp_out_chars(",", 1);
+    mp_out_chars(b, item(b, ctx, i));
+  }
+  mp_out_str("]");
+  mp_out_end();
+}
+
 void mp_out_list(const char *name, uint32_t n, mp_item_fn item, const void *ctx) {
   char b[MP_ITEM_MAX];
   const uint32_t name_len = (uint32_t)strlen(name);
@@ -127,15 +141,7 @@ void mp_out_list(const char *name, uint32_t n, mp_item_fn item, const void *ctx)
 
   for (i = 0; i < n && len <= MP_LIST_LINE_MAX; i++) len += item(b, ctx, i) + (i ? 1u : 0u);
   if (len <= MP_LIST_LINE_MAX) {
-    mp_out_str("m-");
-    mp_out_str(name);
-    mp_out_str("-[");
-    for (i = 0; i < n; i++) {
-      if (i) mp_out_chars(",", 1);
-      mp_out_chars(b, item(b, ctx, i));
-    }
-    mp_out_str("]");
-    mp_out_end();
+    mp_out_list_line(name, n, item, ctx);
     return;
   }
 
