@@ -129,16 +129,22 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"{model} on {result['board']} ({kernels} kernels)")
+    click.echo(f"{model} on {result['device']} ({kernels} kernels)")
     if result["cycles"] is not None:
-        click.echo(f"latency {result['latency_ms']:.3f} ms, {result['cycles']:,} cycles "
-                   f"(median of {len(result['cycles_per_run'])} runs), energy "
-                   f"{result['energy_mj']:.4f} mJ ({result['energy_source']})")
+        n = len(result["cycles_per_run"])
+        click.echo(f"cycles per run: min {result['cycles_min']:,}  median {result['cycles']:,}  "
+                   f"max {result['cycles_max']:,}  ({n} runs, {result['cycle_source']})")
+        click.echo(f"latency {result['latency_ms']:.3f} ms at the board clock, "
+                   f"{result['mac_per_cycle']:.3f} MAC/cycle, runtime overhead "
+                   f"{result['overhead_cycles']:,} cycles")
+        if result["energy_mj"] is not None:
+            click.echo(f"energy {result['energy_mj']:.4f} mJ per inference "
+                       f"({result['energy_source']})")
     else:
         click.echo("host build: outputs only, no cycle figures")
     _print_layers(result["layers"], with_cycles=result["cycles"] is not None)
     click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, "
-               f"plan {_fmt_bytes(result['plan_bytes'])}")
+               f"plan (flash) {_fmt_bytes(result['plan_bytes'])}")
     click.echo(f"output {result['output_shape']}: {result['output']}")
 
 

@@ -48,20 +48,25 @@ def decode_output(plan: Plan, raw: bytes) -> list[Any]:
 
 
 def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None,
-                 layer_cycles: list[int] | None,
-                 energy_source: str | None = None) -> dict[str, Any]:
+                 layer_cycles: list[int] | None, *, energy_mj: float | None = None,
+                 cycle_source: str | None = None) -> dict[str, Any]:
+    """The ``mcuprof run --json`` object. Energy is measured when a monitor gave
+    ``energy_mj``, else modeled as the board's active power × latency."""
     board: Board = plan.board
     cycles = int(statistics.median(cycles_per_run)) if cycles_per_run else None
     latency_ms = board.cycles_to_ms(cycles) if cycles is not None and board.clock_hz else None
-    energy_mj = None
-    if latency_ms is not None and board.active_power_mw is not None:
-        energy_mj = board.active_power_mw * latency_ms / 1000.0  # mW * ms = µJ; / 1000 → mJ
-        energy_source = energy_source or "modeled"
+    energy_source = "measured" if energy_mj is not None else None
+    if energy_mj is None and latency_ms is not None and board.active_power_mw is not None:
+        energy_mj = board.active_power_mw * latency_ms / 1000.0  # mW × ms = µJ; / 1000 → mJ
+        energy_source = "modeled"
     layers = []
     for i, layer in enumerate(plan.layers):
         entry = layer.as_dict()
-        entry["cycles"] = layer_cycles[i] if layer_cycles else None
+        cyc = layer_cycles[i] if layer_cycles and i < len(layer_cycles) else None
+        entry["cycles"] = cyc
+        entry["mac_per_cycle"] = layer.macs / cyc if cyc and layer.macs else None
         layers.append(entry)
+    in_layers = sum(layer_cycles) if layer_cycles else None
     return {
         "board": board.name,
         "model_id": plan.model_id,
@@ -69,9 +74,15 @@ def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None
         "output_shape": list(plan.output_shape),
         "cycles": cycles,
         "cycles_per_run": cycles_per_run or [],
+        "cycles_min": min(cycles_per_run) if cycles_per_run else None,
+        "cycles_max": max(cycles_per_run) if cycles_per_run else None,
+        "cycle_source": cycle_source if cycles is not None else None,
+        "overhead_cycles": (cycles_per_run[-1] - in_layers
+                            if cycles_per_run and in_layers is not None else None),
         "latency_ms": latency_ms,
+        "mac_per_cycle": plan.macs / cycles if cycles else None,
         "energy_mj": energy_mj,
-        "energy_source": energy_source if energy_mj is not None else None,
+        "energy_source": energy_source,
         "arena_bytes": plan.arena_bytes,
         "plan_bytes": plan.plan_bytes,
         "ops": plan.ops,
@@ -80,24 +91,28 @@ def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None
     }
 
 
+_CYCLE_SOURCES = {"virtual": "cycle-model", "renode": "renode-estimate", "pyocd": "dwt-cyccnt"}
+
+
 def profile_model(model: bytes, device: str, *, input_path: Path | None = None, runs: int = 5,
                   warmup: int = 1, kernels: str = "dsp", name: str = "model") -> dict[str, Any]:
-    backend = device.split(":")[0] if ":" in device else device
+    """Compile ``model`` for ``device``'s board, run it there, and return the result object."""
+    from service.boards.registry import open_backend, parse_device
+
+    backend_name, _, _ = parse_device(device)
+    if runs < 1:
+        raise McuprofError("--runs must be at least 1")
+    if warmup < 0:
+        raise McuprofError("--warmup must be 0 or more")
     board = get_board(device)
     plan = compile_model(model, board, name=name)
     x = make_input(plan, input_path)
-    if runs < 1:
-        raise McuprofError("--runs must be at least 1")
-    if backend == "host":
-        from bench_firmware.protocol import HostDut
-
-        with HostDut(plan.data) as dut:
-            dut.set_kernels(kernels)
-            dut.load_input(x.tobytes())
-            result = dut.infer(runs, warmup)
-            raw_output = result.output_bytes
-        return build_result(plan, decode_output(plan, raw_output), None, None)
-    raise McuprofError(
-        f"backend {backend!r} is not available in this build; use --board host (outputs only). "
-        f"Virtual and physical boards come with the board backends."
-    )
+    with open_backend(device) as backend:
+        backend.load_plan(plan.data)
+        run = backend.run(x.tobytes(), runs=runs, warmup=warmup, kernels=kernels)
+    result = build_result(plan, decode_output(plan, run.output), run.cycles_per_run or None,
+                          run.layer_cycles or None, energy_mj=run.energy_mj,
+                          cycle_source=_CYCLE_SOURCES.get(backend_name))
+    result["device"] = device
+    result["kernels"] = kernels
+    return result
