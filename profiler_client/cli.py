@@ -30,5 +30,12 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in COMMANDS:
-    main.add_command(command)
+def _mount() -> None:
+    from profiler_client.commands import COMMANDS as CLIENT_COMMANDS
+    from service.cli import COMMANDS as SERVICE_COMMANDS
+
+    for command in (*COMMANDS, *SERVICE_COMMANDS, *CLIENT_COMMANDS):
+        main.add_command(command)
+
+
+_mount()

@@ -1,0 +1,10 @@
+"""Server-side commands of the ``mcuprof`` CLI (serve, token, agent, demo).
+
+Each module that adds commands appends them to ``COMMANDS``; ``profiler_client.cli`` mounts
+them."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

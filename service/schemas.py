@@ -1,0 +1,240 @@
+"""The REST contract of ``/api/v1``: request and response bodies, shared by the API (FastAPI
+routes), the agent and the client library. Changing a field here changes the contract.
+
+Resources and routes (all JSON unless said; errors are ``{"detail": "<what was wrong and
+what to do>"}`` with a 4xx status, never a 500 for bad input):
+
+Models
+    ``POST /api/v1/models`` multipart ``file`` (.tflite), optional ``name``, repeated ``tag``
+    (``k=v``) → ``ModelOut``; 201 when new, 200 when the same bytes (sha256) were uploaded
+    before (tags are merged). Analyzed on upload (``mcuprof analyze``); a float model or an
+    unsupported op is refused with 422.
+    ``GET /api/v1/models?tag=k=v&limit=&offset=`` → ``list[ModelOut]``
+    ``GET /api/v1/models/{id}`` → ``ModelOut``; ``GET /api/v1/models/{id}/file`` → the bytes
+    ``GET /api/v1/models/{id}/measurements`` → ``list[MeasurementOut]``
+Jobs
+    ``POST /api/v1/jobs`` ``JobsIn`` → ``list[JobOut]`` (one per device class), 201. A model
+    that does not fit a device's board fails its job at once with the arena/flash numbers.
+    ``GET /api/v1/jobs?state=&device=&model_id=&limit=&offset=`` → ``list[JobOut]``
+    ``GET /api/v1/jobs/{id}`` → ``JobOut`` (with ``measurement`` once done)
+    ``POST /api/v1/jobs/{id}/cancel`` → ``JobOut``
+Devices
+    ``GET /api/v1/devices`` → ``list[DeviceOut]``
+Agents and leases (agent tokens)
+    ``POST /api/v1/agents`` ``AgentIn`` → ``AgentOut`` (registers or re-registers by name)
+    ``POST /api/v1/agents/{id}/heartbeat`` ``HeartbeatIn`` → ``HeartbeatOut``
+    ``POST /api/v1/leases`` ``LeaseIn`` → ``LeaseOut``, or 204 when there is no work
+    ``POST /api/v1/leases/{lease_id}/result`` ``MeasurementIn`` → ``JobOut`` (idempotent)
+    ``POST /api/v1/leases/{lease_id}/failure`` ``FailureIn`` → ``JobOut``
+    ``POST /api/v1/devices/{name}/health`` ``HealthIn`` → ``DeviceOut``
+Measurements
+    ``GET /api/v1/measurements?device=&model_id=&tag=k=v&limit=&offset=&format=json|csv``
+
+Auth: ``Authorization: Bearer <token>``. User tokens submit and read; agent tokens register,
+lease, heartbeat and report for their own boards only. Without configured auth (loopback
+development) every request is allowed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal["queued", "leased", "done", "failed", "cancelled"]
+Health = Literal["ok", "bad", "unknown"]
+Kernels = Literal["dsp", "ref"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LayerOut(BaseModel):
+    index: int
+    op: str
+    macs: int
+    ops: int
+    param_bytes: int = 0
+    plan_bytes: int = 0
+    output_shape: list[int] = Field(default_factory=list)
+    cycles: int | None = None
+
+
+class AnalysisOut(BaseModel):
+    """``mcuprof analyze --json`` of the model (board-independent figures)."""
+
+    ops: int
+    macs: int
+    param_bytes: int
+    plan_bytes: int
+    arena_bytes: int
+    input_shape: list[int]
+    output_shape: list[int]
+    layers: list[LayerOut]
+
+
+class ModelOut(_Out):
+    id: int
+    sha256: str
+    name: str
+    size_bytes: int
+    tags: dict[str, str]
+    analysis: AnalysisOut
+    created_at: datetime
+
+
+class JobsIn(BaseModel):
+    model_id: int
+    devices: list[str] = Field(min_length=1,
+                               description="device classes, e.g. virtual:nucleo-f446re")
+    runs: int = Field(default=5, ge=1, le=1000)
+    warmup: int = Field(default=1, ge=0, le=100)
+    kernels: Kernels = "dsp"
+    priority: int = 0
+
+
+class AttemptOut(_Out):
+    attempt: int
+    agent: str | None
+    device: str | None
+    started_at: datetime
+    error: str | None
+
+
+class MeasurementIn(BaseModel):
+    """What an agent reports: the fields of ``mcuprof run --json`` plus provenance."""
+
+    device: str = Field(description="the board that ran it, e.g. virtual:nucleo-f446re:host-0")
+    output: list[float]
+    output_shape: list[int]
+    cycles: int | None
+    cycles_per_run: list[int]
+    cycle_source: str | None = None
+    latency_ms: float | None
+    energy_mj: float | None
+    energy_source: Literal["measured", "modeled"] | None
+    arena_bytes: int
+    plan_bytes: int
+    flash_bytes: int | None = None  # firmware + plan
+    ops: int
+    macs: int
+    layers: list[LayerOut]
+    kernels: Kernels = "dsp"
+    firmware_id: str | None = None
+    plan_id: str | None = None
+    serial_log: list[str] = Field(default_factory=list)
+
+
+class MeasurementOut(_Out):
+    id: int
+    job_id: int
+    model_id: int
+    device: str
+    device_class: str
+    board: str
+    cycles: int | None
+    cycles_per_run: list[int]
+    cycle_source: str | None
+    latency_ms: float | None
+    energy_mj: float | None
+    energy_source: str | None
+    arena_bytes: int
+    plan_bytes: int
+    flash_bytes: int | None
+    ops: int
+    macs: int
+    layers: list[LayerOut]
+    output: list[float]
+    kernels: str
+    firmware_id: str | None
+    plan_id: str | None
+    created_at: datetime
+
+
+class JobOut(_Out):
+    id: int
+    model_id: int
+    device: str = Field(description="the device class the job targets")
+    state: JobState
+    runs: int
+    warmup: int
+    kernels: str
+    attempts: int
+    max_attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    lease_expires_at: datetime | None = None
+    history: list[AttemptOut] = Field(default_factory=list)
+    measurement: MeasurementOut | None = None
+
+
+class BoardIn(BaseModel):
+    device: str = Field(description="full device name, e.g. virtual:nucleo-f446re:host-0")
+
+
+class AgentIn(BaseModel):
+    name: str
+    boards: list[BoardIn]
+    version: str | None = None
+
+
+class DeviceOut(_Out):
+    name: str
+    device_class: str
+    board: str
+    backend: str
+    agent: str | None
+    health: Health
+    health_detail: str | None
+    last_seen: datetime | None
+    busy: bool
+
+
+class AgentOut(_Out):
+    id: int
+    name: str
+    devices: list[DeviceOut]
+
+
+class HeartbeatIn(BaseModel):
+    leases: list[int] = Field(default_factory=list, description="lease ids still being worked on")
+
+
+class HeartbeatOut(BaseModel):
+    extended: list[int]
+    lost: list[int] = Field(description="leases that expired or were cancelled: stop that work")
+    lease_seconds: float
+
+
+class LeaseIn(BaseModel):
+    device: str = Field(description="the full device name of an idle board of this agent")
+
+
+class LeaseOut(BaseModel):
+    lease_id: int
+    job: JobOut
+    model_sha256: str
+    model_url: str
+    expires_at: datetime
+    lease_seconds: float
+
+
+class FailureIn(BaseModel):
+    error: str
+    retryable: bool = True
+    serial_log: list[str] = Field(default_factory=list)
+
+
+class HealthIn(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+def measurement_row(m: MeasurementOut) -> dict[str, Any]:
+    """One flat CSV row for a measurement (layers and outputs left out)."""
+    return {k: v for k, v in m.model_dump().items() if k not in ("layers", "output")} | {
+        "cycles_per_run": " ".join(str(c) for c in m.cycles_per_run),
+    }
