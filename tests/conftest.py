@@ -13,7 +13,6 @@ Test modules import the helpers from the ``tests`` package::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 ZOO_CACHE_DIR = REPO_ROOT / "build" / "zoo-cache"
-
-# Legacy spelling ``from zoo import ...`` still works, but prefer ``tests.zoo`` (one module
-# object instead of two).
-if str(TESTS_DIR) not in sys.path:
-    sys.path.append(str(TESTS_DIR))
-
 
 @pytest.fixture(scope="session")
 def zoo() -> dict[str, Path]:

@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import tflite
 
+from tests.tflite_convert import import_tf, to_int8_tflite
+
 #: The TFLite builtin ops the zoo must cover, and the only ones it may contain.
 REQUIRED_OPS: frozenset[str] = frozenset(
     {
@@ -578,24 +580,16 @@ def _version(dist: str) -> str:
 def cache_key() -> str:
     """A hash of this file's source and the TensorFlow/Keras versions (the cache directory)."""
     h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update((Path(__file__).parent / "tflite_convert.py").read_bytes())
     for dist in ("tensorflow", "keras", "numpy"):
         h.update(f"{dist}={_version(dist)};".encode())
     return h.hexdigest()[:16]
 
 
-def _import_tf() -> tuple[Any, Any]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import keras
-        import tensorflow as tf
-    return tf, keras
-
-
 def build_model(name: str) -> bytes:
     """Build and convert one zoo model; returns the ``.tflite`` flatbuffer (deterministic)."""
     spec = ZOO_SPECS[name]
-    tf, keras = _import_tf()
+    _, keras = import_tf()
     seed = _seed_for(name)
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
@@ -613,16 +607,8 @@ def build_model(name: str) -> bytes:
             for _ in range(_REPRESENTATIVE_SAMPLES):
                 yield [signal(rng, shape)]
 
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if not spec.float_io:
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-        if spec.per_tensor:
-            conv._experimental_disable_per_channel = True
-        data = bytes(conv.convert())
+        data = to_int8_tflite(model, representative, float_io=spec.float_io,
+                              per_tensor=spec.per_tensor)
         keras.backend.clear_session()
     return data
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -18,31 +17,25 @@ from bench_firmware.errors import (
     PlanError,
     UnsupportedOpError,
 )
+from tests.tflite_convert import import_tf, to_float_tflite, to_int8_tflite
 
 pytestmark = pytest.mark.slow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _convert(build: Callable[[], object], shape: tuple[int, ...], *, int8: bool = True) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import tensorflow as tf
+    tf, _ = import_tf()
+    tf.keras.utils.set_random_seed(0)
+    model = build()
+    if not int8:
+        return to_float_tflite(model)
 
-        tf.keras.utils.set_random_seed(0)
-        model = build()
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        if int8:
-            def rep():  # type: ignore[no-untyped-def]
-                rng = np.random.default_rng(0)
-                for _ in range(8):
-                    yield [rng.uniform(-1, 1, size=(1, *shape)).astype(np.float32)]
+    def rep():  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            yield [rng.uniform(-1, 1, size=(1, *shape)).astype(np.float32)]
 
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = rep
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-        return bytes(conv.convert())
+    return to_int8_tflite(model, rep)
 
 
 def _keras():  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ from bench_firmware.host import run_plan
 from bench_firmware.ops.conv import compile_conv2d, compile_depthwise_conv2d
 from bench_firmware.ops.fully_connected import compile_fully_connected
 from bench_firmware.tflite_model import Operator, Tensor, read_tflite
+from tests.tflite_convert import to_int8_tflite
 
 pytestmark = pytest.mark.slow
 
@@ -144,15 +145,7 @@ def _convert(case: Case, tf: Any, keras: Any, seed: int) -> bytes:
         for _ in range(REPRESENTATIVE_SAMPLES):
             yield [rng.standard_normal(shape).astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    if case.per_tensor:
-        converter._experimental_disable_per_channel = True
-    return bytes(converter.convert())
+    return to_int8_tflite(model, representative, per_tensor=case.per_tensor)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +165,7 @@ def models() -> dict[str, bytes]:
 
 
 def _inputs(model: bytes) -> list[np.ndarray]:
-    from zoo import random_input
+    from tests.zoo import random_input
 
     return [random_input(model, seed, kind="uniform" if seed == 2 else "signal")
             for seed in INPUT_SEEDS]
@@ -180,7 +173,7 @@ def _inputs(model: bytes) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_matches_tflm_bit_exact(models: dict[str, bytes], name: str) -> None:
-    from oracle import tflm_run_all
+    from tests.oracle import tflm_run_all
 
     case = next(c for c in CASES if c.name == name)
     model = models[name]

@@ -31,6 +31,7 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.errors import UnsupportedOpError
 from bench_firmware.host import run_plan
 from bench_firmware.tflite_model import Graph, read_tflite
+from tests.tflite_convert import to_int8_tflite
 
 pytestmark = pytest.mark.slow
 
@@ -272,14 +273,7 @@ def _convert(case: Case, tf: Any, keras: Any, seed: int) -> bytes:
         for _ in range(REPRESENTATIVE_SAMPLES):
             yield [(case.std * rng.standard_normal(shape)).astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not case.float_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    data = bytearray(converter.convert())
+    data = bytearray(to_int8_tflite(model, representative, float_io=case.float_io))
     if case.patch is not None:
         case.patch(data, read_tflite(bytes(data)))
     return bytes(data)

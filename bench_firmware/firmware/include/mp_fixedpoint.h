@@ -37,4 +37,31 @@ static inline int32_t mp_clamp(int32_t x, int32_t lo, int32_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* The end of every weighted layer: requantize the int32 accumulator, add the output zero
+ * point, clamp to the fused activation's range (TFLM reference_integer_ops). */
+static inline int8_t mp_requantize_output(int32_t acc, int32_t multiplier, int32_t shift,
+                                          int32_t output_offset, int32_t act_min,
+                                          int32_t act_max) {
+  return (int8_t)mp_clamp(mp_requantize(acc, multiplier, shift) + output_offset, act_min,
+                          act_max);
+}
+
+/* The kernel taps k in [lo, hi) whose input position origin + k * dilation lies in
+ * [0, size): convolution windows skip the rest, whose padded input contributes nothing. */
+static inline void mp_tap_range(int32_t origin, int32_t dilation, int32_t k, int32_t size,
+                                int32_t *lo, int32_t *hi) {
+  int32_t l = 0, h = k;
+  if (origin < 0) l = (-origin + dilation - 1) / dilation;
+  const int32_t room = size - origin; /* positions left from origin */
+  if (room <= 0) {
+    h = 0;
+  } else {
+    const int32_t fit = (room + dilation - 1) / dilation;
+    if (fit < h) h = fit;
+  }
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
+
 #endif /* MP_FIXEDPOINT_H */

@@ -32,25 +32,7 @@ typedef struct {
 } conv_job_t;
 
 static inline int8_t conv_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
-  const int32_t y = mp_requantize(acc, mult, shift) + p->output_offset;
-  return (int8_t)mp_clamp(y, p->act_min, p->act_max);
-}
-
-/* The taps k in [lo, hi) whose position origin + k * dilation lies in [0, size). */
-static inline void conv_tap_range(int32_t origin, int32_t dilation, int32_t k, int32_t size,
-                                  int32_t *lo, int32_t *hi) {
-  int32_t l = 0, h = k;
-  if (origin < 0) l = (-origin + dilation - 1) / dilation;
-  const int32_t room = size - origin; /* positions left from origin */
-  if (room <= 0) {
-    h = 0;
-  } else {
-    const int32_t fit = (room + dilation - 1) / dilation;
-    if (fit < h) h = fit;
-  }
-  if (h < l) h = l;
-  *lo = l;
-  *hi = h;
+  return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
 static void conv_ref(const conv_job_t *j) {
@@ -240,12 +222,12 @@ static void conv_dsp(const conv_job_t *j) {
   for (int32_t b = 0; b < d->batches; ++b) {
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
       conv_window_t win;
-      conv_tap_range(oy * p->stride_h - p->pad_top, p->dilation_h, p->kernel_h, d->in_h,
+      mp_tap_range(oy * p->stride_h - p->pad_top, p->dilation_h, p->kernel_h, d->in_h,
                      &win.ky_lo, &win.ky_hi);
       int32_t ox = 0;
       while (ox < d->out_w) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        conv_tap_range(ix0, p->dilation_w, p->kernel_w, d->in_w, &win.kx_lo, &win.kx_hi);
+        mp_tap_range(ix0, p->dilation_w, p->kernel_w, d->in_w, &win.kx_lo, &win.kx_hi);
         const int32_t taps = win.kx_hi - win.kx_lo;
         if (p->dilation_w == 1) {
           /* Neighbouring taps are neighbouring pixels: one span per kernel row. */
@@ -260,7 +242,7 @@ static void conv_dsp(const conv_job_t *j) {
         int pair = 0;
         if (ox + 1 < d->out_w) {
           int32_t lo, hi;
-          conv_tap_range(ix0 + p->stride_w, p->dilation_w, p->kernel_w, d->in_w, &lo, &hi);
+          mp_tap_range(ix0 + p->stride_w, p->dilation_w, p->kernel_w, d->in_w, &lo, &hi);
           pair = lo == win.kx_lo && hi == win.kx_hi;
         }
         conv_dsp_pixels(j, b, oy, ox, pair, &win);

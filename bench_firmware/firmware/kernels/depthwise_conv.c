@@ -27,25 +27,7 @@ typedef struct {
 } dw_job_t;
 
 static inline int8_t dw_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
-  const int32_t y = mp_requantize(acc, mult, shift) + p->output_offset;
-  return (int8_t)mp_clamp(y, p->act_min, p->act_max);
-}
-
-/* The taps k in [lo, hi) whose position origin + k * dilation lies in [0, size). */
-static inline void dw_tap_range(int32_t origin, int32_t dilation, int32_t k, int32_t size,
-                                int32_t *lo, int32_t *hi) {
-  int32_t l = 0, h = k;
-  if (origin < 0) l = (-origin + dilation - 1) / dilation;
-  const int32_t room = size - origin;
-  if (room <= 0) {
-    h = 0;
-  } else {
-    const int32_t fit = (room + dilation - 1) / dilation;
-    if (fit < h) h = fit;
-  }
-  if (h < l) h = l;
-  *lo = l;
-  *hi = h;
+  return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
 static void dw_ref(const dw_job_t *j) {
@@ -93,11 +75,11 @@ static void dw_dsp_m1(const dw_job_t *j) {
     for (int32_t oy = 0; oy < j->out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
       int32_t ky_lo, ky_hi;
-      dw_tap_range(iy0, p->dilation_h, p->kernel_h, j->in_h, &ky_lo, &ky_hi);
+      mp_tap_range(iy0, p->dilation_h, p->kernel_h, j->in_h, &ky_lo, &ky_hi);
       for (int32_t ox = 0; ox < j->out_w; ++ox) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         int32_t kx_lo, kx_hi;
-        dw_tap_range(ix0, p->dilation_w, kw, j->in_w, &kx_lo, &kx_hi);
+        mp_tap_range(ix0, p->dilation_w, kw, j->in_w, &kx_lo, &kx_hi);
         int8_t *out = j->output + ((b * j->out_h + oy) * j->out_w + ox) * j->out_c;
         int32_t c = 0;
         for (; c + 4 <= c_all; c += 4) {

@@ -16,8 +16,7 @@
 #include "mp_kernels.h"
 
 static inline int8_t fc_out(const mp_fc_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
-  const int32_t y = mp_requantize(acc, mult, shift) + p->output_offset;
-  return (int8_t)mp_clamp(y, p->act_min, p->act_max);
+  return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
 static void fc_ref(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
