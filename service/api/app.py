@@ -1,0 +1,141 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Everything the app knows is in the database (``app.state.db``); any number of replicas can
+serve the same database. A background task sweeps expired leases every
+``settings.expire_interval_seconds`` (lease and heartbeat requests sweep too, so the sweep is
+a backstop for when no agent is polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api import errors
+from service.api.routes import agents, devices, jobs, measurements, models
+from service.config import Settings
+from service.db.engine import Database
+from service.queue import expire_leases
+
+API_PREFIX = "/api/v1"
+MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing and form fields above the file limit
+
+logger = logging.getLogger("mcuprof.api")
+
+_INDEX = """<!doctype html>
+<html><head><meta charset="utf-8"><title>mcuprof</title></head>
+<body><h1>mcuprof</h1>
+<p>Hardware-in-the-loop latency profiling of int8 networks on Cortex-M boards.</p>
+<ul><li><a href="/docs">API documentation</a> (OpenAPI: <a href="/openapi.json">/openapi.json</a>)
+</li><li><a href="/api/v1/devices">devices</a>, <a href="/api/v1/jobs">jobs</a>,
+<a href="/api/v1/models">models</a></li></ul>
+</body></html>
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413 that says the limit.
+
+    Checked against Content-Length before anything is read, and counted while a body without
+    one streams in.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_limit: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = (f"the request body is larger than this server accepts ({upload_limit} "
+                        f"bytes per model file, MCUPROF_MAX_UPLOAD_BYTES); shrink the model or "
+                        f"ask the operator to raise the limit")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = JSONResponse({"detail": self.message},
+                                        status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions from body parsing as they are.
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=self.message)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _sweep(db: Database, interval: float) -> None:
+    """Expire stale leases every ``interval`` seconds, in a worker thread."""
+
+    def once() -> None:
+        with db.transaction() as session:
+            expired = expire_leases(session)
+        if expired:
+            logger.info("returned %d expired lease(s) to the queue: jobs %s", len(expired),
+                        expired)
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(once)
+        except Exception:  # a database hiccup must not end the sweep
+            logger.exception("lease expiry sweep failed; retrying in %.0f s", interval)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """The API for ``settings`` (read from the environment when None).
+
+    The schema must already be migrated (``mcuprof serve`` does it). ``database`` shares an
+    existing engine (tests); otherwise the app makes one and disposes of it at shutdown.
+    """
+    settings = settings or Settings()
+    db = database or Database.from_settings(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = None
+        if settings.expire_interval_seconds > 0:
+            sweeper = asyncio.create_task(_sweep(db, settings.expire_interval_seconds))
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            if database is None:
+                db.dispose()
+
+    app = FastAPI(
+        title="mcuprof",
+        summary="Hardware-in-the-loop latency profiling of int8 networks on Cortex-M boards",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
+                       upload_limit=settings.max_upload_bytes)
+    for module in (models, jobs, devices, agents, measurements):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(_INDEX)
+
+    return app

@@ -1,0 +1,100 @@
+"""``/api/v1/jobs``: submit a model for one or many device classes, list, get, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import select
+
+from bench_firmware.errors import McuprofError
+from service.api.convert import job_out, job_outs
+from service.api.deps import Reader, SessionDep, SettingsDep, User
+from service.api.errors import error_responses, http_error
+from service.db.models import Job, Model
+from service.queue import cancel, enqueue, known_devices_hint
+from service.schemas import JobOut, JobsIn, JobState
+
+router = APIRouter(prefix="/jobs", tags=["jobs"],
+                   responses=error_responses(404, 409))
+
+MAX_ID = 2**31 - 1  # ids and priorities are 32-bit integers in the database
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
+DEFAULT_LIMIT = 100  # rows per page
+MAX_LIMIT = 1000  # rows per page at most
+
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
+
+
+def _job(session: SessionDep, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail=f"there is no job {job_id}; list jobs with GET /api/v1/jobs")
+    return job
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def submit(body: JobsIn, session: SessionDep, settings: SettingsDep,
+           _user: User) -> list[JobOut]:
+    """One job per device class. A model that does not fit a class's board gets a job that
+    is already failed, with the arena and flash figures in its error."""
+    if not MIN_PRIORITY <= body.priority <= MAX_PRIORITY:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=f"priority must be within {MIN_PRIORITY}..{MAX_PRIORITY}")
+    model = session.get(Model, body.model_id) if 1 <= body.model_id <= MAX_ID else None
+    if model is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=f"there is no model {body.model_id}; upload it first with "
+                                   f"POST /api/v1/models (mcuprof submit does both)")
+    if any(not d.strip() for d in body.devices):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=f"empty device class; {known_devices_hint()}")
+    try:
+        jobs = enqueue(session, model, [d.strip() for d in body.devices], runs=body.runs,
+                       warmup=body.warmup, kernels=body.kernels, priority=body.priority,
+                       max_attempts=settings.max_attempts)
+    except McuprofError as e:
+        raise http_error(e) from e
+    out = job_outs(session, jobs)
+    session.commit()
+    return out
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep, _reader: Reader,
+    state: JobState | None = None,
+    device: Annotated[str | None, Query(description="device class")] = None,
+    model_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobOut]:
+    """Jobs, newest first."""
+    query = select(Job)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if device is not None:
+        query = query.where(Job.device_class == device)
+    if model_id is not None:
+        query = query.where(Job.model_id == model_id)
+    jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return job_outs(session, jobs)
+
+
+@router.get("/{job_id}")
+def get_job(session: SessionDep, _reader: Reader, job_id: JobId) -> JobOut:
+    """One job, with its attempts and, once done, its measurement."""
+    return job_out(session, _job(session, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(session: SessionDep, _user: User, job_id: JobId) -> JobOut:
+    """Cancel a queued or running job (a cancelled one stays cancelled; a finished one: 409)."""
+    try:
+        job = cancel(session, job_id)
+    except McuprofError as e:
+        raise http_error(e) from e
+    out = job_out(session, job)
+    session.commit()
+    return out

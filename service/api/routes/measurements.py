@@ -1,0 +1,66 @@
+"""``/api/v1/measurements``: every measurement, filtered, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import or_, select
+
+from bench_firmware.errors import McuprofError
+from service.api.convert import measurement_out
+from service.api.deps import Reader, SessionDep
+from service.api.errors import error_responses, http_error
+from service.api.storage import parse_tags, tag_filters
+from service.db.models import Measurement
+from service.schemas import MeasurementOut, measurement_row
+
+router = APIRouter(prefix="/measurements", tags=["measurements"],
+                   responses=error_responses())
+
+MAX_ID = 2**31 - 1
+DEFAULT_LIMIT = 1000  # rows per page
+MAX_LIMIT = 100_000  # rows per page at most (a CSV export of a campaign)
+
+
+@router.get("", response_model=list[MeasurementOut], responses={
+    200: {"content": {"text/csv": {}}, "description": "JSON list, or CSV with format=csv"}})
+def list_measurements(
+    session: SessionDep, _reader: Reader,
+    device: Annotated[str | None, Query(description="a device class or a full device name")]
+    = None,
+    model_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    tag: Annotated[list[str] | None, Query(description="model tag key=value, repeatable")]
+    = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    format: Literal["json", "csv"] = "json",
+) -> list[MeasurementOut] | Response:
+    """Measurements, oldest first. CSV has one row each (layers and outputs left out)."""
+    try:
+        tags = parse_tags(tag or [])
+    except McuprofError as e:
+        raise http_error(e) from e
+    query = select(Measurement).where(*tag_filters(Measurement.model_id, tags))
+    if device is not None:
+        query = query.where(or_(Measurement.device_class == device, Measurement.device == device))
+    if model_id is not None:
+        query = query.where(Measurement.model_id == model_id)
+    rows = [measurement_out(m) for m in session.scalars(
+        query.order_by(Measurement.id).limit(limit).offset(offset))]
+    if format == "json":
+        return rows
+    buffer = io.StringIO()
+    fields = list(measurement_row(rows[0]) if rows else _csv_header())
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(measurement_row(row))
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="measurements.csv"'})
+
+
+def _csv_header() -> list[str]:
+    return [k for k in MeasurementOut.model_fields if k not in ("layers", "output")]

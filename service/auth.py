@@ -1,0 +1,168 @@
+"""API tokens: creation, lookup and what each role may do.
+
+A token is ``mcp_`` + 43 URL-safe characters (32 random bytes); the database keeps only its
+SHA-256 (a token has 256 bits of entropy, so a fast hash is enough and keeps the per-request
+check at one indexed lookup). It is shown once, when ``mcuprof token create`` makes it.
+
+Roles:
+
+``user``
+    uploads models, submits and cancels jobs, reads everything.
+``agent``
+    registers its agent, leases, heartbeats, reports results and health for its own boards,
+    and reads (it downloads the models it runs). An agent token is bound to one agent name:
+    the token's name when created with ``--name``, otherwise the first agent it registers.
+
+When auth is not required (``Settings.auth_required`` false: loopback development) every
+request is allowed and the ``Authorization`` header is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bench_firmware.errors import McuprofError
+from service.db.models import NAME_LENGTH, Token
+
+TOKEN_PREFIX = "mcp_"
+TOKEN_BYTES = 32  # random bytes in a token
+MIN_TOKEN_CHARS = 24  # shortest token accepted from `token create --value`
+
+Role = Literal["user", "agent"]
+
+
+class AuthError(McuprofError):
+    """The request carries no valid token."""
+
+
+class ForbiddenError(McuprofError):
+    """The token is valid but its role or binding does not allow this."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's role and names, or ``anonymous`` when auth is off."""
+
+    role: Literal["user", "agent", "anonymous"]
+    name: str
+    token_id: int | None = None
+    agent_name: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.role == "anonymous"
+
+
+ANONYMOUS = Principal(role="anonymous", name="anonymous")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def create_token(session: Session, *, role: Role, name: str | None = None,
+                 value: str | None = None) -> tuple[Token, str]:
+    """Store a new token; returns the row and the token itself (shown once).
+
+    ``value`` registers a token chosen elsewhere (provisioning, docker compose) instead of a
+    random one.
+    """
+    if role not in ("user", "agent"):
+        raise ForbiddenError(f"unknown role {role!r}; use user or agent")
+    if value is not None and len(value) < MIN_TOKEN_CHARS:
+        raise AuthError(f"a token must have at least {MIN_TOKEN_CHARS} characters; omit the "
+                        f"value to get a random one")
+    token = value or new_token()
+    bound_agent = name if role == "agent" else None  # unnamed agent tokens bind on first use
+    name = name or f"{role}-{secrets.token_hex(3)}"
+    if len(name) > NAME_LENGTH:
+        raise AuthError(f"token name is {len(name)} characters; at most {NAME_LENGTH}")
+    if session.scalars(select(Token).where(Token.name == name)).first() is not None:
+        raise AuthError(f"a token named {name!r} exists; revoke it first "
+                        f"(mcuprof token revoke {name}) or choose another name")
+    if session.scalars(select(Token).where(Token.token_sha256 == hash_token(token))).first():
+        raise AuthError("that token value is already registered; choose another")
+    row = Token(token_sha256=hash_token(token), role=role, name=name, agent_name=bound_agent)
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def count_user_tokens(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Token)
+                              .where(Token.role == "user")) or 0)
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer <token>`` header value."""
+    if not authorization:
+        raise AuthError("this server requires an API token: send 'Authorization: Bearer "
+                        "<token>' (set MCUPROF_TOKEN or pass --token); an admin creates one "
+                        "with `mcuprof token create --role user`")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    row = session.scalars(select(Token)
+                          .where(Token.token_sha256 == hash_token(token.strip()))).first()
+    if row is None:
+        raise AuthError("unknown or revoked API token; check MCUPROF_TOKEN or ask for a new "
+                        "one (`mcuprof token create`)")
+    return Principal(role="agent" if row.role == "agent" else "user", name=row.name,
+                     token_id=row.id, agent_name=row.agent_name)
+
+
+def require_role(principal: Principal, role: Role, action: str) -> None:
+    """Refuse ``action`` unless ``principal`` has ``role`` (anonymous may do anything)."""
+    if principal.anonymous or principal.role == role:
+        return
+    raise ForbiddenError(f"{action} needs a {role} token; token {principal.name!r} is a "
+                         f"{principal.role} token")
+
+
+def agent_scope(principal: Principal) -> str | None:
+    """The agent an agent token acts for (None: anonymous, no ownership checks)."""
+    if principal.anonymous:
+        return None
+    if principal.agent_name is None:
+        raise ForbiddenError(f"agent token {principal.name!r} is not bound to an agent yet; "
+                             f"register with POST /api/v1/agents first")
+    return principal.agent_name
+
+
+def bind_agent(session: Session, principal: Principal, agent_name: str) -> None:
+    """Bind an unbound agent token to ``agent_name``; refuse a token bound to another."""
+    if principal.anonymous:
+        return
+    if principal.agent_name is not None:
+        if principal.agent_name != agent_name:
+            raise ForbiddenError(f"agent token {principal.name!r} belongs to agent "
+                                 f"{principal.agent_name!r}, not {agent_name!r}")
+        return
+    row = session.get(Token, principal.token_id)
+    if row is not None:
+        row.agent_name = agent_name
+        session.flush()
+
+
+def revoke_token(session: Session, name: str) -> bool:
+    """Delete the token called ``name``; False when there is none."""
+    row = session.scalars(select(Token).where(Token.name == name)).first()
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def list_tokens(session: Session) -> list[Token]:
+    return list(session.scalars(select(Token).order_by(Token.id)))

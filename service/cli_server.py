@@ -1,0 +1,124 @@
+"""Server-side commands: ``mcuprof serve`` and ``mcuprof token create|list|revoke``.
+
+Both read the database from ``MCUPROF_DATABASE_URL`` (SQLite ``./mcuprof.db`` by default)
+and migrate it to the newest schema first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from service.cli import COMMANDS
+
+if TYPE_CHECKING:  # imported when a command runs, so `mcuprof --help` stays fast
+    from service.config import Settings
+    from service.db.engine import Database
+
+
+def _database(settings: Settings) -> Database:
+    """The database of ``settings``, migrated to the newest schema."""
+    from service.db import migrate
+    from service.db.engine import Database
+
+    migrate.upgrade(settings.database_url)
+    return Database.from_settings(settings)
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to bind (MCUPROF_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="TCP port (MCUPROF_PORT, default 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the API (migrating the database first).
+
+    On an address other than loopback, API tokens are required and the database must hold
+    a user token (`mcuprof token create --role user`).
+    """
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.auth import count_user_tokens
+    from service.config import ConfigError, load_settings
+
+    settings = load_settings(host=host, port=port)
+    db = _database(settings)
+    try:
+        with db.transaction(write=False) as session:
+            problem = settings.serve_problem(user_tokens=count_user_tokens(session))
+    finally:
+        db.dispose()
+    if problem:
+        raise ConfigError(problem)
+    auth = "tokens required" if settings.auth_required else "no auth (loopback only)"
+    click.echo(f"mcuprof API on http://{settings.host}:{settings.port} ({auth}; docs at "
+               f"/docs)", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="info")
+
+
+@click.group("token")
+def token() -> None:
+    """API tokens (written straight to the database; no server needed)."""
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(["user", "agent"]), required=True,
+              help="user: submit and read; agent: register boards, lease and report.")
+@click.option("--name", default=None,
+              help="Token name (an agent token is bound to the agent of this name).")
+@click.option("--value", default=None, envvar="MCUPROF_NEW_TOKEN",
+              help="Register this token instead of a random one (provisioning).")
+def token_create(role: str, name: str | None, value: str | None) -> None:
+    """Create a token and print it (it is shown only this once)."""
+    from service.auth import create_token
+    from service.config import load_settings
+
+    db = _database(load_settings())
+    try:
+        with db.transaction() as session:
+            row, secret = create_token(session, role=role,  # type: ignore[arg-type]
+                                       name=name, value=value)
+            label = f"{row.role} token {row.name!r}"
+    finally:
+        db.dispose()
+    click.echo(f"created {label}; store it now, it is not shown again:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Name, role and agent of every token (never the tokens themselves)."""
+    from service.auth import list_tokens
+    from service.config import load_settings
+
+    db = _database(load_settings())
+    try:
+        with db.transaction(write=False) as session:
+            rows = [(t.name, t.role, t.agent_name or "-", f"{t.created_at:%Y-%m-%d %H:%M}")
+                    for t in list_tokens(session)]
+    finally:
+        db.dispose()
+    for name, role, agent, created in rows:
+        click.echo(f"{name:30} {role:6} agent={agent:20} created {created} UTC")
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Delete the token called NAME; requests with it are refused from now on."""
+    from service.auth import revoke_token
+    from service.config import ConfigError, load_settings
+
+    db = _database(load_settings())
+    try:
+        with db.transaction() as session:
+            found = revoke_token(session, name)
+    finally:
+        db.dispose()
+    if not found:
+        raise ConfigError(f"there is no token named {name!r}; see `mcuprof token list`")
+    click.echo(f"revoked token {name!r}", err=True)
+
+
+COMMANDS.extend([serve, token])

@@ -1,0 +1,283 @@
+"""The service's tables as SQLAlchemy 2 typed models.
+
+One database is the only state of the service (SQLite on one machine, PostgreSQL for many):
+API replicas and agents keep nothing the database does not have. Model files are stored in
+the database too (``models.data``, deferred so listings never load it), so any replica can
+serve them without a shared disk.
+
+A lease is an attempt: ``attempts.id`` is the lease id an agent holds, and ``jobs.lease_id``
+names the attempt that currently holds the job. A report for any other lease id is stale.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+JOB_STATES = ("queued", "leased", "done", "failed", "cancelled")
+HEALTH_STATES = ("ok", "bad", "unknown")
+TOKEN_ROLES = ("user", "agent")
+ATTEMPT_OUTCOMES = ("running", "done", "failed", "expired", "cancelled", "abandoned")
+
+NAME_LENGTH = 200  # characters in a model, device, agent or token name
+TAG_LENGTH = 200  # characters in a tag key or value
+SHA256_HEX = 64  # characters
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, in UTC (the only time zone the database stores)."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite has no time zone type; without this, values read back naive there and aware on
+    PostgreSQL, and comparisons between the two raise.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass timezone-aware UTC times")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+        list[int]: JSON(),
+        list[float]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Model(Base):
+    """An uploaded ``.tflite`` file, deduplicated by its SHA-256, with its analysis."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    analysis: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tags: Mapped[list[ModelTag]] = relationship(
+        back_populates="model", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ModelTag.key",
+    )
+
+
+class ModelTag(Base):
+    """One ``key=value`` tag of a model (``backbone=kws``); a row each, so SQL can filter."""
+
+    __tablename__ = "model_tags"
+    __table_args__ = (Index("ix_model_tags_key_value", "key", "value"),)
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    key: Mapped[str] = mapped_column(String(TAG_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_LENGTH))
+
+    model: Mapped[Model] = relationship(back_populates="tags")
+
+
+class Agent(Base):
+    """A worker process on a host with boards attached (``mcuprof agent``)."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    version: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime | None]
+
+    devices: Mapped[list[Device]] = relationship(back_populates="agent", order_by="Device.name")
+
+
+class Device(Base):
+    """One board (``virtual:nucleo-f446re:host-0``) of the class ``<backend>:<board>``."""
+
+    __tablename__ = "devices"
+    __table_args__ = (CheckConstraint(_in("health", HEALTH_STATES), name="health"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    device_class: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    board: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    backend: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"),
+                                                 index=True)
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    health_detail: Mapped[str | None] = mapped_column(Text)
+    last_seen: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    agent: Mapped[Agent | None] = relationship(back_populates="devices")
+
+
+class Job(Base):
+    """One model to profile on any board of one device class."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        # The lease query: the oldest highest-priority queued job of one device class.
+        Index("ix_jobs_queue", "device_class", text("priority DESC"), "id",
+              postgresql_where=text("state = 'queued'"), sqlite_where=text("state = 'queued'")),
+        # The expiry sweep: leased jobs by expiry time.
+        Index("ix_jobs_lease_expiry", "lease_expires_at",
+              postgresql_where=text("state = 'leased'"), sqlite_where=text("state = 'leased'")),
+        Index("ix_jobs_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    device_class: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    runs: Mapped[int]
+    warmup: Mapped[int]
+    kernels: Mapped[str] = mapped_column(String(8))
+    priority: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The current lease (null unless state = 'leased'): an attempt row, its agent and board.
+    lease_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    lease_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"))
+    lease_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True)
+    lease_expires_at: Mapped[datetime | None]
+
+    model: Mapped[Model] = relationship()
+    history: Mapped[list[Attempt]] = relationship(
+        back_populates="job", order_by="Attempt.attempt", cascade="all, delete-orphan")
+    measurement: Mapped[Measurement | None] = relationship(back_populates="job")
+
+
+class Attempt(Base):
+    """One lease of a job: who ran it, where, and how it ended. ``id`` is the lease id."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int]
+    agent: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    device: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    serial_log: Mapped[list[str] | None]
+
+    job: Mapped[Job] = relationship(back_populates="history")
+
+
+class Measurement(Base):
+    """The result of a done job: one row per job at most (``job_id`` is unique)."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    lease_id: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    device: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    device_class: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    board: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    cycles: Mapped[int | None] = mapped_column(BigInteger)
+    cycles_per_run: Mapped[list[int]]
+    cycle_source: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    latency_ms: Mapped[float | None]
+    energy_mj: Mapped[float | None]
+    energy_source: Mapped[str | None] = mapped_column(String(16))
+    arena_bytes: Mapped[int] = mapped_column(BigInteger)
+    plan_bytes: Mapped[int] = mapped_column(BigInteger)
+    flash_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    ops: Mapped[int] = mapped_column(BigInteger)
+    macs: Mapped[int] = mapped_column(BigInteger)
+    layers: Mapped[list[Any]]
+    output: Mapped[list[float]]
+    output_shape: Mapped[list[int]]
+    kernels: Mapped[str] = mapped_column(String(8))
+    firmware_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    plan_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    serial_log: Mapped[list[str]]
+    # SHA-256 of the report as received: a duplicate report is recognised by it.
+    report_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="measurement")
+
+
+class Token(Base):
+    """An API token, stored as its SHA-256 (the token itself is shown once, at creation).
+
+    An agent token is bound to one agent name: at creation (``--name``) or by the first
+    agent it registers.
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (CheckConstraint(_in("role", TOKEN_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    agent_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

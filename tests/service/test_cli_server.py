@@ -1,0 +1,124 @@
+"""`mcuprof token ...` and `mcuprof serve`: tokens written straight to the database, the
+refusal to serve off loopback without auth, and a real server over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from profiler_client.cli import main
+from service.db.engine import Database, make_engine
+from service.db.models import Token
+
+SERVER_START_TIMEOUT = 30.0  # seconds
+MCUPROF = Path(sys.executable).with_name("mcuprof")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a fresh deployment: SQLite in tmp_path, no other MCUPROF_*."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MCUPROF_")}
+    return clean | {"MCUPROF_DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}"}
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """``mcuprof ARGS`` in-process (the real entry point, with its error handling)."""
+    result = CliRunner(env=env).invoke(main, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_token_create_list_revoke(env: dict[str, str]) -> None:
+    code, out, err = run(["token", "create", "--role", "agent", "--name", "lab1"], env)
+    assert code == 0, err
+    secret = out.strip()
+    assert secret.startswith("mcp_") and len(secret) > 40 and "not shown again" in err
+    db = Database(make_engine(env["MCUPROF_DATABASE_URL"]))
+    try:
+        with db.transaction(write=False) as s:
+            row = s.scalars(select(Token)).one()
+            assert (row.role, row.name, row.agent_name) == ("agent", "lab1", "lab1")
+            assert secret not in row.token_sha256  # only the hash is stored
+    finally:
+        db.dispose()
+    code, out, _ = run(["token", "list"], env)
+    assert code == 0 and "lab1" in out and secret not in out
+    code, _, err = run(["token", "create", "--role", "user", "--name", "lab1"], env)
+    assert code == 2 and "exists" in err
+    code, _, err = run(["token", "create", "--role", "root"], env)
+    assert code == 2
+    assert run(["token", "revoke", "lab1"], env)[0] == 0
+    code, _, err = run(["token", "revoke", "lab1"], env)
+    assert code == 2 and "no token named" in err
+
+
+def test_serve_refuses_public_address_without_auth(env: dict[str, str]) -> None:
+    code, _, err = run(["serve", "--host", "0.0.0.0"], env)
+    assert code == 2 and "no user token" in err and "mcuprof token create" in err
+    code, _, err = run(["serve", "--host", "0.0.0.0"], env | {"MCUPROF_AUTH": "off"})
+    assert code == 2 and "MCUPROF_AUTH=off" in err
+    code, _, err = run(["serve"], env | {"MCUPROF_MAX_ATTEMPTS": "zero"})
+    assert code == 2 and "MCUPROF_MAX_ATTEMPTS" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`mcuprof serve` with auth on, over loopback: (base URL, a user token)."""
+    if not MCUPROF.exists():
+        pytest.skip(f"{MCUPROF} is not installed")
+    code, out, err = run(["token", "create", "--role", "user", "--name", "alice"], env)
+    assert code == 0, err
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([str(MCUPROF), "serve", "--port", str(port)],
+                            env=env | {"MCUPROF_AUTH": "on"}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"{url}/openapi.json").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "mcuprof serve did not start"
+            time.sleep(0.2)
+        yield url, out.strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        log.close()
+
+
+def test_real_server_over_http(server: tuple[str, str], kws_bytes: bytes) -> None:
+    url, secret = server
+    with httpx.Client(base_url=url) as anonymous:
+        assert anonymous.get("/api/v1/models").status_code == 401
+        assert anonymous.get("/").status_code == 200
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as client:
+        r = client.post("/api/v1/models", files={"file": ("kws.tflite", kws_bytes)},
+                        data={"tag": "backbone=kws"})
+        assert r.status_code == 201, r.text
+        jobs = client.post("/api/v1/jobs", json={"model_id": r.json()["id"],
+                                                 "devices": ["virtual:nucleo-f446re"]})
+        assert jobs.status_code == 201 and jobs.json()[0]["state"] == "queued"
+        spec = client.get("/openapi.json").json()
+        assert "/api/v1/leases/{lease_id}/result" in spec["paths"]
