@@ -91,7 +91,7 @@ def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None
     }
 
 
-_CYCLE_SOURCES = {"virtual": "cycle-model", "renode": "renode-estimate", "pyocd": "dwt-cyccnt"}
+CYCLE_SOURCES = {"virtual": "cycle-model", "renode": "renode-estimate", "pyocd": "dwt-cyccnt"}
 
 
 def profile_model(model: bytes, device: str, *, input_path: Path | None = None, runs: int = 5,
@@ -112,7 +112,7 @@ def profile_model(model: bytes, device: str, *, input_path: Path | None = None, 
         run = backend.run(x.tobytes(), runs=runs, warmup=warmup, kernels=kernels)
     result = build_result(plan, decode_output(plan, run.output), run.cycles_per_run or None,
                           run.layer_cycles or None, energy_mj=run.energy_mj,
-                          cycle_source=_CYCLE_SOURCES.get(backend_name))
+                          cycle_source=CYCLE_SOURCES.get(backend_name))
     result["device"] = device
     result["kernels"] = kernels
     return result

@@ -1,9 +1,302 @@
-"""Client commands of the ``mcuprof`` CLI that talk to a server (submit, jobs, results, ...).
+"""Client commands of the ``mcuprof`` CLI that talk to a server: submit, jobs, results.
 
-``profiler_client.cli`` mounts ``COMMANDS``."""
+A thin layer over :class:`profiler_client.client.Client`: parse options, call, print.
+``--json`` prints JSON Lines (one object per line) on stdout; progress goes to stderr.
+``profiler_client.cli`` mounts ``COMMANDS``.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
+from bench_firmware.errors import McuprofError
+from profiler_client.client import (
+    DEFAULT_POLL_S,
+    TERMINAL_STATES,
+    Client,
+    measurements_to_csv,
+)
+from service.schemas import JobOut, MeasurementOut
+
 COMMANDS: list[click.Command] = []
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ERROR_WIDTH = 60  # characters of a job's error shown in a table row
+
+
+def _server_options(func: F) -> F:
+    """``--server`` and ``--token``, defaulting to MCUPROF_SERVER and MCUPROF_TOKEN."""
+    func = click.option("--token", envvar="MCUPROF_TOKEN", default=None, show_envvar=True,
+                        help="API token (a user token; see `mcuprof token create`).")(func)
+    return click.option("--server", envvar="MCUPROF_SERVER", default=None, show_envvar=True,
+                        help="Server URL [default: http://127.0.0.1:8000].")(func)
+
+
+def _tags(items: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value (e.g. backbone=kws)",
+                                     param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+def measurement_fields(m: MeasurementOut) -> dict[str, Any]:
+    """A measurement as the fields of ``mcuprof run --json`` (plus where it ran)."""
+    return {
+        "board": m.board,
+        "measured_on": m.device,
+        "measurement_id": m.id,
+        "output": m.output,
+        "cycles": m.cycles,
+        "cycles_per_run": m.cycles_per_run,
+        "cycles_min": min(m.cycles_per_run) if m.cycles_per_run else None,
+        "cycles_max": max(m.cycles_per_run) if m.cycles_per_run else None,
+        "cycle_source": m.cycle_source,
+        "latency_ms": m.latency_ms,
+        "mac_per_cycle": m.macs / m.cycles if m.cycles else None,
+        "energy_mj": m.energy_mj,
+        "energy_source": m.energy_source,
+        "arena_bytes": m.arena_bytes,
+        "plan_bytes": m.plan_bytes,
+        "flash_bytes": m.flash_bytes,
+        "ops": m.ops,
+        "macs": m.macs,
+        "layers": [layer.model_dump() for layer in m.layers],
+        "kernels": m.kernels,
+        "firmware_id": m.firmware_id,
+        "plan_id": m.plan_id,
+    }
+
+
+def job_record(job: JobOut) -> dict[str, Any]:
+    """One ``--json`` line for a job: job_id, state, device, and once done the measurement."""
+    record: dict[str, Any] = {
+        "job_id": job.id, "state": job.state, "device": job.device, "model_id": job.model_id,
+        "runs": job.runs, "warmup": job.warmup, "attempts": job.attempts, "error": job.error,
+    }
+    if job.measurement is not None:
+        record |= measurement_fields(job.measurement)
+    return record
+
+
+def _echo_json(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, default=str))
+
+
+def _short(text: str | None, width: int = ERROR_WIDTH) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _age(when: datetime) -> str:
+    now = datetime.now(timezone.utc)
+    stamp = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    seconds = max(0, int((now - stamp).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def _job_result(job: JobOut) -> str:
+    m = job.measurement
+    if m is not None:
+        parts = [f"{m.latency_ms:.3f} ms" if m.latency_ms is not None else "outputs only"]
+        if m.cycles is not None:
+            parts.append(f"{m.cycles:,} cycles")
+        if m.energy_mj is not None:
+            parts.append(f"{m.energy_mj:.4f} mJ ({m.energy_source})")
+        return ", ".join(parts) + f" on {m.device}"
+    return _short(job.error)
+
+
+def _print_jobs(jobs: list[JobOut]) -> None:
+    width = max(len("device"), *(len(j.device) for j in jobs))
+    click.echo(f"{'job':>6}  {'model':>5}  {'device':<{width}}  {'state':<9} {'tries':>5}  "
+               f"{'updated':<9}  result")
+    for job in jobs:
+        tries = f"{job.attempts}/{job.max_attempts}"
+        click.echo(f"{job.id:>6}  {job.model_id:>5}  {job.device:<{width}}  {job.state:<9} "
+                   f"{tries:>5}  {_age(job.updated_at):<9}  {_job_result(job)}")
+
+
+def _summary(jobs: list[JobOut]) -> str:
+    counts = Counter("running" if j.state == "leased" else j.state for j in jobs)
+    order = ("done", "running", "queued", "failed", "cancelled")
+    return ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[list[JobOut]], None]]:
+    """A progress bar on stderr (only its label when stderr is not a terminal); yields the
+    ``on_progress`` callback for :meth:`Client.wait`."""
+    state = {"text": ""}
+
+    def show(_: int | None) -> str:
+        return state["text"]
+
+    with click.progressbar(length=total, label="waiting for jobs", file=sys.stderr,
+                           show_eta=False, show_percent=False, show_pos=True,
+                           item_show_func=show) as bar:
+        def update(jobs: list[JobOut]) -> None:
+            done = sum(1 for j in jobs if j.state in TERMINAL_STATES)
+            state["text"] = _summary(jobs)
+            bar.update(done - bar.pos)
+
+        yield update
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device", "devices", multiple=True, required=True,
+              help="Device class, e.g. virtual:nucleo-f446re. Repeatable: one job each.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Tag the model (e.g. backbone=kws). Repeatable.")
+@click.option("--name", default=None, help="Model name [default: the file name].")
+@click.option("--runs", default=5, show_default=True, help="Timed inferences.")
+@click.option("--warmup", default=1, show_default=True, help="Untimed inferences first.")
+@click.option("--kernels", type=click.Choice(["dsp", "ref"]), default="dsp", show_default=True,
+              help="Kernel path on the board.")
+@click.option("--priority", default=0, show_default=True, help="Higher runs first.")
+@click.option("--wait", "wait_", is_flag=True,
+              help="Wait for the jobs to finish (progress on stderr); exit status 1 if any "
+                   "did not finish done.")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="With --wait: give up after this many seconds (the jobs keep running).")
+@click.option("--poll", "poll_s", type=float, default=DEFAULT_POLL_S, show_default=True,
+              help="With --wait: seconds between polls.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line per job (job_id, state, device, and when done "
+                   "the fields of `mcuprof run --json`).")
+@_server_options
+def submit(model: Path, devices: tuple[str, ...], tags: tuple[str, ...], name: str | None,
+           runs: int, warmup: int, kernels: str, priority: int, wait_: bool,
+           timeout_s: float | None, poll_s: float, as_json: bool, server: str | None,
+           token: str | None) -> None:
+    """Upload MODEL and queue a profiling job on each --device."""
+    with Client(server, token) as api:
+        uploaded = api.upload_model(model, name=name, tags=_tags(tags))
+        jobs = api.submit(uploaded.id, list(devices), runs=runs, warmup=warmup, kernels=kernels,
+                          priority=priority)
+        if not as_json:
+            click.echo(f"model {uploaded.id} {uploaded.name} (sha256 {uploaded.sha256[:16]}, "
+                       f"{uploaded.analysis.ops:,} ops)", err=wait_)
+        if not wait_:
+            for job in jobs:
+                if as_json:
+                    _echo_json(job_record(job))
+                else:
+                    click.echo(f"job {job.id}: {job.device} {job.state}"
+                               + (f": {job.error}" if job.error else ""))
+            return
+        printed: set[int] = set()
+
+        def stream(current: list[JobOut]) -> None:
+            for job in current:
+                if job.state in TERMINAL_STATES and job.id not in printed:
+                    printed.add(job.id)
+                    _echo_json(job_record(job))
+
+        with _progress(len(jobs)) as progress:
+            def on_progress(current: list[JobOut]) -> None:
+                progress(current)
+                if as_json:
+                    stream(current)
+
+            try:
+                finished = api.wait(jobs, poll_s=poll_s, timeout_s=timeout_s,
+                                    on_progress=on_progress)
+            except KeyboardInterrupt:
+                ids = " ".join(str(j.id) for j in jobs)
+                click.echo(f"\nstopped waiting; the jobs keep running on the server (jobs "
+                           f"{ids}): follow them with `mcuprof jobs`", err=True)
+                sys.exit(130)
+    if not as_json:
+        _print_jobs(finished)
+    if any(job.state != "done" for job in finished):
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--state", type=click.Choice(["queued", "leased", "done", "failed", "cancelled"]),
+              default=None, help="Only jobs in this state.")
+@click.option("--device", default=None, help="Only jobs for this device class.")
+@click.option("--model", "model_id", type=int, default=None, help="Only jobs of this model id.")
+@click.option("--limit", default=50, show_default=True, help="At most this many (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per job.")
+@_server_options
+def jobs(state: str | None, device: str | None, model_id: int | None, limit: int,
+         as_json: bool, server: str | None, token: str | None) -> None:
+    """List jobs on the server."""
+    with Client(server, token) as api:
+        found = api.jobs(state=state, device=device, model_id=model_id, limit=limit)
+    if as_json:
+        for job in found:
+            _echo_json(job_record(job))
+        return
+    if not found:
+        click.echo("no jobs" + (" match" if state or device or model_id else " yet"))
+        return
+    _print_jobs(found)
+
+
+@click.command()
+@click.argument("target", metavar="MODEL|JOB")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per measurement.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per measurement.")
+@_server_options
+def results(target: str, as_csv: bool, as_json: bool, server: str | None,
+            token: str | None) -> None:
+    """Measurements of a model or a job.
+
+    MODEL|JOB is a .tflite path (found by its SHA-256), a model id (12 or model:12), a
+    SHA-256 (8+ hex digits), or a job id as job:34."""
+    if as_csv and as_json:
+        raise McuprofError("give --csv or --json, not both")
+    with Client(server, token) as api:
+        found = api.results(target)
+    if as_csv:
+        click.echo(measurements_to_csv(found), nl=False)
+        return
+    if as_json:
+        for m in found:
+            _echo_json({"job_id": m.job_id, "model_id": m.model_id, "device": m.device_class}
+                       | measurement_fields(m))
+        return
+    if not found:
+        click.echo(f"no measurements of {target} yet")
+        return
+    width = max(len("measured on"), *(len(m.device) for m in found))
+    click.echo(f"{'id':>6}  {'job':>6}  {'measured on':<{width}}  {'kernels':<7} "
+               f"{'cycles':>12}  {'latency ms':>10}  {'energy mJ':>10}  {'arena':>9}  "
+               f"{'plan':>9}")
+    for m in found:
+        energy = _fmt(m.energy_mj, ".4f") + ("*" if m.energy_source == "modeled" else "")
+        click.echo(f"{m.id:>6}  {m.job_id:>6}  {m.device:<{width}}  {m.kernels:<7} "
+                   f"{_fmt(m.cycles, ',d'):>12}  {_fmt(m.latency_ms, '.3f'):>10}  "
+                   f"{energy:>10}  {m.arena_bytes:>9,}  {m.plan_bytes:>9,}")
+    if any(m.energy_source == "modeled" for m in found):
+        click.echo("* modeled energy: the board's active power x latency (no monitor attached)")
+
+
+COMMANDS.extend([submit, jobs, results])

@@ -8,3 +8,6 @@ from __future__ import annotations
 import click
 
 COMMANDS: list[click.Command] = []
+
+import service.cli_agent  # noqa: E402, F401
+import service.cli_server  # noqa: E402, F401  (registers commands)

@@ -42,7 +42,6 @@ def open_backend(device: str) -> BoardBackend:
         from service.boards.renode.backend import RenodeBoard
 
         return RenodeBoard(device)
-    raise McuprofError(
-        "physical boards (pyocd:...) are driven by `mcuprof agent`, which arrives with the "
-        "profiling service; profile locally with virtual:<board> meanwhile"
-    )
+    from service.boards.pyocd_backend import PyocdBoard
+
+    return PyocdBoard(device)

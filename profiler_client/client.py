@@ -1,0 +1,603 @@
+"""The typed Python client of the mcuprof REST API (``/api/v1``, see ``service/schemas.py``).
+
+::
+
+    from profiler_client.client import Client
+
+    with Client() as api:                      # MCUPROF_SERVER, MCUPROF_TOKEN
+        jobs = api.submit("kws.tflite", devices=["virtual:nucleo-f446re"], tags={"backbone": "kws"})
+        for job in api.wait(jobs):
+            print(job.state, job.measurement.latency_ms if job.measurement else job.error)
+
+The transport is injectable (``http=`` an ``httpx.Client``, e.g. FastAPI's ``TestClient``; or
+``transport=`` an ``httpx.BaseTransport`` such as ``httpx.MockTransport``), so the same client
+runs against a real server, the app in-process, or a fake in unit tests.
+
+Retries: connection errors, timeouts and 5xx answers are retried with exponential backoff
+(``backoff_s`` × 2ⁿ, capped at :data:`BACKOFF_MAX_S`), at most ``retries`` times; 4xx answers
+never are. Requests that are not idempotent (submitting jobs, taking a lease) are retried
+only when the request provably never reached the application (the connection could not be
+made, or the server answered 502/503), so a lost answer never submits a job twice.
+
+Errors are :class:`ApiError` (a :class:`~bench_firmware.errors.McuprofError`) carrying the
+server's ``detail`` message; refused models are also a :class:`ModelError`, a lease the agent
+no longer holds also a :class:`QueueError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from bench_firmware.errors import McuprofError, ModelError, QueueError
+from service.schemas import (
+    AgentIn,
+    AgentOut,
+    BoardIn,
+    DeviceOut,
+    FailureIn,
+    HealthIn,
+    HeartbeatIn,
+    HeartbeatOut,
+    JobOut,
+    JobsIn,
+    LeaseIn,
+    LeaseOut,
+    MeasurementIn,
+    MeasurementOut,
+    ModelOut,
+    measurement_row,
+)
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT_S = 30.0  # seconds for one request (connect, read, write each)
+DEFAULT_RETRIES = 4  # further attempts after the first one fails
+BACKOFF_BASE_S = 0.25  # seconds before the first retry; doubles every retry
+BACKOFF_MAX_S = 8.0  # seconds: the longest wait between two attempts
+BACKOFF_JITTER = 0.1  # fraction of each wait added at random, so agents do not retry in step
+DEFAULT_POLL_S = 1.0  # seconds between two polls of wait()
+PAGE_SIZE = 500  # items per page when the client pages through a listing
+LIST_POLL_MIN = 4  # jobs of one model still running above which wait() lists instead of gets
+USER_AGENT = "mcuprof-client"
+
+TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+_RETRY_ANY = frozenset({500, 502, 503, 504})
+# Answers that mean the application never handled the request (a proxy or the server's
+# front door answered), so even a non-idempotent request can be sent again.
+_RETRY_UNSENT = frozenset({502, 503})
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ApiError(McuprofError):
+    """The mcuprof server refused or failed a request."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, detail: str | None = None,
+                 method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+        self.method = method
+        self.url = url
+
+
+class ServerUnavailableError(ApiError):
+    """The mcuprof server could not be reached, or kept failing."""
+
+
+class AuthError(ApiError):
+    """The server refused the token (missing, unknown, or not allowed to do this)."""
+
+
+class NotFoundError(ApiError):
+    """The server has no such resource."""
+
+
+class ModelRejectedError(ApiError, ModelError):
+    """The server refused the model (not a .tflite, not int8, an unsupported op, too big)."""
+
+
+class LeaseLostError(ApiError, QueueError):
+    """The agent reported for a lease it no longer holds (expired, cancelled, reassigned)."""
+
+
+class WaitTimeoutError(QueueError):
+    """Jobs were still running when ``wait`` gave up."""
+
+    def __init__(self, message: str, jobs: list[JobOut]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+def sha256_file(data: bytes) -> str:
+    """The hex SHA-256 the server identifies a model by."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tag_list(tags: Mapping[str, str] | Iterable[str] | None) -> list[str]:
+    """``{"backbone": "kws"}`` or ``["backbone=kws"]`` → ``["backbone=kws"]`` (checked)."""
+    if tags is None:
+        return []
+    items = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, Mapping) else list(tags)
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise McuprofError(f"tag {item!r} is not key=value (e.g. backbone=kws)")
+    return items
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's ``detail`` message, or the start of the body when it has none."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] if text else response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list):  # FastAPI's validation errors: [{"loc": ..., "msg": ...}]
+            parts = []
+            for item in detail:
+                if isinstance(item, dict):
+                    loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                    parts.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg")))
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)
+        return str(detail)
+    return str(body)[:300]
+
+
+class Client:
+    """A client for one mcuprof server.
+
+    ``url`` defaults to ``$MCUPROF_SERVER`` (else ``http://127.0.0.1:8000``), ``token`` to
+    ``$MCUPROF_TOKEN``. ``http``: an ``httpx.Client`` to send requests with (it is not closed
+    by :meth:`close`); ``transport``: a transport for the client made here. ``sleep`` is what
+    waits between retries and polls (tests pass a fake clock).
+
+    Thread-safe as ``httpx.Client`` is: an agent's board threads share one.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 http: httpx.Client | None = None, transport: httpx.BaseTransport | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
+                 backoff_s: float = BACKOFF_BASE_S,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if url is None and http is not None and str(http.base_url):
+            url = str(http.base_url)
+        self.url = (url or os.environ.get("MCUPROF_SERVER") or DEFAULT_SERVER).rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise McuprofError(f"server URL {self.url!r} must start with http:// or https:// "
+                               f"(e.g. {DEFAULT_SERVER})")
+        self.token = token if token is not None else os.environ.get("MCUPROF_TOKEN") or None
+        self.timeout_s = timeout_s
+        self.retries = max(0, retries)
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.Client(
+            transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=True)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the connection pool (not an ``http`` client passed in)."""
+        if self._own_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _absolute(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        if not path.startswith(API_PREFIX) and not path.startswith("/"):
+            path = "/" + path
+        return self.url + (path if path.startswith(API_PREFIX) else API_PREFIX + path)
+
+    def _wait_before_retry(self, attempt: int) -> None:
+        delay = min(BACKOFF_MAX_S, self.backoff_s * (2 ** attempt))
+        self._sleep(delay * (1.0 + BACKOFF_JITTER * random.random()))
+
+    def request(self, method: str, path: str, *, idempotent: bool = True,
+                expect: Sequence[int] = (), **kwargs: Any) -> httpx.Response:
+        """Sends one request (``path`` under ``/api/v1`` unless absolute) with retries, and
+        returns a 2xx response; raises :class:`ApiError` for anything else."""
+        url = self._absolute(path)
+        last_error = "no answer"
+        answered = False  # whether the last failure was an answer (5xx), not a lost connection
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._wait_before_retry(attempt - 1)
+            try:
+                response = self._http.request(method, url, headers=self._headers(),
+                                              timeout=self.timeout_s, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                last_error, answered = f"cannot connect ({str(e) or type(e).__name__})", False
+                continue
+            except httpx.TransportError as e:
+                last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                answered = False
+                if idempotent:
+                    continue
+                # The request may have reached the server: sending it again could repeat it.
+                raise self._unavailable(method, url, last_error, attempt + 1, answered) from e
+            if response.is_success or response.status_code in expect:
+                return response
+            status = response.status_code
+            if status in (_RETRY_ANY if idempotent else _RETRY_UNSENT):
+                last_error = f"{status} {response.reason_phrase}: {_detail(response)}"
+                answered = True
+                continue
+            raise self._error(method, url, response)
+        raise self._unavailable(method, url, last_error, self.retries + 1, answered)
+
+    def _unavailable(self, method: str, url: str, error: str, attempts: int,
+                     answered: bool) -> ServerUnavailableError:
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        if answered:
+            text = (f"the mcuprof server at {self.url} keeps failing{tries}: {method} {url}: "
+                    f"{error}; its log says why")
+        else:
+            text = (f"the mcuprof server at {self.url} is not reachable{tries}: {method} {url}: "
+                    f"{error}. Start one with `mcuprof serve`, or point MCUPROF_SERVER or "
+                    f"--server at the right address.")
+        return ServerUnavailableError(text, method=method, url=url)
+
+    def _error(self, method: str, url: str, response: httpx.Response) -> ApiError:
+        status = response.status_code
+        detail = _detail(response)
+        path = url[len(self.url):] if url.startswith(self.url) else url
+        context = f" ({method} {path}: {status} {response.reason_phrase})"
+        fields: dict[str, Any] = {"status_code": status, "detail": detail, "method": method,
+                                  "url": url}
+        if status in (401, 403):
+            hint = ("" if self.token else
+                    "; no token was sent: pass --token or set MCUPROF_TOKEN (create one with "
+                    "`mcuprof token create --role user`)")
+            return AuthError(f"{detail}{hint}{context}", **fields)
+        if status == 404:
+            return NotFoundError(f"{detail}{context}", **fields)
+        if status in (409, 410) and "/leases/" in path:
+            return LeaseLostError(f"{detail}{context}", **fields)
+        if status in (413, 415, 422) and path.startswith(f"{API_PREFIX}/models"):
+            return ModelRejectedError(f"{detail}{context}", **fields)
+        if status >= 500:
+            return ServerUnavailableError(f"the server failed: {detail}{context}", **fields)
+        return ApiError(f"{detail}{context}", **fields)
+
+    def _one(self, method: str, path: str, model: type[M], *, idempotent: bool = True,
+             **kwargs: Any) -> M:
+        """A request whose answer is one ``model``."""
+        response = self.request(method, path, idempotent=idempotent, **kwargs)
+        return _parse(response, model.model_validate_json)
+
+    def _many(self, method: str, path: str, adapter: TypeAdapter[T], *,
+              idempotent: bool = True, **kwargs: Any) -> T:
+        """A request whose answer is a list (``adapter`` validates it)."""
+        response = self.request(method, path, idempotent=idempotent, **kwargs)
+        return _parse(response, adapter.validate_json)
+
+    @staticmethod
+    def _params(**params: Any) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if v is not None}
+
+    # -- models --------------------------------------------------------------------------
+
+    def upload_model(self, model: str | os.PathLike[str] | bytes, name: str | None = None,
+                     tags: Mapping[str, str] | Iterable[str] | None = None) -> ModelOut:
+        """Uploads a ``.tflite`` (a path or its bytes); the server deduplicates by SHA-256,
+        merges tags, and analyzes it. Refused models raise :class:`ModelRejectedError`."""
+        data, default_name = _read_model(model)
+        form: dict[str, Any] = {"name": name or default_name}
+        tag_items = _tag_list(tags)
+        if tag_items:
+            form["tag"] = tag_items
+        files = {"file": (f"{default_name}.tflite" if not default_name.endswith(".tflite")
+                          else default_name, data, "application/octet-stream")}
+        return self._one("POST", "/models", ModelOut, data=form, files=files)
+
+    def models(self, *, tag: str | None = None, limit: int | None = None,
+               offset: int | None = None) -> list[ModelOut]:
+        """``GET /models``, optionally only those with tag ``k=v``."""
+        return self._many("GET", "/models", _MODELS, params=self._params(
+            tag=tag, limit=limit, offset=offset))
+
+    def model(self, model_id: int) -> ModelOut:
+        return self._one("GET", f"/models/{model_id}", ModelOut)
+
+    def find_model(self, sha256: str) -> ModelOut | None:
+        """The model with this SHA-256 (or unique prefix of at least 8 hex digits), if the
+        server has it."""
+        digest = sha256.lower()
+        if len(digest) < 8:
+            raise McuprofError(f"{sha256!r}: give at least 8 hex digits of the SHA-256")
+        offset = 0
+        while True:
+            page: list[ModelOut] = self._many("GET", "/models", _MODELS, params={
+                "sha256": digest, "limit": PAGE_SIZE, "offset": offset})
+            hits = [m for m in page if m.sha256.startswith(digest)]
+            if hits:
+                if len({m.sha256 for m in hits}) > 1:
+                    raise McuprofError(f"{sha256!r} matches {len(hits)} models; give more digits")
+                return hits[0]
+            if len(page) < PAGE_SIZE:
+                return None
+            offset += len(page)
+
+    def model_file(self, model: int | str) -> bytes:
+        """The ``.tflite`` bytes: by model id, or by the ``model_url`` a lease gave."""
+        path = model if isinstance(model, str) else f"/models/{model}/file"
+        return self.request("GET", path).content
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def submit(self, model: str | os.PathLike[str] | bytes | int, devices: Sequence[str], *,
+               tags: Mapping[str, str] | Iterable[str] | None = None, runs: int = 5,
+               warmup: int = 1, kernels: str = "dsp", priority: int = 0,
+               name: str | None = None) -> list[JobOut]:
+        """Uploads ``model`` (unless it is a model id) and queues one job per device class."""
+        if not devices:
+            raise McuprofError("give at least one device, e.g. --device virtual:nucleo-f446re")
+        model_id = model if isinstance(model, int) else self.upload_model(model, name, tags).id
+        try:
+            body = JobsIn(model_id=model_id, devices=list(devices), runs=runs, warmup=warmup,
+                          kernels=kernels, priority=priority)  # type: ignore[arg-type]
+        except ValidationError as e:
+            raise McuprofError("bad job request: " + "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            ) from e
+        return self._many("POST", "/jobs", _JOBS, idempotent=False,
+                          json=body.model_dump(mode="json"))
+
+    def jobs(self, *, state: str | None = None, device: str | None = None,
+             model_id: int | None = None, limit: int | None = None,
+             offset: int | None = None) -> list[JobOut]:
+        """``GET /jobs`` with optional filters."""
+        return self._many("GET", "/jobs", _JOBS, params=self._params(
+            state=state, device=device, model_id=model_id, limit=limit, offset=offset))
+
+    def job(self, job_id: int) -> JobOut:
+        return self._one("GET", f"/jobs/{job_id}", JobOut)
+
+    def cancel(self, job_id: int) -> JobOut:
+        return self._one("POST", f"/jobs/{job_id}/cancel", JobOut)
+
+    def wait(self, jobs: Iterable[JobOut | int], *, poll_s: float = DEFAULT_POLL_S,
+             timeout_s: float | None = None,
+             on_progress: Callable[[list[JobOut]], None] | None = None) -> list[JobOut]:
+        """Polls until every job is done, failed or cancelled; returns them in the order
+        given. ``on_progress(jobs)`` is called with the current state of all of them after
+        every poll that changed something (and once at the start). Raises
+        :class:`WaitTimeoutError` after ``timeout_s`` seconds."""
+        current: dict[int, JobOut | None] = {}
+        for job in jobs:
+            if isinstance(job, JobOut):
+                current[job.id] = job
+            else:
+                current[int(job)] = None
+        for job_id, known in current.items():
+            if known is None:
+                current[job_id] = self.job(job_id)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last: list[tuple[int, str, int]] | None = None
+        while True:
+            snapshot = [j for j in current.values() if j is not None]
+            key: list[tuple[int, str, int]] = [(j.id, j.state, j.attempts) for j in snapshot]
+            if on_progress is not None and key != last:
+                on_progress(snapshot)
+            last = key
+            pending = [j.id for j in snapshot if j.state not in TERMINAL_STATES]
+            if not pending:
+                return snapshot
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"{len(pending)} of {len(snapshot)} jobs still running after {timeout_s:g} s "
+                    f"(jobs {', '.join(map(str, pending[:20]))}); they keep running on the "
+                    f"server: follow them with `mcuprof jobs` or `mcuprof results job:ID`",
+                    snapshot)
+            self._sleep(poll_s)
+            current.update(self._poll({j.id: j.model_id for j in snapshot if j.id in pending}))
+
+    def _poll(self, pending: dict[int, int]) -> dict[int, JobOut]:
+        """The current state of the ``pending`` jobs (id → model id): one listing per model
+        with many of them, one request per job otherwise."""
+        found: dict[int, JobOut] = {}
+        by_model: dict[int, set[int]] = {}
+        for job_id, model_id in pending.items():
+            by_model.setdefault(model_id, set()).add(job_id)
+        for model_id, ids in by_model.items():
+            if len(ids) < LIST_POLL_MIN:
+                continue
+            offset = 0
+            while not ids <= found.keys():
+                page = self.jobs(model_id=model_id, limit=PAGE_SIZE, offset=offset)
+                found.update((j.id, j) for j in page if j.id in ids)
+                if len(page) < PAGE_SIZE:
+                    break
+                offset += len(page)
+        for job_id in pending.keys() - found.keys():
+            found[job_id] = self.job(job_id)
+        return found
+
+    # -- devices, measurements -------------------------------------------------------------
+
+    def devices(self) -> list[DeviceOut]:
+        return self._many("GET", "/devices", _DEVICES)
+
+    def measurements(self, *, device: str | None = None, model_id: int | None = None,
+                     tag: str | None = None, limit: int | None = None,
+                     offset: int | None = None) -> list[MeasurementOut]:
+        """``GET /measurements`` as JSON, with optional filters."""
+        return self._many("GET", "/measurements", _MEASUREMENTS,
+                          params=self._params(device=device, model_id=model_id, tag=tag,
+                                              limit=limit, offset=offset, format="json"))
+
+    def measurements_csv(self, *, device: str | None = None, model_id: int | None = None,
+                         tag: str | None = None) -> str:
+        """``GET /measurements?format=csv``: the server's CSV, as text."""
+        return self.request("GET", "/measurements", params=self._params(
+            device=device, model_id=model_id, tag=tag, format="csv")).text
+
+    def model_measurements(self, model_id: int) -> list[MeasurementOut]:
+        return self._many("GET", f"/models/{model_id}/measurements",
+                          _MEASUREMENTS)
+
+    def resolve_model(self, model: str | os.PathLike[str] | bytes | int) -> ModelOut:
+        """A model by id, by the bytes or path of its ``.tflite`` (hashed here; nothing is
+        uploaded), or by its SHA-256 (or 8+ hex digit prefix)."""
+        if isinstance(model, int):
+            return self.model(model)
+        if isinstance(model, bytes) or Path(model).is_file():
+            data, label = _read_model(model)
+            digest = sha256_file(data)
+        else:
+            label = digest = str(model)
+            if not all(c in "0123456789abcdefABCDEF" for c in digest):
+                raise McuprofError(f"{label}: no such file, and not a model id (12 or model:12), "
+                                   f"a job (job:34) or a SHA-256")
+        found = self.find_model(digest)
+        if found is None:
+            raise NotFoundError(f"the server has no model with SHA-256 {digest[:16]}... "
+                                f"({label}); upload it with `mcuprof submit {label} --device D`")
+        return found
+
+    def results(self, model_or_job: str | os.PathLike[str] | bytes | int | JobOut | ModelOut,
+                ) -> list[MeasurementOut]:
+        """Measurements of a model (a :class:`ModelOut`, a path, bytes, or ``"model:ID"``) or
+        of one job (a :class:`JobOut` or ``"job:ID"``). A bare int is a model id."""
+        target: Any = model_or_job
+        if isinstance(target, JobOut):
+            target = f"job:{target.id}"
+        if isinstance(target, ModelOut):
+            return self.model_measurements(target.id)
+        if isinstance(target, str) and target.startswith("job:"):
+            job = self.job(_int_id(target[4:], "job"))
+            return [job.measurement] if job.measurement is not None else []
+        if isinstance(target, str) and target.startswith("model:"):
+            target = _int_id(target[6:], "model")
+        if isinstance(target, str) and target.isdigit() and not Path(target).exists():
+            target = int(target)
+        return self.model_measurements(self.resolve_model(target).id)
+
+    # -- agents --------------------------------------------------------------------------
+
+    def register_agent(self, name: str, boards: Sequence[str], version: str | None = None,
+                       ) -> AgentOut:
+        """Registers (or re-registers, by name) an agent and its boards' full device names."""
+        body = AgentIn(name=name, boards=[BoardIn(device=b) for b in boards], version=version)
+        return self._one("POST", "/agents", AgentOut,
+                         json=body.model_dump(mode="json"))
+
+    def heartbeat(self, agent_id: int, leases: Iterable[int] = ()) -> HeartbeatOut:
+        """Extends the leases still being worked on; the answer names those that are lost."""
+        body = HeartbeatIn(leases=list(leases))
+        return self._one("POST", f"/agents/{agent_id}/heartbeat",
+                         HeartbeatOut, json=body.model_dump(mode="json"))
+
+    def lease(self, device: str) -> LeaseOut | None:
+        """A job for the idle board ``device`` (full name), or None when there is no work."""
+        response = self.request("POST", "/leases", idempotent=False, expect=(204,),
+                                json=LeaseIn(device=device).model_dump(mode="json"))
+        if response.status_code == 204 or not response.content:
+            return None
+        return _parse(response, LeaseOut.model_validate_json)
+
+    def report_result(self, lease_id: int, measurement: MeasurementIn) -> JobOut:
+        """Reports a measurement (idempotent on the server: a repeat changes nothing)."""
+        return self._one("POST", f"/leases/{lease_id}/result",
+                         JobOut, json=measurement.model_dump(mode="json"))
+
+    def report_failure(self, lease_id: int, error: str, *, retryable: bool = True,
+                       serial_log: Sequence[str] = ()) -> JobOut:
+        """Reports that a leased job failed; ``retryable`` puts it back in the queue."""
+        body = FailureIn(error=error, retryable=retryable, serial_log=list(serial_log))
+        return self._one("POST", f"/leases/{lease_id}/failure",
+                         JobOut, json=body.model_dump(mode="json"))
+
+    def report_health(self, device: str, ok: bool, detail: str | None = None) -> DeviceOut:
+        """Reports a board's health check; a bad board gets no work until it reports ok."""
+        return self._one("POST", f"/devices/{device}/health",
+                         DeviceOut, json=HealthIn(ok=ok, detail=detail).model_dump(mode="json"))
+
+
+_MODELS: TypeAdapter[list[ModelOut]] = TypeAdapter(list[ModelOut])
+_JOBS: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
+_DEVICES: TypeAdapter[list[DeviceOut]] = TypeAdapter(list[DeviceOut])
+_MEASUREMENTS: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
+
+
+def _parse(response: httpx.Response, validate: Callable[[bytes], T]) -> T:
+    """The answer's body validated against the contract (``service/schemas.py``)."""
+    try:
+        return validate(response.content)
+    except ValidationError as e:
+        raise ApiError(f"the server's answer to {response.request.method} "
+                       f"{response.request.url} does not match this client's contract "
+                       f"(different mcuprof versions?): {e.errors()[:3]}",
+                       status_code=response.status_code) from e
+
+
+def _int_id(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise McuprofError(f"{what} id {text!r} is not a number (e.g. {what}:12)")
+    return int(text)
+
+
+def _read_model(model: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    """The model's bytes and a name for it (the file name, or its hash prefix)."""
+    if isinstance(model, bytes):
+        return model, f"model-{sha256_file(model)[:12]}"
+    path = Path(model)
+    try:
+        return path.read_bytes(), path.name
+    except OSError as e:
+        raise McuprofError(f"cannot read model {path}: {e.strerror or e}") from e
+
+
+def measurements_to_csv(measurements: Iterable[MeasurementOut]) -> str:
+    """Measurements as CSV text, one row each (``service.schemas.measurement_row``)."""
+    rows = [measurement_row(m) for m in measurements]
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
