@@ -1,0 +1,246 @@
+"""The host end of a virtual board's UART: a pseudo-terminal or a TCP socket on 127.0.0.1.
+
+A physical Nucleo shows its ST-LINK virtual COM port as ``/dev/ttyACMn``; a virtual board
+shows the same byte stream as a pty (``/dev/pts/N``, opened by its path) or as
+``socket://127.0.0.1:PORT`` (one client at a time). Either works with
+:class:`bench_firmware.protocol.DutClient` and with any serial terminal.
+
+Only the emulator thread reads and writes an endpoint; other threads only read :attr:`url`.
+The emulator thread closes it when the board stops, so a client's next read fails at once
+(EIO on a pty, "socket disconnected" on TCP) instead of waiting for its timeout.
+
+Output is held until the host has sent its first byte (on each TCP connection), then sent
+with it: pyserial flushes pending input when it opens a port, which would otherwise eat the
+boot banner. Send a newline (the firmware ignores it) after opening, as :class:`HostDut`
+does. At most :data:`HELD_OUTPUT_MAX` bytes are held (the latest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import threading
+import time
+import tty
+from abc import ABC, abstractmethod
+from typing import Literal
+
+from bench_firmware.errors import BoardError
+
+Transport = Literal["pty", "socket"]
+
+READ_CHUNK = 4096  # bytes read from the host at once
+HELD_OUTPUT_MAX = 64 * 1024  # bytes of output kept for a host that has not spoken yet
+WRITE_POLL_S = 0.05  # seconds a blocked write waits before it checks the stop flag
+
+
+class SerialEndpoint(ABC):
+    """The host side of the UART. ``read`` and ``write`` never block for long: waiting is
+    done in :meth:`wait_readable` with a timeout, so the caller can check its stop flag."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop  # set when the board stops: blocked writes give up
+        self._spoken = False  # the host has sent a byte (on this connection)
+        self._held = bytearray()
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """What a client opens: a pty path or ``socket://127.0.0.1:PORT``."""
+
+    @abstractmethod
+    def wait_readable(self, timeout_s: float) -> bool:
+        """Waits up to ``timeout_s`` for host bytes; True when :meth:`read` has some."""
+
+    @abstractmethod
+    def _read(self) -> bytes:
+        """Whatever the host sent, without blocking (b"" when nothing)."""
+
+    @abstractmethod
+    def _write(self, data: bytes, stop: threading.Event | None, deadline: float | None) -> None:
+        """Writes all of ``data``; gives up when ``stop`` is set or at ``deadline``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the endpoint; the client's next read or write fails. Safe to call twice."""
+
+    def read(self) -> bytes:
+        """What the host sent (b"" when nothing); its first byte releases held output."""
+        data = self._read()
+        if data and not self._spoken:
+            self._spoken = True
+            if self._held:
+                held, self._held = bytes(self._held), bytearray()
+                self._write(held, self._stop, None)
+        return data
+
+    def write(self, data: bytes, deadline: float | None = None) -> None:
+        """Sends ``data`` to the host, or holds it until the host has spoken. Blocks while the
+        host does not read: until the stop event is set or, when given, until ``deadline``
+        (``time.monotonic()``; then the stop event does not count: a stopped board's last
+        words)."""
+        if not self._spoken:
+            self._held += data
+            if len(self._held) > HELD_OUTPUT_MAX:
+                del self._held[: len(self._held) - HELD_OUTPUT_MAX]
+            return
+        self._write(data, None if deadline is not None else self._stop, deadline)
+
+
+class PtyEndpoint(SerialEndpoint):
+    """A pseudo-terminal in raw mode; clients open the slave by its path. We keep a slave
+    descriptor of our own open, so the master never sees EIO between clients."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(stop)
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # no echo, no "\n" -> "\r\n" translation
+            os.set_blocking(master, False)
+            self._url = os.ttyname(slave)
+        except OSError as e:
+            os.close(master)
+            os.close(slave)
+            raise BoardError(f"cannot set up a pseudo-terminal for the virtual board: {e}") from e
+        self._master: int | None = master
+        self._slave: int | None = slave
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def wait_readable(self, timeout_s: float) -> bool:
+        if self._master is None:
+            return False
+        ready, _, _ = select.select([self._master], [], [], timeout_s)
+        return bool(ready)
+
+    def _read(self) -> bytes:
+        if self._master is None:
+            return b""
+        try:
+            return os.read(self._master, READ_CHUNK)
+        except BlockingIOError:
+            return b""
+        except OSError as e:
+            if e.errno == errno.EIO:  # no slave open: nothing to read
+                return b""
+            raise
+
+    def _write(self, data: bytes, stop: threading.Event | None, deadline: float | None) -> None:
+        view = memoryview(data)
+        while view and self._master is not None and _going(stop, deadline):
+            try:
+                view = view[os.write(self._master, view):]
+            except BlockingIOError:
+                select.select([], [self._master], [], WRITE_POLL_S)
+
+    def close(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+
+class SocketEndpoint(SerialEndpoint):
+    """A TCP server on 127.0.0.1 (ephemeral port) that serves one client at a time; when it
+    hangs up the next may connect. Output while no client is connected is held for the next
+    one (the latest :data:`HELD_OUTPUT_MAX` bytes)."""
+
+    def __init__(self, stop: threading.Event, host: str = "127.0.0.1") -> None:
+        super().__init__(stop)
+        try:
+            self._server: socket.socket | None = socket.create_server((host, 0))
+        except OSError as e:
+            raise BoardError(f"cannot listen on {host} for the virtual board's UART: {e}") from e
+        self._server.setblocking(False)
+        self._host = host
+        self._port = self._server.getsockname()[1]
+        self._conn: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"socket://{self._host}:{self._port}"
+
+    def _accept(self) -> None:
+        if self._server is None:
+            return
+        try:
+            conn, _ = self._server.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn = conn
+        self._spoken = False  # output is held again until this client speaks
+
+    def _hang_up(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+            self._conn = None
+
+    def wait_readable(self, timeout_s: float) -> bool:
+        waiting = self._conn if self._conn is not None else self._server
+        if waiting is None:
+            return False
+        ready, _, _ = select.select([waiting], [], [], timeout_s)
+        if ready and self._conn is None:
+            self._accept()
+            return False
+        return bool(ready)
+
+    def _read(self) -> bytes:
+        if self._conn is None:
+            self._accept()
+            if self._conn is None:
+                return b""
+        try:
+            data = self._conn.recv(READ_CHUNK)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            self._hang_up()  # the client left; wait for the next one
+        return data
+
+    def _write(self, data: bytes, stop: threading.Event | None, deadline: float | None) -> None:
+        view = memoryview(data)
+        while view and _going(stop, deadline):
+            if self._conn is None:  # the client left: keep the rest for the next one
+                self._spoken = False
+                self._held += view
+                return
+            try:
+                view = view[self._conn.send(view):]
+            except BlockingIOError:
+                select.select([], [self._conn], [], WRITE_POLL_S)
+            except OSError:
+                self._hang_up()
+
+    def close(self) -> None:
+        self._hang_up()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.close()
+            self._server = None
+
+
+def _going(stop: threading.Event | None, deadline: float | None) -> bool:
+    return not (stop is not None and stop.is_set()) and (
+        deadline is None or time.monotonic() < deadline)
+
+
+def open_endpoint(transport: Transport, stop: threading.Event) -> SerialEndpoint:
+    """A new endpoint for ``transport`` ("pty" or "socket"); ``stop``: set when the board
+    stops, so that a write blocked on a host that does not read gives up."""
+    if transport == "pty":
+        return PtyEndpoint(stop)
+    if transport == "socket":
+        return SocketEndpoint(stop)
+    raise BoardError(f"unknown virtual UART transport {transport!r}; use 'pty' or 'socket'")
