@@ -9,5 +9,6 @@ import click
 
 COMMANDS: list[click.Command] = []
 
+import search.cli  # noqa: E402, F401  (registers `mcuprof sample`)
 import service.cli_agent  # noqa: E402, F401
 import service.cli_server  # noqa: E402, F401  (registers commands)
