@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 all: test
 
 help:
-	@echo "make run       set up, build the firmware, profile the sample model"
+	@echo "make run       set up, build the firmware, start the demo (server + virtual boards)"
 	@echo "make test      set up, lint, run the whole test suite"
 	@echo "make firmware  cross-compile the firmware for every board"
 
@@ -40,9 +40,10 @@ toolchain:
 firmware: setup
 	$(MCUPROF) firmware build --board all
 
+# The demo: SQLite in the working directory, the server and dashboard, one virtual board
+# per board model, sample models profiled; Ctrl-C stops it.
 run: firmware
-	$(MCUPROF) analyze bench_firmware/samples/kws_tiny.tflite
-	$(MCUPROF) run bench_firmware/samples/kws_tiny.tflite --board host
+	$(MCUPROF) demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
