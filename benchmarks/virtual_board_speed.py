@@ -1,6 +1,7 @@
 """Emulator speed and MAC/cycle per layer type on the virtual boards.
 
     .venv/bin/python benchmarks/virtual_board_speed.py [--board nucleo-f446re ...] [--runs 3]
+        [--no-alignment-check]
 
 For the sample KWS DS-CNN and MobileNet-style networks, on each board and kernel path, prints
 emulated instructions and modeled cycles per host second (timed around the timed inferences
@@ -27,11 +28,11 @@ MODELS = {
 }
 
 
-def bench(board_name: str, model_name: str, path: Path, runs: int) -> None:
+def bench(board_name: str, model_name: str, path: Path, runs: int, check_alignment: bool) -> None:
     board = BOARDS[board_name]
     plan = compile_model(path.read_bytes(), board, name=model_name)
     x = make_input(plan, None).tobytes()
-    with VirtualBoard(f"virtual:{board_name}") as vb:
+    with VirtualBoard(f"virtual:{board_name}", check_alignment=check_alignment) as vb:
         vb.load_plan(plan.data)
         for kernels in ("ref", "dsp"):
             vb.run(x, runs=1, warmup=0, kernels=kernels)  # translate the code once
@@ -59,10 +60,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--board", action="append", choices=sorted(BOARDS))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-alignment-check", action="store_true",
+                        help="drop the unaligned-LDRD/LDM fault checks (faster, less faithful)")
     args = parser.parse_args()
     for board_name in args.board or ["nucleo-f446re", "nucleo-f746zg"]:
         for model_name, path in MODELS.items():
-            bench(board_name, model_name, path, args.runs)
+            bench(board_name, model_name, path, args.runs, not args.no_alignment_check)
 
 
 if __name__ == "__main__":
