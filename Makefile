@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: all run test setup toolchain firmware lint clean help
+.PHONY: all run test setup toolchain browser firmware lint clean help
 
 all: test
 
@@ -37,6 +37,14 @@ toolchain:
 	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y \
 	     gcc-arm-none-eabi libnewlib-arm-none-eabi build-essential)
 
+# Headless Chromium for the dashboard's browser test (Debian's packages; nothing downloaded
+# by the test itself).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update && \
+	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver) || \
+	  echo "chromium could not be installed: the browser test will skip"
+
 firmware: setup
 	$(MCUPROF) firmware build --board all
 
@@ -49,7 +57,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

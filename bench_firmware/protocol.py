@@ -150,7 +150,9 @@ SYNC_QUIET_S = 0.2  # seconds without a line after an m-ready that end a resync
 DIAGNOSE_WAIT_S = 0.5  # seconds a failing host firmware gets to exit before we report on it
 STOP_TIMEOUT_S = 2.0  # seconds the host firmware gets to exit after its input closes
 TRANSCRIPT_MAX_LINES = 100_000  # oldest transcript lines are dropped beyond this
-RX_LINE_MAX = 4096  # bytes without a newline after which they count as one (garbage) line
+# Bytes without a newline after which they count as one (garbage) line. `m-results` is one
+# line however long (MLPerf Tiny compatibility): 64 Ki outputs of 11 characters fit.
+RX_LINE_MAX = 1 << 20
 
 # Numeric fields of m-plan-[...] and m-info-[...] (the others are text: status, model, ...).
 PLAN_NUMBERS = ("board", "ops", "arena", "capacity", "bytes", "input", "output", "region")

@@ -47,16 +47,20 @@ from service.schemas import (
     BoardIn,
     DeviceOut,
     FailureIn,
+    FitOut,
     HealthIn,
     HeartbeatIn,
     HeartbeatOut,
     JobOut,
     JobsIn,
+    LayerOut,
     LeaseIn,
     LeaseOut,
     MeasurementIn,
     MeasurementOut,
     ModelOut,
+    PredictIn,
+    PredictOut,
     measurement_row,
 )
 
@@ -558,10 +562,73 @@ class Client:
                          DeviceOut, json=HealthIn(ok=ok, detail=detail).model_dump(mode="json"))
 
 
+    # -- fits and predictions ------------------------------------------------------------
+
+    def fits(self, *, device: str | None = None, backbone: str | None = None,
+             kernels: str | None = None, kind: str | None = None,
+             history: bool = False) -> list[FitOut]:
+        """``GET /fits``: the current latency models (every version with ``history``), by
+        device class, backbone (its lines and the per-layer models), kernels and kind."""
+        return self._many("GET", "/fits", _FITS, params=self._params(
+            device=device, backbone=backbone, kernels=kernels, kind=kind,
+            history="true" if history else None))
+
+    def fit(self, version: str) -> FitOut:
+        """One fit by version, with the ids of the measurements it came from."""
+        return self._one("GET", f"/fits/{version}", FitOut)
+
+    def fits_export(self, format: str = "csv", *, device: str | None = None,
+                    backbone: str | None = None, kernels: str | None = None,
+                    history: bool = False) -> bytes:
+        """The fits table (``service.fitting.frames.fits_frame``) as CSV or Parquet bytes."""
+        return self.request("GET", "/fits", params=self._params(
+            device=device, backbone=backbone, kernels=kernels, format=format,
+            history="true" if history else None)).content
+
+    def measurements_parquet(self, *, device: str | None = None, model_id: int | None = None,
+                             tag: str | None = None, limit: int | None = None) -> bytes:
+        """``GET /measurements?format=parquet``: the measurements frame as Parquet bytes
+        (``pandas.read_parquet(io.BytesIO(data))``)."""
+        return self.request("GET", "/measurements", params=self._params(
+            device=device, model_id=model_id, tag=tag, limit=limit, format="parquet")).content
+
+    def predict(self, devices: Sequence[str] = (), *, ops: int | None = None,
+                backbone: str | None = None,
+                model: str | os.PathLike[str] | bytes | None = None,
+                model_id: int | None = None, layers: Sequence[LayerOut] | None = None,
+                kernels: str = "dsp") -> PredictOut:
+        """Predicted latency and energy on ``devices`` (device classes; none: every class
+        with a fit) from ``ops`` + ``backbone`` (the op-count line), a ``.tflite``
+        (``model``: a path or bytes, analyzed by the server and not stored: both models), a
+        stored ``model_id``, or a layer list. A prediction has no side effects, so it is
+        retried like a read."""
+        if model is not None:
+            data, name = _read_model(model)
+            form: dict[str, Any] = {"kernels": kernels}
+            if devices:
+                form["device"] = list(devices)
+            if backbone:
+                form["backbone"] = backbone
+            filename = name if name.endswith(".tflite") else f"{name}.tflite"
+            return self._one("POST", "/predict", PredictOut, data=form,
+                             files={"file": (filename, data, "application/octet-stream")})
+        try:
+            body = PredictIn(devices=list(devices), ops=ops, backbone=backbone,
+                             model_id=model_id, layers=list(layers) if layers else None,
+                             kernels=kernels)  # type: ignore[arg-type]
+        except ValidationError as e:
+            raise McuprofError("bad prediction request: " + "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            ) from e
+        return self._one("POST", "/predict", PredictOut,
+                         json=body.model_dump(mode="json", exclude_none=True))
+
+
 _MODELS: TypeAdapter[list[ModelOut]] = TypeAdapter(list[ModelOut])
 _JOBS: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
 _DEVICES: TypeAdapter[list[DeviceOut]] = TypeAdapter(list[DeviceOut])
 _MEASUREMENTS: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
+_FITS: TypeAdapter[list[FitOut]] = TypeAdapter(list[FitOut])
 
 
 def _parse(response: httpx.Response, validate: Callable[[bytes], T]) -> T:

@@ -300,3 +300,146 @@ def results(target: str, as_csv: bool, as_json: bool, server: str | None,
 
 
 COMMANDS.extend([submit, jobs, results])
+
+
+# --------------------------------------------------------------------------------------------
+# Latency models: mcuprof fits, mcuprof predict
+
+
+def _fit_kind(kind: str) -> str:
+    return "op-count line" if kind == "ops_line" else "per-layer model"
+
+
+def _interval(value: float | None, lo: float | None, hi: float | None, spec: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}} ({_fmt(lo, spec)}-{_fmt(hi, spec)})"
+
+
+@click.command()
+@click.option("--device", default=None, help="Only this device class, e.g. virtual:nucleo-f446re.")
+@click.option("--backbone", default=None,
+              help="Only this backbone's lines (and the per-layer models, which predict any).")
+@click.option("--kernels", type=click.Choice(["dsp", "ref"]), default=None,
+              help="Only this kernel path.")
+@click.option("--kind", type=click.Choice(["ops_line", "per_layer"]), default=None,
+              help="Only op-count lines or only per-layer models.")
+@click.option("--history", is_flag=True, help="Every version, not only the current fits.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line per fit (coefficients, metrics, n, version).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the fits table as CSV to this file ('-': stdout).")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the fits table as Parquet to this file.")
+@_server_options
+def fits(device: str | None, backbone: str | None, kernels: str | None, kind: str | None,
+         history: bool, as_json: bool, csv_path: Path | None, parquet_path: Path | None,
+         server: str | None, token: str | None) -> None:
+    """Latency models fitted from the measurements: latency = a·ops + b per device class and
+    backbone, and the per-layer model per device class, with cross-validated r², MAPE and
+    ±10 % accuracy, and the version to cite."""
+    chosen = [name for name, on in (("--json", as_json), ("--csv", csv_path is not None),
+                                    ("--parquet", parquet_path is not None)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one of {', '.join(chosen)}")
+    with Client(server, token) as api:
+        if csv_path is not None or parquet_path is not None:
+            fmt = "csv" if csv_path is not None else "parquet"
+            data = api.fits_export(fmt, device=device, backbone=backbone, kernels=kernels,
+                                   history=history)
+            target = csv_path if csv_path is not None else parquet_path
+            assert target is not None
+            if str(target) == "-":
+                click.echo(data.decode(), nl=False)
+            else:
+                target.write_bytes(data)
+                click.echo(f"wrote {target} ({len(data):,} bytes)", err=True)
+            return
+        found = api.fits(device=device, backbone=backbone, kernels=kernels, kind=kind,
+                         history=history)
+    if as_json:
+        for fit in found:
+            _echo_json(fit.model_dump(mode="json"))
+        return
+    if not found:
+        click.echo("no latency models yet: a line needs at least 5 measured models of one "
+                   "backbone on a device (mcuprof submit MODEL --device D --tag backbone=B)")
+        return
+    width = max(len("device"), *(len(f.device_class) for f in found))
+    bwidth = max(len("backbone"), *(len(f.backbone or "any") for f in found))
+    click.echo(f"{'device':<{width}}  {'kernels':<7} {'model':<15} {'backbone':<{bwidth}} "
+               f"{'n':>5}  {'a ms/Mop':>9} {'b ms':>8}  {'r2':>6} {'CV MAPE':>8} "
+               f"{'±10%':>5}  version" + ("  current" if history else ""))
+    for f in found:
+        a = _fmt(f.a_ms_per_op * 1e6 if f.a_ms_per_op is not None else None, ".4g")
+        click.echo(f"{f.device_class:<{width}}  {f.kernels:<7} {_fit_kind(f.kind):<15} "
+                   f"{f.backbone or 'any':<{bwidth}} {f.n:>5}  {a:>9} {_fmt(f.b_ms, '.4g'):>8}"
+                   f"  {f.r2:>6.3f} {f.metrics.mape:>8.1%} {f.metrics.acc10:>5.0%}  "
+                   f"{f.version}" + (f"  {'yes' if f.current else 'no'}" if history else ""))
+
+
+@click.command()
+@click.argument("model", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ops", type=click.IntRange(min=0), default=None,
+              help="Ops of the model (1 MAC = 2 ops), instead of MODEL.")
+@click.option("--backbone", default=None,
+              help="The model's backbone tag: picks the op-count line (needed with --ops).")
+@click.option("--device", "devices", multiple=True,
+              help="Device class, e.g. virtual:nucleo-f446re. Repeatable [default: every "
+                   "class with a latency model].")
+@click.option("--kernels", type=click.Choice(["dsp", "ref"]), default="dsp", show_default=True,
+              help="Kernel path on the board.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line per device (latency, energy, intervals, which "
+                   "model predicted them, every estimate).")
+@_server_options
+def predict(model: Path | None, ops: int | None, backbone: str | None,
+            devices: tuple[str, ...], kernels: str, as_json: bool, server: str | None,
+            token: str | None) -> None:
+    """Predicted latency and energy of MODEL.tflite (op-count line and per-layer model), or
+    of --ops N --backbone B (op-count line), on each --device.
+
+    Exit status 1 when some device got no prediction (the reason is printed)."""
+    if (model is None) == (ops is None):
+        raise click.UsageError("give MODEL.tflite or --ops N (with --backbone B), not both")
+    if ops is not None and not backbone:
+        raise click.UsageError("--ops needs --backbone: the op-count line is per backbone")
+    with Client(server, token) as api:
+        out = api.predict(list(devices), ops=ops, backbone=backbone, model=model,
+                          kernels=kernels)
+    missing = [p for p in out.predictions if p.model is None]
+    if as_json:
+        for p in out.predictions:
+            _echo_json({"name": out.name, "ops": out.ops, "backbone": out.backbone}
+                       | p.model_dump(mode="json"))
+    else:
+        what = out.name or "model"
+        ops_text = f"{out.ops:,} ops" if out.ops is not None else "ops unknown"
+        click.echo(f"{what}: {ops_text}, backbone {out.backbone or '(none)'}, "
+                   f"{kernels} kernels")
+        width = max(len("device"), *(len(p.device) for p in out.predictions))
+        click.echo(f"{'device':<{width}}  {'predicted by':<16} {'latency ms (interval)':<27} "
+                   f"{'energy mJ (interval)':<27} fit")
+        for p in out.predictions:
+            if p.model is None:
+                click.echo(f"{p.device:<{width}}  {'-':<16} {'-':<27} {'-':<27} -")
+            else:
+                latency = _interval(p.latency_ms, p.latency_lo_ms, p.latency_hi_ms, ".3f")
+                energy = _interval(p.energy_mj, p.energy_lo_mj, p.energy_hi_mj, ".4f")
+                click.echo(f"{p.device:<{width}}  {_fit_kind(p.model):<16} {latency:<27} "
+                           f"{energy:<27} {p.fit_version}")
+            for e in p.estimates:
+                if e.model == p.model and e.fit_version == p.fit_version:
+                    continue
+                extra = ", extrapolated" if e.extrapolated else ""
+                click.echo(f"{'':<{width}}    also {_fit_kind(e.model)}: "
+                           f"{_interval(e.latency_ms, e.latency_lo_ms, e.latency_hi_ms, '.3f')}"
+                           f" ms (CV MAPE {e.cv_mape:.1%}{extra}) {e.fit_version}")
+            for problem in p.problems:
+                click.echo(f"{'':<{width}}    {problem}")
+    if missing:
+        sys.exit(1)
+
+
+COMMANDS.extend([fits, predict])

@@ -28,7 +28,13 @@ Agents and leases (agent tokens)
     ``POST /api/v1/leases/{lease_id}/failure`` ``FailureIn`` → ``JobOut``
     ``POST /api/v1/devices/{name}/health`` ``HealthIn`` → ``DeviceOut``
 Measurements
-    ``GET /api/v1/measurements?device=&model_id=&tag=k=v&limit=&offset=&format=json|csv``
+    ``GET /api/v1/measurements?device=&model_id=&tag=k=v&limit=&offset=&format=json|csv|parquet``
+Fits and predictions (latency models, ``service/fits_store.py``)
+    ``GET /api/v1/fits?device=&backbone=&kernels=&kind=&history=&format=json|csv|parquet`` →
+    ``list[FitOut]`` (current fits; refitted first when measurements arrived since)
+    ``GET /api/v1/fits/{version}`` → ``FitOut`` with its ``measurement_ids``
+    ``POST /api/v1/predict`` ``PredictIn`` (JSON), or multipart ``file`` (.tflite), repeated
+    ``device``, optional ``backbone`` and ``kernels`` → ``PredictOut``
 
 Auth: ``Authorization: Bearer <token>``. User tokens submit and read; agent tokens register,
 lease, heartbeat and report for their own boards only. Without configured auth (loopback
@@ -238,3 +244,115 @@ def measurement_row(m: MeasurementOut) -> dict[str, Any]:
     return {k: v for k, v in m.model_dump().items() if k not in ("layers", "output")} | {
         "cycles_per_run": " ".join(str(c) for c in m.cycles_per_run),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Fits and predictions
+
+FitKind = Literal["ops_line", "per_layer"]
+
+
+class FitMetricsOut(BaseModel):
+    """Scores of a latency model on ``n`` measurements: r², MAPE and ±10 % accuracy as
+    fractions (0.05 = 5 %), RMSE in ms."""
+
+    n: int
+    r2: float
+    mape: float
+    acc10: float = Field(description="share of models predicted within ±10 % (nn-Meter)")
+    rmse_ms: float
+
+
+class FitOut(BaseModel):
+    """A stored latency model. ``ops_line``: latency_ms = a_ms_per_op · ops + b_ms for one
+    (device class, backbone, kernels); ``per_layer``: per-op-type cycle costs for one
+    (device class, kernels), any backbone. ``metrics`` are k-fold cross-validated (the ones
+    to quote); ``coefficients`` is the whole model (``service.fitting``'s ``to_dict``)."""
+
+    id: int
+    kind: FitKind
+    device_class: str
+    backbone: str | None
+    kernels: str
+    version: str = Field(description="names this fit for good; cite it with the search")
+    current: bool = Field(description="whether the service predicts with it now")
+    created_at: datetime
+    n: int = Field(description="measurements it was fitted on")
+    n_models: int
+    k: int = Field(description="cross-validation folds")
+    a_ms_per_op: float | None = None
+    b_ms: float | None = None
+    r2: float = Field(description="in-sample r² (what MicroNets reports)")
+    metrics: FitMetricsOut
+    in_sample: FitMetricsOut
+    coefficients: dict[str, Any]
+    measurement_ids: list[int] | None = Field(
+        default=None, description="the measurements it came from (GET /fits/{version})")
+
+
+class PredictIn(BaseModel):
+    """What to predict: ``ops`` with a ``backbone`` (the op-count line), and/or ``layers``
+    (the per-layer model; ``model_id`` takes ops, layers and backbone from a stored model)."""
+
+    devices: list[str] = Field(default_factory=list, description="device classes, e.g. "
+                               "virtual:nucleo-f446re; empty: every class with a fit")
+    ops: int | None = Field(default=None, ge=0, description="ops of the model (1 MAC = 2 ops)")
+    backbone: str | None = Field(default=None, description="search-space tag of the model")
+    layers: list[LayerOut] | None = None
+    input_shape: list[int] | None = None
+    model_id: int | None = Field(default=None, ge=1)
+    kernels: Kernels = "dsp"
+
+
+class EstimateOut(BaseModel):
+    """One latency model's prediction, with its prediction interval."""
+
+    model: FitKind
+    fit_version: str
+    backbone: str | None = Field(description="the line's backbone (None: per-layer model)")
+    latency_ms: float
+    latency_lo_ms: float
+    latency_hi_ms: float
+    level: float = Field(description="coverage of the interval, e.g. 0.95")
+    extrapolated: bool = Field(description="outside what the model was fitted on")
+    energy_mj: float | None = None
+    energy_lo_mj: float | None = None
+    energy_hi_mj: float | None = None
+    cv_mape: float
+    cv_acc10: float
+    n: int
+
+
+class DevicePredictionOut(BaseModel):
+    """Predicted latency and energy on one device class. The headline figures are those of
+    ``model`` (the applicable estimate with the lowest cross-validated MAPE); energy is the
+    board's active power × latency. ``problems`` says why an estimate is missing."""
+
+    device: str
+    board: str
+    kernels: str
+    model: FitKind | None = None
+    fit_version: str | None = None
+    latency_ms: float | None = None
+    latency_lo_ms: float | None = None
+    latency_hi_ms: float | None = None
+    energy_mj: float | None = None
+    energy_lo_mj: float | None = None
+    energy_hi_mj: float | None = None
+    active_power_mw: float | None = None
+    power_source: str | None = None
+    estimates: list[EstimateOut] = Field(default_factory=list)
+    arena_bytes: int | None = None
+    arena_capacity: int | None = None
+    plan_bytes: int | None = None
+    model_region_bytes: int | None = None
+    fits_board: bool | None = Field(default=None, description="arena and plan fit the board")
+    problems: list[str] = Field(default_factory=list)
+
+
+class PredictOut(BaseModel):
+    name: str | None = None
+    ops: int | None
+    macs: int | None = None
+    backbone: str | None
+    predictions: list[DevicePredictionOut]

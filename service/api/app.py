@@ -14,11 +14,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
-from service.api.routes import agents, devices, jobs, measurements, models
+from service.api.routes import agents, dashboard, devices, fits, jobs, measurements, models
 from service.config import Settings
 from service.db.engine import Database
 from service.queue import expire_leases
@@ -27,17 +27,6 @@ API_PREFIX = "/api/v1"
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing and form fields above the file limit
 
 logger = logging.getLogger("mcuprof.api")
-
-_INDEX = """<!doctype html>
-<html><head><meta charset="utf-8"><title>mcuprof</title></head>
-<body><h1>mcuprof</h1>
-<p>Hardware-in-the-loop latency profiling of int8 networks on Cortex-M boards.</p>
-<ul><li><a href="/docs">API documentation</a> (OpenAPI: <a href="/openapi.json">/openapi.json</a>)
-</li><li><a href="/api/v1/devices">devices</a>, <a href="/api/v1/jobs">jobs</a>,
-<a href="/api/v1/models">models</a></li></ul>
-</body></html>
-"""
-
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with a 413 that says the limit.
@@ -131,11 +120,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
                        upload_limit=settings.max_upload_bytes)
-    for module in (models, jobs, devices, agents, measurements):
+    for module in (models, jobs, devices, agents, measurements, fits):
         app.include_router(module.router, prefix=API_PREFIX)
-
-    @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(_INDEX)
-
+    app.include_router(dashboard.router)  # /, /device/..., /model/..., /jobs, /static/...
     return app

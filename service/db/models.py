@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -35,6 +36,7 @@ from sqlalchemy.types import TypeDecorator
 JOB_STATES = ("queued", "leased", "done", "failed", "cancelled")
 HEALTH_STATES = ("ok", "bad", "unknown")
 TOKEN_ROLES = ("user", "agent")
+FIT_KINDS = ("ops_line", "per_layer")
 ATTEMPT_OUTCOMES = ("running", "done", "failed", "expired", "cancelled", "abandoned")
 
 NAME_LENGTH = 200  # characters in a model, device, agent or token name
@@ -281,3 +283,73 @@ class Token(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     agent_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FitPartition(Base):
+    """What the fits of one (device class, kernel path) were last computed from.
+
+    ``fingerprint`` digests the usable measurements of the partition per backbone (count, max
+    id, sum of ids) and the fitting code's version (``service.fits_store``): when the
+    measurements say otherwise, the partition is refitted. ``notes`` say why a group has no
+    fit (too few measurements, no backbone tag, a failed fit).
+    """
+
+    __tablename__ = "fit_partitions"
+    __table_args__ = (UniqueConstraint("device_class", "kernels"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_class: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    kernels: Mapped[str] = mapped_column(String(8))
+    fingerprint: Mapped[str] = mapped_column(String(SHA256_HEX))
+    n_measurements: Mapped[int]
+    refitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    notes: Mapped[list[str]]
+
+
+class Fit(Base):
+    """One fitted latency model, immutable once stored; ``version`` names it for good.
+
+    ``kind`` "ops_line": latency_ms = a·ops + b for (``device_class``, ``backbone``,
+    ``kernels``). ``kind`` "per_layer": per-op-type cycle costs for (``device_class``,
+    ``kernels``), every backbone (``backbone`` null). ``current`` marks the fit the service
+    uses now; older versions stay, so a search can say which one it used. ``coefficients`` is
+    the whole model as ``service.fitting`` serializes it; the metric columns repeat its
+    cross-validated scores for SQL.
+    """
+
+    __tablename__ = "fits"
+    __table_args__ = (
+        CheckConstraint(_in("kind", FIT_KINDS), name="kind"),
+        Index("ix_fits_device_class_current", "device_class", "current"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    device_class: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    backbone: Mapped[str | None] = mapped_column(String(TAG_LENGTH))
+    kernels: Mapped[str] = mapped_column(String(8))
+    version: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    current: Mapped[bool]
+    n: Mapped[int]
+    n_models: Mapped[int]
+    k: Mapped[int]
+    a_ms_per_op: Mapped[float | None]
+    b_ms: Mapped[float | None]
+    r2: Mapped[float]
+    cv_r2: Mapped[float]
+    cv_mape: Mapped[float]
+    cv_acc10: Mapped[float]
+    cv_rmse_ms: Mapped[float]
+    coefficients: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FitMeasurement(Base):
+    """A measurement a fit was fitted on (one row each)."""
+
+    __tablename__ = "fit_measurements"
+
+    fit_id: Mapped[int] = mapped_column(ForeignKey("fits.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    measurement_id: Mapped[int] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True, index=True)

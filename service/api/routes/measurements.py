@@ -15,6 +15,7 @@ from service.api.deps import Reader, SessionDep
 from service.api.errors import error_responses, http_error
 from service.api.storage import parse_tags, tag_filters
 from service.db.models import Measurement
+from service.fits_store import MEDIA_TYPES, measurements_export
 from service.schemas import MeasurementOut, measurement_row
 
 router = APIRouter(prefix="/measurements", tags=["measurements"],
@@ -26,7 +27,9 @@ MAX_LIMIT = 100_000  # rows per page at most (a CSV export of a campaign)
 
 
 @router.get("", response_model=list[MeasurementOut], responses={
-    200: {"content": {"text/csv": {}}, "description": "JSON list, or CSV with format=csv"}})
+    200: {"content": {"text/csv": {}, MEDIA_TYPES["parquet"]: {}},
+          "description": "JSON list, CSV with format=csv, or with format=parquet the table of "
+                         "service.fitting.frames.measurements_frame (for pandas)"}})
 def list_measurements(
     session: SessionDep, _reader: Reader,
     device: Annotated[str | None, Query(description="a device class or a full device name")]
@@ -36,7 +39,7 @@ def list_measurements(
     = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0)] = 0,
-    format: Literal["json", "csv"] = "json",
+    format: Literal["json", "csv", "parquet"] = "json",
 ) -> list[MeasurementOut] | Response:
     """Measurements, oldest first. CSV has one row each (layers and outputs left out)."""
     try:
@@ -52,6 +55,10 @@ def list_measurements(
         query.order_by(Measurement.id).limit(limit).offset(offset))]
     if format == "json":
         return rows
+    if format == "parquet":
+        return Response(measurements_export(session, rows, "parquet"),
+                        media_type=MEDIA_TYPES["parquet"], headers={
+                            "Content-Disposition": 'attachment; filename="measurements.parquet"'})
     buffer = io.StringIO()
     fields = list(measurement_row(rows[0]) if rows else _csv_header())
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
