@@ -10,5 +10,6 @@ import click
 COMMANDS: list[click.Command] = []
 
 import search.cli  # noqa: E402, F401  (registers `mcuprof sample`)
+import search.cli_campaign  # noqa: E402, F401  (registers `mcuprof campaign`)
 import service.cli_agent  # noqa: E402, F401
 import service.cli_server  # noqa: E402, F401  (registers commands)
