@@ -105,7 +105,6 @@ POLL_S = 1.0  # seconds between two looks at the jobs still running
 GET_EACH_MAX = 20  # pending jobs up to which a poll gets each one instead of listing
 JOBS_PAGE = 1000  # rows per page of GET /jobs (the server's maximum)
 MEASUREMENTS_PAGE = 5000  # rows per page of GET /measurements
-CANCELLED = "cancelled"
 # The order in which an existing job of the same model and device is preferred for reuse.
 REUSE_ORDER = {"done": 0, "leased": 1, "queued": 2, "failed": 3}
 
@@ -444,6 +443,13 @@ class CampaignEvent:
 Observer = Callable[[CampaignEvent], None]
 
 
+def _escape(text: str | None) -> str:
+    """``text`` with rich's markup characters escaped (errors quote shapes like [1, 12])."""
+    from rich.markup import escape
+
+    return escape(text or "")
+
+
 class RichProgress:
     """Progress bars on stderr (rich): converted, then submitted and done per device."""
 
@@ -459,6 +465,10 @@ class RichProgress:
         if event.kind == "start":
             self._start(event.total or 0, event.devices)
             return
+        if event.kind == "note":  # notes come before the bars too (the server check)
+            console = self._progress.console if self._progress is not None else self.console
+            console.print(f"[yellow]note[/]: {_escape(event.detail)}", highlight=False)
+            return
         if self._progress is None:
             return
         p = self._progress
@@ -470,16 +480,15 @@ class RichProgress:
                     self._totals[key] -= 1
                     p.update(task, total=self._totals[key])
             p.console.print(f"[yellow]{event.kind.replace('_', ' ')}[/]: {event.name}: "
-                            f"{event.detail}", highlight=False, markup=True)
+                            f"{_escape(event.detail)}", highlight=False)
         elif event.kind == "submitted" and event.device is not None:
             p.advance(self._tasks[f"submitted {event.device}"])
         elif event.kind == "finished" and event.device is not None and event.job is not None:
             p.advance(self._tasks[f"done {event.device}"])
             if event.job.state != "done":
                 p.console.print(f"[red]job {event.job.id} {event.job.state}[/]: {event.name} "
-                                f"on {event.device}: {event.job.error}", highlight=False)
-        elif event.kind == "note":
-            p.console.print(f"[yellow]note[/]: {event.detail}", highlight=False)
+                                f"on {event.device}: {_escape(event.job.error)}",
+                                highlight=False)
 
     def _start(self, total: int, devices: Sequence[str]) -> None:
         from rich.progress import (
@@ -1475,7 +1484,9 @@ def run_campaign(space: str | SearchSpace, n: int, devices: Sequence[str], *,
                 weight_seed=weight_seed, retry_failed=retry_failed, server_key=server_key,
                 poll_s=poll_s, timeout_s=timeout_s, observer=emit, check_boards=not local,
                 dashboard=dashboard, server_label=label,
-                need_boards=service.start_boards if service is not None else None,
+                # --local without waiting: the boards would be stopped at once; the jobs
+                # wait in the campaign's database for the next run.
+                need_boards=service.start_boards if service is not None and wait else None,
                 check_local=service.check if service is not None else None)
             result = campaign.run(wait=wait)
         if local:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from search.campaign import DEFAULT_RUNS, DEFAULT_WARMUP
 from service.cli import COMMANDS
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
@@ -49,9 +50,9 @@ def _echo_err(line: str) -> None:
                    "[default: campaigns/<space>-seed<seed>[-w<max width>]].")
 @click.option("--jobs", type=int, default=None,
               help="Worker processes converting in parallel [default: CPU count].")
-@click.option("--runs", type=int, default=3, show_default=True,
+@click.option("--runs", type=int, default=DEFAULT_RUNS, show_default=True,
               help="Timed inferences per job (the median is reported).")
-@click.option("--warmup", type=int, default=1, show_default=True,
+@click.option("--warmup", type=int, default=DEFAULT_WARMUP, show_default=True,
               help="Untimed inferences before them.")
 @click.option("--kernels", type=click.Choice(["dsp", "ref"]), default="dsp",
               show_default=True, help="Kernel path the firmware runs.")
@@ -151,8 +152,8 @@ def campaign_cmd(space: str, n: int, devices: tuple[str, ...], seed: int, server
     for line in problems:
         click.echo(line, err=True)
     if not result.complete:
-        click.echo("jobs are still running on the server: run the same command again to "
-                   "collect them", err=True)
+        click.echo("some jobs have not finished: run the same command again to collect them",
+                   err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s), listed above; --retry-failed tries them again",
                    err=True)
