@@ -11,13 +11,9 @@ third the compiler's refusals, without TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import io
-import os
 import shutil
 import subprocess
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +30,7 @@ from bench_firmware.host import run_plan
 from bench_firmware.ops.conv import compile_conv2d, compile_depthwise_conv2d
 from bench_firmware.ops.fully_connected import compile_fully_connected
 from bench_firmware.tflite_model import Operator, Tensor, read_tflite
-from tests.tflite_convert import to_int8_tflite
+from tests.tflite_convert import import_tf, quiet, to_int8_tflite
 
 pytestmark = pytest.mark.slow
 
@@ -152,13 +148,9 @@ def _convert(case: Case, tf: Any, keras: Any, seed: int) -> bytes:
 def models() -> dict[str, bytes]:
     """name -> .tflite bytes for every case, converted once per test run."""
     pytest.importorskip("tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf, keras = import_tf()
     out: dict[str, bytes] = {}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import keras
-        import tensorflow as tf
-
+    with quiet():
         for seed, case in enumerate(CASES):
             out[case.name] = _convert(case, tf, keras, 1000 + seed)
     return out

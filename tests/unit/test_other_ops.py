@@ -14,10 +14,6 @@ kernel paths. A last group checks that the compiler refuses what TFLM would not 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +27,7 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.errors import UnsupportedOpError
 from bench_firmware.host import run_plan
 from bench_firmware.tflite_model import Graph, read_tflite
-from tests.tflite_convert import to_int8_tflite
+from tests.tflite_convert import import_tf, quiet, to_int8_tflite
 
 pytestmark = pytest.mark.slow
 
@@ -283,13 +279,9 @@ def _convert(case: Case, tf: Any, keras: Any, seed: int) -> bytes:
 def models() -> dict[str, bytes]:
     """name -> .tflite bytes for every case, converted once per test run."""
     pytest.importorskip("tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf, keras = import_tf()
     out: dict[str, bytes] = {}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import keras
-        import tensorflow as tf
-
+    with quiet():
         for seed, case in enumerate(CASES):
             out[case.name] = _convert(case, tf, keras, 2000 + seed)
     return out

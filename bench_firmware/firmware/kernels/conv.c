@@ -16,28 +16,17 @@
 
 #include "mp_acle.h"
 #include "mp_fixedpoint.h"
+#include "mp_conv_job.h"
 #include "mp_kernels.h"
 
-typedef struct {
-  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-} conv_dims_t;
-
-typedef struct {
-  const mp_conv_params_t *p;
-  const int8_t *input;
-  int8_t *output;
-  const int8_t *weights;
-  const int32_t *bias, *mult, *shift;
-  conv_dims_t d;
-} conv_job_t;
 
 static inline int8_t conv_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
   return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
-static void conv_ref(const conv_job_t *j) {
+static void conv_ref(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
-  const conv_dims_t *d = &j->d;
+  const mp_conv_dims_t *d = &j->d;
   const int32_t kh = p->kernel_h, kw = p->kernel_w;
   for (int32_t b = 0; b < d->batches; ++b) {
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
@@ -158,10 +147,10 @@ typedef struct {
 } conv_window_t;
 
 /* One output pixel, or two (ox, ox + 1) when `pair` (same taps in bounds for both). */
-static void conv_dsp_pixels(const conv_job_t *j, int32_t b, int32_t oy, int32_t ox, int pair,
+static void conv_dsp_pixels(const mp_conv_job_t *j, int32_t b, int32_t oy, int32_t ox, int pair,
                             const conv_window_t *win) {
   const mp_conv_params_t *p = j->p;
-  const conv_dims_t *d = &j->d;
+  const mp_conv_dims_t *d = &j->d;
   const int32_t in_c = d->in_c, kw = p->kernel_w;
   const int32_t off = p->input_offset;
   const uint32_t off2 = mp_pack16(off, off);
@@ -215,9 +204,9 @@ static void conv_dsp_pixels(const conv_job_t *j, int32_t b, int32_t oy, int32_t 
   }
 }
 
-static void conv_dsp(const conv_job_t *j) {
+static void conv_dsp(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
-  const conv_dims_t *d = &j->d;
+  const mp_conv_dims_t *d = &j->d;
   const int32_t in_c = d->in_c;
   for (int32_t b = 0; b < d->batches; ++b) {
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
@@ -253,28 +242,10 @@ static void conv_dsp(const conv_job_t *j) {
 }
 
 mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
-  if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
-  const mp_conv_params_t *p = (const mp_conv_params_t *)ctx->params;
-  const mp_tensor_t *in = ctx->input[0], *out = ctx->output;
-  conv_job_t j;
-  j.p = p;
-  j.input = (const int8_t *)ctx->input_data[0];
-  j.output = (int8_t *)ctx->output_data;
-  j.weights = MP_PLAN_AT(ctx, int8_t, p->weights_off);
-  j.bias = MP_PLAN_AT(ctx, int32_t, p->bias_off);
-  j.mult = MP_PLAN_AT(ctx, int32_t, p->mult_off);
-  j.shift = MP_PLAN_AT(ctx, int32_t, p->shift_off);
-  j.d.batches = in->shape[0];
-  j.d.in_h = in->shape[1];
-  j.d.in_w = in->shape[2];
-  j.d.in_c = in->shape[3];
-  j.d.out_h = out->shape[1];
-  j.d.out_w = out->shape[2];
-  j.d.out_c = out->shape[3];
-  if (out->shape[0] != in->shape[0] || p->stride_h == 0 || p->stride_w == 0 ||
-      p->dilation_h == 0 || p->dilation_w == 0 ||
-      p->row_bytes < (uint32_t)p->kernel_h * p->kernel_w * in->shape[3])
-    return MP_ERR_OP;
+  mp_conv_job_t j;
+  if (mp_conv_job_init(ctx, &j) != MP_OK) return MP_ERR_OP;
+  const mp_conv_params_t *p = j.p;
+  if (p->row_bytes < (uint32_t)p->kernel_h * p->kernel_w * (uint32_t)j.d.in_c) return MP_ERR_OP;
   if (ctx->path == MP_KERNELS_DSP)
     conv_dsp(&j);
   else

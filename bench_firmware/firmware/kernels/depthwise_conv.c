@@ -15,32 +15,25 @@
 
 #include "mp_acle.h"
 #include "mp_fixedpoint.h"
+#include "mp_conv_job.h"
 #include "mp_kernels.h"
 
-typedef struct {
-  const mp_conv_params_t *p;
-  const int8_t *input;
-  int8_t *output;
-  const int8_t *weights;
-  const int32_t *bias, *mult, *shift;
-  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-} dw_job_t;
 
 static inline int8_t dw_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
   return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
-static void dw_ref(const dw_job_t *j) {
+static void dw_ref(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
   const int32_t kh = p->kernel_h, kw = p->kernel_w, dm = p->depth_multiplier;
   const int32_t tap_bytes = (int32_t)p->row_bytes;
-  for (int32_t b = 0; b < j->batches; ++b) {
-    for (int32_t oy = 0; oy < j->out_h; ++oy) {
+  for (int32_t b = 0; b < j->d.batches; ++b) {
+    for (int32_t oy = 0; oy < j->d.out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
-      for (int32_t ox = 0; ox < j->out_w; ++ox) {
+      for (int32_t ox = 0; ox < j->d.out_w; ++ox) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        int8_t *out = j->output + ((b * j->out_h + oy) * j->out_w + ox) * j->out_c;
-        for (int32_t ic = 0; ic < j->in_c; ++ic) {
+        int8_t *out = j->output + ((b * j->d.out_h + oy) * j->d.out_w + ox) * j->d.out_c;
+        for (int32_t ic = 0; ic < j->d.in_c; ++ic) {
           for (int32_t m = 0; m < dm; ++m) {
             const int32_t oc = ic * dm + m;
             int32_t acc = 0;
@@ -48,8 +41,8 @@ static void dw_ref(const dw_job_t *j) {
               const int32_t iy = iy0 + ky * p->dilation_h;
               for (int32_t kx = 0; kx < kw; ++kx) {
                 const int32_t ix = ix0 + kx * p->dilation_w;
-                if (iy < 0 || iy >= j->in_h || ix < 0 || ix >= j->in_w) continue;
-                const int32_t x = j->input[((b * j->in_h + iy) * j->in_w + ix) * j->in_c + ic];
+                if (iy < 0 || iy >= j->d.in_h || ix < 0 || ix >= j->d.in_w) continue;
+                const int32_t x = j->input[((b * j->d.in_h + iy) * j->d.in_w + ix) * j->d.in_c + ic];
                 const int32_t w = j->weights[(ky * kw + kx) * tap_bytes + oc];
                 acc += w * (x + p->input_offset);
               }
@@ -64,28 +57,28 @@ static void dw_ref(const dw_job_t *j) {
 }
 
 /* depth_multiplier == 1: output channel c reads input channel c. */
-static void dw_dsp_m1(const dw_job_t *j) {
+static void dw_dsp_m1(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
-  const int32_t kw = p->kernel_w, c_all = j->in_c;
+  const int32_t kw = p->kernel_w, c_all = j->d.in_c;
   const int32_t tap_bytes = (int32_t)p->row_bytes;
   const int32_t off = p->input_offset;
   const uint32_t off2 = mp_pack16(off, off);
-  for (int32_t b = 0; b < j->batches; ++b) {
-    const int8_t *in_b = j->input + b * j->in_h * j->in_w * c_all;
-    for (int32_t oy = 0; oy < j->out_h; ++oy) {
+  for (int32_t b = 0; b < j->d.batches; ++b) {
+    const int8_t *in_b = j->input + b * j->d.in_h * j->d.in_w * c_all;
+    for (int32_t oy = 0; oy < j->d.out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
       int32_t ky_lo, ky_hi;
-      mp_tap_range(iy0, p->dilation_h, p->kernel_h, j->in_h, &ky_lo, &ky_hi);
-      for (int32_t ox = 0; ox < j->out_w; ++ox) {
+      mp_tap_range(iy0, p->dilation_h, p->kernel_h, j->d.in_h, &ky_lo, &ky_hi);
+      for (int32_t ox = 0; ox < j->d.out_w; ++ox) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         int32_t kx_lo, kx_hi;
-        mp_tap_range(ix0, p->dilation_w, kw, j->in_w, &kx_lo, &kx_hi);
-        int8_t *out = j->output + ((b * j->out_h + oy) * j->out_w + ox) * j->out_c;
+        mp_tap_range(ix0, p->dilation_w, kw, j->d.in_w, &kx_lo, &kx_hi);
+        int8_t *out = j->output + ((b * j->d.out_h + oy) * j->d.out_w + ox) * j->d.out_c;
         int32_t c = 0;
         for (; c + 4 <= c_all; c += 4) {
           int32_t a0 = j->bias[c], a1 = j->bias[c + 1], a2 = j->bias[c + 2], a3 = j->bias[c + 3];
           for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-            const int8_t *x_row = in_b + (iy0 + ky * p->dilation_h) * j->in_w * c_all + c;
+            const int8_t *x_row = in_b + (iy0 + ky * p->dilation_h) * j->d.in_w * c_all + c;
             const int8_t *w_row = j->weights + ky * kw * tap_bytes + c;
             for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
               const uint32_t xv = mp_load32(x_row + (ix0 + kx * p->dilation_w) * c_all);
@@ -106,7 +99,7 @@ static void dw_dsp_m1(const dw_job_t *j) {
         for (; c < c_all; ++c) {
           int32_t acc = j->bias[c];
           for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-            const int32_t row = (b * j->in_h + iy0 + ky * p->dilation_h) * j->in_w;
+            const int32_t row = (b * j->d.in_h + iy0 + ky * p->dilation_h) * j->d.in_w;
             for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
               const int32_t x = j->input[(row + ix0 + kx * p->dilation_w) * c_all + c];
               acc += (int32_t)j->weights[(ky * kw + kx) * tap_bytes + c] * (x + off);
@@ -120,27 +113,11 @@ static void dw_dsp_m1(const dw_job_t *j) {
 }
 
 mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
-  if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
-  const mp_conv_params_t *p = (const mp_conv_params_t *)ctx->params;
-  const mp_tensor_t *in = ctx->input[0], *out = ctx->output;
-  dw_job_t j;
-  j.p = p;
-  j.input = (const int8_t *)ctx->input_data[0];
-  j.output = (int8_t *)ctx->output_data;
-  j.weights = MP_PLAN_AT(ctx, int8_t, p->weights_off);
-  j.bias = MP_PLAN_AT(ctx, int32_t, p->bias_off);
-  j.mult = MP_PLAN_AT(ctx, int32_t, p->mult_off);
-  j.shift = MP_PLAN_AT(ctx, int32_t, p->shift_off);
-  j.batches = in->shape[0];
-  j.in_h = in->shape[1];
-  j.in_w = in->shape[2];
-  j.in_c = in->shape[3];
-  j.out_h = out->shape[1];
-  j.out_w = out->shape[2];
-  j.out_c = out->shape[3];
-  if (out->shape[0] != in->shape[0] || p->stride_h == 0 || p->stride_w == 0 ||
-      p->dilation_h == 0 || p->dilation_w == 0 || p->depth_multiplier == 0 ||
-      j.out_c != j.in_c * (int32_t)p->depth_multiplier || p->row_bytes < (uint32_t)j.out_c)
+  mp_conv_job_t j;
+  if (mp_conv_job_init(ctx, &j) != MP_OK) return MP_ERR_OP;
+  const mp_conv_params_t *p = j.p;
+  if (p->depth_multiplier == 0 || j.d.out_c != j.d.in_c * (int32_t)p->depth_multiplier ||
+      p->row_bytes < (uint32_t)j.d.out_c)
     return MP_ERR_OP;
   if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1)
     dw_dsp_m1(&j);
