@@ -6,7 +6,6 @@ Everything here works without a server. ``profiler_client.cli`` mounts these com
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +147,4 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
     click.echo(f"output {result['output_shape']}: {result['output']}")
 
 
-COMMANDS = [analyze, compile_cmd, firmware, run]
-
-
-def report_error(e: McuprofError) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(2)
-
-
-__all__ = ["COMMANDS", "HOST", "report_error"]
+__all__ = ["HOST", "analyze", "compile_cmd", "firmware", "run"]

@@ -3,6 +3,8 @@
 Every error a user can see is an ``McuprofError``. Its message says what was wrong and what
 to do; the fields carry the numbers so callers (the service, the CLI) can report them.
 Third-party errors are wrapped where they enter (``raise ModelError(...) from e``).
+The job queue's errors build on this tree in ``profiler_client.errors`` (the queue is a
+server and client concern, not a firmware one).
 """
 
 from __future__ import annotations
@@ -75,6 +77,3 @@ class FirmwareError(BoardError):
 class ProtocolError(McuprofError):
     """A line on the serial port did not follow the protocol."""
 
-
-class QueueError(McuprofError):
-    """A job-queue operation failed."""

@@ -97,7 +97,7 @@ CYCLE_SOURCES = {"virtual": "cycle-model", "renode": "renode-estimate", "pyocd":
 def profile_model(model: bytes, device: str, *, input_path: Path | None = None, runs: int = 5,
                   warmup: int = 1, kernels: str = "dsp", name: str = "model") -> dict[str, Any]:
     """Compile ``model`` for ``device``'s board, run it there, and return the result object."""
-    from service.boards.registry import open_backend, parse_device
+    from bench_firmware.backends.registry import open_backend, parse_device
 
     backend_name, _, _ = parse_device(device)
     if runs < 1:

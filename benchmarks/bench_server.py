@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
+from profiler_client.schemas import LayerOut, MeasurementIn
 from service.db import migrate
-from service.schemas import LayerOut, MeasurementIn
 
 PG_ADMIN_URL = os.environ.get("MCUPROF_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")

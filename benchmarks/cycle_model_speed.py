@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_firmware.backends.virtual.timing.harness import BareCore
 from bench_firmware.boards import BOARDS, Board
-from service.boards.virtual.timing.harness import BareCore
 
 SOURCE = (Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "microbench"
           / "dot_product.c")

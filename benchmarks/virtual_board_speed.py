@@ -16,10 +16,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_firmware.backends.virtual.backend import VirtualBoard
 from bench_firmware.boards import BOARDS
 from bench_firmware.compiler import compile_model
 from bench_firmware.runner import make_input
-from service.boards.virtual.backend import VirtualBoard
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bench_firmware" / "samples"
 MODELS = {

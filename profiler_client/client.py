@@ -1,4 +1,5 @@
-"""The typed Python client of the mcuprof REST API (``/api/v1``, see ``service/schemas.py``).
+"""The typed Python client of the mcuprof REST API
+(``/api/v1``, see ``profiler_client/schemas.py``).
 
 ::
 
@@ -40,8 +41,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from bench_firmware.errors import McuprofError, ModelError, QueueError
-from service.schemas import (
+from bench_firmware.errors import McuprofError, ModelError
+from profiler_client.errors import QueueError
+from profiler_client.schemas import (
     AgentIn,
     AgentOut,
     BoardIn,
@@ -632,7 +634,7 @@ _FITS: TypeAdapter[list[FitOut]] = TypeAdapter(list[FitOut])
 
 
 def _parse(response: httpx.Response, validate: Callable[[bytes], T]) -> T:
-    """The answer's body validated against the contract (``service/schemas.py``)."""
+    """The answer's body validated against the contract (``profiler_client/schemas.py``)."""
     try:
         return validate(response.content)
     except ValidationError as e:
@@ -660,7 +662,7 @@ def _read_model(model: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
 
 
 def measurements_to_csv(measurements: Iterable[MeasurementOut]) -> str:
-    """Measurements as CSV text, one row each (``service.schemas.measurement_row``)."""
+    """Measurements as CSV text, one row each (``profiler_client.schemas.measurement_row``)."""
     rows = [measurement_row(m) for m in measurements]
     out = io.StringIO()
     if rows:

@@ -2,7 +2,7 @@
 
 A thin layer over :class:`profiler_client.client.Client`: parse options, call, print.
 ``--json`` prints JSON Lines (one object per line) on stdout; progress goes to stderr.
-``profiler_client.cli`` mounts ``COMMANDS``.
+Declared in ``pyproject.toml`` (``mcuprof.commands``), where the CLI is assembled.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from profiler_client.client import (
     Client,
     measurements_to_csv,
 )
-from service.schemas import JobOut, MeasurementOut
-
-COMMANDS: list[click.Command] = []
+from profiler_client.schemas import JobOut, MeasurementOut
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -299,7 +297,6 @@ def results(target: str, as_csv: bool, as_json: bool, server: str | None,
         click.echo("* modeled energy: the board's active power x latency (no monitor attached)")
 
 
-COMMANDS.extend([submit, jobs, results])
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,4 +439,3 @@ def predict(model: Path | None, ops: int | None, backbone: str | None,
         sys.exit(1)
 
 
-COMMANDS.extend([fits, predict])

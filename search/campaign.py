@@ -75,11 +75,11 @@ from profiler_client.client import (
     NotFoundError,
     ServerUnavailableError,
 )
+from profiler_client.schemas import FitOut, JobOut, MeasurementOut
 from search.errors import SearchError
 from search.network import Shape
 from search.sampler import sample
 from search.spaces import SearchSpace, get_space
-from service.schemas import FitOut, JobOut, MeasurementOut
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,7 +9,7 @@ A thin layer: choose the networks (pure Python), convert them in spawned worker 
 (TensorFlow is imported in the workers only, so this module and ``mcuprof --help`` stay
 fast), show progress on stderr, print a summary table on stdout. Models already in ``DIR``
 with a matching sidecar are reused, so an interrupted run picks up where it stopped.
-Registered in ``service.cli.COMMANDS``.
+Declared in ``pyproject.toml`` (``mcuprof.commands``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 import click
 
 from bench_firmware.errors import McuprofError
-from service.cli import COMMANDS
 
 #: Short board names for the summary table's "fits" columns.
 _BOARD_COLUMNS = {"nucleo-f446re": "F446RE", "nucleo-f746zg": "F746ZG",
@@ -232,5 +231,3 @@ def sample_cmd(space: str | None, presets: tuple[str, ...], n: int, seed: int, o
         raise McuprofError(f"{len(failures)} of {len(todo)} model(s) failed to convert "
                            "(listed above); the others are written")
 
-
-COMMANDS.append(sample_cmd)

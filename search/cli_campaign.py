@@ -10,8 +10,8 @@ A thin layer over :func:`search.campaign.run_campaign`: options in, progress on 
 (rich bars on a terminal, a few plain lines otherwise), the report (the fit per device and
 its plot URL) on stdout. Exit status 0 when every model was profiled on every device, 1
 when some failed (listed), 2 for a campaign that could not run, 130 when interrupted (the
-journal keeps what was done; rerunning the same command resumes). Registered in
-``service.cli.COMMANDS``.
+journal keeps what was done; rerunning the same command resumes).
+Declared in ``pyproject.toml`` (``mcuprof.commands``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 import click
 
 from search.campaign import DEFAULT_RUNS, DEFAULT_WARMUP
-from service.cli import COMMANDS
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
 
@@ -159,5 +158,3 @@ def campaign_cmd(space: str, n: int, devices: tuple[str, ...], seed: int, server
                    err=True)
         sys.exit(1)
 
-
-COMMANDS.append(campaign_cmd)

@@ -40,9 +40,11 @@ from pathlib import Path
 import numpy as np
 
 import bench_firmware
+from bench_firmware.backends.base import BoardBackend, RunResult
+from bench_firmware.backends.registry import open_backend, parse_device
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import Plan, compile_model
-from bench_firmware.errors import BoardError, McuprofError, ModelError, ProtocolError, QueueError
+from bench_firmware.errors import BoardError, McuprofError, ModelError, ProtocolError
 from bench_firmware.runner import CYCLE_SOURCES, build_result, decode_output, make_input
 from profiler_client.client import (
     ApiError,
@@ -51,9 +53,8 @@ from profiler_client.client import (
     NotFoundError,
     ServerUnavailableError,
 )
-from service.boards.base import BoardBackend, RunResult
-from service.boards.registry import open_backend, parse_device
-from service.schemas import LeaseOut, MeasurementIn
+from profiler_client.errors import QueueError
+from profiler_client.schemas import LeaseOut, MeasurementIn
 
 logger = logging.getLogger("mcuprof.agent")
 
@@ -370,8 +371,8 @@ class Agent:
 def _host_output(model: bytes) -> bytes | None:
     """The health model's output on the host build of the firmware, or None (logged) when
     the host build cannot run here."""
+    from bench_firmware.backends.host import HostBoard
     from bench_firmware.boards import HOST
-    from service.boards.host import HostBoard
 
     plan = compile_model(model, HOST, name="health")
     x = make_input(plan, None, seed=INPUT_SEED)

@@ -1,5 +1,5 @@
-"""``mcuprof agent`` (and, through ``service.cli_demo``, ``mcuprof demo``): the commands that
-run boards for a server. Appended to ``service.cli.COMMANDS``."""
+"""``mcuprof agent``: the worker that runs this host's boards for a server.
+Declared in ``pyproject.toml`` (``mcuprof.commands``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from types import FrameType
 
 import click
 
+from bench_firmware.backends.base import BoardBackend
+from bench_firmware.backends.registry import open_backend, parse_device
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
 from service.agent import (
@@ -20,9 +22,6 @@ from service.agent import (
     Agent,
     BackendFactory,
 )
-from service.boards.base import BoardBackend
-from service.boards.registry import open_backend, parse_device
-from service.cli import COMMANDS
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [job %(job_id)s] %(message)s"
 
@@ -67,7 +66,7 @@ def backend_factory(serial_ports: dict[str, str], energy_ports: dict[str, str],
 
     def make(device: str) -> BoardBackend:
         if parse_device(device)[0] == "pyocd":
-            from service.boards.pyocd_backend import PyocdBoard
+            from bench_firmware.backends.pyocd_backend import PyocdBoard
 
             return PyocdBoard(device, serial_port=serial_ports.get(device),
                               energy_port=energy_ports.get(device), firmware_dir=firmware_dir)
@@ -138,7 +137,5 @@ def agent(server: str | None, token: str | None, boards: tuple[str, ...], name: 
     if not host_agent.agent_id:
         raise McuprofError("the agent stopped before it could register")
 
-
-COMMANDS.append(agent)
 
 import service.cli_demo  # noqa: E402, F401  (registers `mcuprof demo`)

@@ -1,5 +1,5 @@
 """``mcuprof demo``: server, virtual agents and sample jobs on this machine (``make run``).
-Appended to ``service.cli.COMMANDS`` (imported by ``service.cli_agent``)."""
+Declared in ``pyproject.toml`` (``mcuprof.commands``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 
 import click
 
-from service.cli import COMMANDS
 from service.demo import DEMO_HOST, DEMO_PORT, run_demo
 
 
@@ -25,5 +24,3 @@ def demo(port: int, verbose: int) -> None:
         logging.getLogger("mcuprof.agent").setLevel(logging.WARNING)
     run_demo(host=DEMO_HOST, port=port, echo=click.echo)
 
-
-COMMANDS.append(demo)

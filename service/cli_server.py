@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from service.cli import COMMANDS
-
 if TYPE_CHECKING:  # imported when a command runs, so `mcuprof --help` stays fast
     from service.config import Settings
     from service.db.engine import Database
@@ -120,5 +118,3 @@ def token_revoke(name: str) -> None:
         raise ConfigError(f"there is no token named {name!r}; see `mcuprof token list`")
     click.echo(f"revoked token {name!r}", err=True)
 
-
-COMMANDS.extend([serve, token])

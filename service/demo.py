@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from bench_firmware.boards import BOARDS
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
+from profiler_client.schemas import JobOut
 from service.agent import SAMPLES_DIR, Agent
-from service.schemas import JobOut
 
 if TYPE_CHECKING:
     import uvicorn

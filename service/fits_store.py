@@ -45,6 +45,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from profiler_client.schemas import FitMetricsOut, FitOut
 from service.db.engine import Database
 from service.db.models import (
     Fit,
@@ -68,7 +69,6 @@ from service.fitting import (
 )
 from service.fitting.frames import BACKBONE_TAG, FIT_CODE_VERSION
 from service.fitting.per_layer import MIN_MODELS
-from service.schemas import FitMetricsOut, FitOut
 
 logger = logging.getLogger("mcuprof.fits")
 

@@ -31,10 +31,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, literal_column, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from bench_firmware.backends.registry import BACKENDS, parse_device
 from bench_firmware.boards import BOARDS, get_board
 from bench_firmware.compiler import compile_model
-from bench_firmware.errors import DoesNotFitError, McuprofError, QueueError
-from service.boards.registry import BACKENDS, parse_device
+from bench_firmware.errors import DoesNotFitError, McuprofError
+from profiler_client.errors import QueueError
+from profiler_client.schemas import MeasurementIn
 from service.db.models import (
     NAME_LENGTH,
     Agent,
@@ -45,7 +47,6 @@ from service.db.models import (
     Model,
     utcnow,
 )
-from service.schemas import MeasurementIn
 
 # Literal (not bound) states, so that the planner can match the partial indexes
 # ix_jobs_queue / ix_jobs_lease_expiry also in prepared, generic plans.

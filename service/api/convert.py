@@ -1,4 +1,4 @@
-"""Database rows → the response bodies of ``service.schemas`` (built inside the request's
+"""Database rows → the response bodies of ``profiler_client.schemas`` (built inside the request's
 transaction, so nothing is loaded lazily after the session is gone). Lists are converted
 with one query per related table, not one per row."""
 
@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Attempt, Device, Job, Measurement, Model
-from service.queue import LEASED
-from service.schemas import (
+from profiler_client.schemas import (
     AnalysisOut,
     AttemptOut,
     DeviceOut,
@@ -21,6 +19,8 @@ from service.schemas import (
     MeasurementOut,
     ModelOut,
 )
+from service.db.models import Attempt, Device, Job, Measurement, Model
+from service.queue import LEASED
 
 
 def model_out(model: Model) -> ModelOut:

@@ -14,9 +14,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from bench_firmware.boards import HOST
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import CorruptModelError, ModelError
+from profiler_client.schemas import AnalysisOut
 from service.db.models import NAME_LENGTH, TAG_LENGTH, Model, ModelTag, utcnow
 from service.queue import InvalidRequestError
-from service.schemas import AnalysisOut
 
 # What is kept of `mcuprof analyze --json`: the board-independent figures.
 ANALYSIS_KEYS = (*AnalysisOut.model_fields, "input_dtype", "output_dtype")

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from bench_firmware.boards import BOARDS
+from profiler_client.schemas import PredictOut
 from service.db.models import Fit
-from service.schemas import PredictOut
 
 SVG_POINTS = 4000  # markers in one figure above which scatters use WebGL
 UNTAGGED = "(no backbone tag)"

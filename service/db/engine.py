@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench_firmware.errors import QueueError
+from profiler_client.errors import QueueError
 from service.config import Settings
 
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for SQLite's lock before giving up

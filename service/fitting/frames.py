@@ -1,6 +1,6 @@
 """Measurements as pandas DataFrames, every latency model fitted from them, and exports.
 
-A *record* is a measurement as the API returns it (``service.schemas.MeasurementOut``, as a
+A *record* is a measurement as the API returns it (``profiler_client.schemas.MeasurementOut``, as a
 dict or the pydantic object) plus, optionally, ``tags`` (the model's tags, e.g.
 ``{"backbone": "kws"}``) and ``input_shape`` (the model's analysis input shape, which helps the
 per-layer features of the first layer). Tags may instead be passed per model id.

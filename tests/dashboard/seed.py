@@ -21,11 +21,11 @@ import pandas as pd
 from sqlalchemy import insert, select
 
 from bench_firmware.boards import get_board
+from profiler_client.schemas import LayerOut, MeasurementIn
 from service.db.engine import Database
 from service.db.models import Job, Measurement, Model, ModelTag, utcnow
 from service.fitting.frames import FIT_COLUMNS, MEASUREMENT_COLUMNS, FrameKind, apply_schema
 from service.queue import Lease, enqueue, lease, register_agent, report_result
-from service.schemas import LayerOut, MeasurementIn
 from tests.fitting import synth
 
 F446 = "virtual:nucleo-f446re"

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from profiler_client.schemas import MeasurementOut
 from service.fitting.frames import (
     LAYER_COLUMNS,
     MEASUREMENT_COLUMNS,
@@ -25,7 +26,6 @@ from service.fitting.frames import (
 )
 from service.fitting.linear import MIN_POINTS, LineFit
 from service.fitting.per_layer import PerLayerModel
-from service.schemas import MeasurementOut
 from tests.fitting import synth
 
 CREATED = dt.datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=dt.timezone.utc)

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench_firmware.backends.renode import CYCLE_SOURCE, RenodeBoard, find_renode
 from bench_firmware.boards import BOARDS, Board
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import BoardError
-from service.boards.renode import CYCLE_SOURCE, RenodeBoard, find_renode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_MODEL = REPO_ROOT / "bench_firmware" / "samples" / "kws_tiny.tflite"

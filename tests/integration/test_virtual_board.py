@@ -1,12 +1,12 @@
 """Virtual boards end to end: the unchanged firmware image of every board on Unicorn
-(``service/boards/virtual``), driven over its emulated UART (a pty or ``socket://``) by the
+(``bench_firmware/backends/virtual``), driven over its emulated UART (a pty or ``socket://``) by the
 same serial client as a physical board, and compared bit for bit with TFLite Micro.
 
 Failure paths run deliberately broken firmwares built from ``tests/fixtures/bad_firmware``
 with the board's own start-up code and linker script: CPU faults, unmodeled peripherals,
 a firmware that hangs (the budget stops it), one that prints garbage.
 
-The cycle model is ``service.boards.virtual.timing``'s; until that package can be imported
+The cycle model is ``bench_firmware.backends.virtual.timing``'s; until that package can be imported
 a stand-in defined here counts one cycle per instruction.
 """
 
@@ -27,6 +27,10 @@ from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
 from unicorn import UC_HOOK_BLOCK
 
 from bench_firmware import build
+from bench_firmware.backends.virtual.backend import VirtualBoard
+from bench_firmware.backends.virtual.machine import VirtualMachine
+from bench_firmware.backends.virtual.peripherals import Dwt, Gpio
+from bench_firmware.backends.virtual.serial_port import Transport
 from bench_firmware.boards import BOARDS, Board
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import (
@@ -37,10 +41,6 @@ from bench_firmware.errors import (
     ProtocolError,
 )
 from bench_firmware.protocol import MAX_RUNS, DutClient
-from service.boards.virtual.backend import VirtualBoard
-from service.boards.virtual.machine import VirtualMachine
-from service.boards.virtual.peripherals import Dwt, Gpio
-from service.boards.virtual.serial_port import Transport
 from tests.oracle import tflm_run
 from tests.zoo import random_input
 
@@ -61,7 +61,7 @@ HANG_BUDGET_S = 0.002  # board seconds; booting and answering a command take far
 
 class StandInCycleModel:
     """One cycle per instruction, counted per translated block (capstone decodes each block
-    once). Stands in for ``service.boards.virtual.timing`` until that package exists."""
+    once). Stands in for ``bench_firmware.backends.virtual.timing`` until that package exists."""
 
     def __init__(self, board: Board) -> None:
         self.board = board
@@ -84,7 +84,7 @@ class StandInCycleModel:
 
 
 try:
-    from service.boards.virtual.timing import create_cycle_model
+    from bench_firmware.backends.virtual.timing import create_cycle_model
 
     CYCLE_MODEL: Callable[[Board], Any] = create_cycle_model
     REAL_CYCLE_MODEL = True

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench_firmware.backends.virtual.backend import VirtualBoard
 from bench_firmware.boards import BOARDS
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import DoesNotFitError
-from service.boards.virtual.backend import VirtualBoard
 from tests.oracle import tflm_run
 from tests.zoo import ZOO_NAMES, random_input
 

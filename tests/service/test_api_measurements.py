@@ -7,7 +7,7 @@ import io
 
 from fastapi.testclient import TestClient
 
-from service.schemas import MeasurementOut
+from profiler_client.schemas import MeasurementOut
 from tests.service.helpers import measurement, register, relu_model, upload
 
 F446, F746 = "virtual:nucleo-f446re", "virtual:nucleo-f746zg"

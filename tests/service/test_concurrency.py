@@ -11,11 +11,11 @@ from collections import defaultdict
 
 from sqlalchemy import func, select
 
+from profiler_client.schemas import MeasurementIn
 from service.api.storage import analyze, store_model
 from service.db.engine import Database, make_engine
 from service.db.models import Attempt, Job, Measurement
 from service.queue import Lease, enqueue, lease, register_agent, report_failure, report_result
-from service.schemas import MeasurementIn
 from tests.service.helpers import measurement
 
 AGENTS = 8

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from profiler_client.schemas import MeasurementIn
 from service.api.storage import analyze, store_model
 from service.db.engine import Database
 from service.db.models import Attempt, Job, Measurement, Model
@@ -28,7 +29,6 @@ from service.queue import (
     report_result,
     set_health,
 )
-from service.schemas import MeasurementIn
 from tests.service.helpers import measurement, relu_model
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

@@ -1,7 +1,7 @@
 """A tiny in-memory stand-in for the mcuprof API, served through ``httpx.MockTransport``.
 
 For unit tests of the client and the CLI only: it speaks the contract of
-``service/schemas.py`` (routes, bodies, status codes) and nothing else. The real server is
+``profiler_client/schemas.py`` (routes, bodies, status codes) and nothing else. The real server is
 tested against in ``test_topology.py``. Jobs advance one state per poll (queued → leased →
 done) so ``wait`` has something to wait for.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from service.schemas import AnalysisOut, JobOut, LayerOut, MeasurementOut, ModelOut
+from profiler_client.schemas import AnalysisOut, JobOut, LayerOut, MeasurementOut, ModelOut
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

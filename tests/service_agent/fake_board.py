@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench_firmware import plan_format as pf
+from bench_firmware.backends.base import RunResult
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import read_plan
 from bench_firmware.errors import BoardError, DoesNotFitError
 from bench_firmware.host import run_plan
-from service.boards.base import RunResult
 
 BASE_CYCLES = 1_000_000  # made-up cycles of one inference (plus a little per plan byte)
 

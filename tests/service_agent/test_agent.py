@@ -15,8 +15,8 @@ import pytest
 
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
+from profiler_client.schemas import JobOut
 from service.agent import HEALTH_MODEL, HEARTBEAT_S, Agent, board_names
-from service.schemas import JobOut
 from tests.service_agent.conftest import LiveServer, MakeClient, ThreadServer, free_port
 from tests.service_agent.fake_board import Farm
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench_firmware.errors import McuprofError, ModelError, QueueError
+from bench_firmware.errors import McuprofError, ModelError
 from profiler_client.client import (
     BACKOFF_BASE_S,
     BACKOFF_JITTER,
@@ -25,7 +25,8 @@ from profiler_client.client import (
     WaitTimeoutError,
     measurements_to_csv,
 )
-from service.schemas import JobOut, MeasurementIn
+from profiler_client.errors import QueueError
+from profiler_client.schemas import JobOut, MeasurementIn
 from tests.service_agent.fake_api import NOW, FakeApi, measurement
 
 SAMPLES = Path(__file__).resolve().parents[2] / "bench_firmware" / "samples"

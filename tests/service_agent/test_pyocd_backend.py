@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from bench_firmware.boards import BOARDS
-from bench_firmware.compiler import compile_model
-from bench_firmware.errors import BoardError, DoesNotFitError
-from service.boards.lpm01a import Acquisition, Lpm01a, parse_samples
-from service.boards.pyocd_backend import (
+from bench_firmware.backends.lpm01a import Acquisition, Lpm01a, parse_samples
+from bench_firmware.backends.pyocd_backend import (
     PyocdBoard,
     find_probe,
     match_serial_port,
     sectors_for,
 )
-from service.boards.registry import open_backend
+from bench_firmware.backends.registry import open_backend
+from bench_firmware.boards import BOARDS
+from bench_firmware.compiler import compile_model
+from bench_firmware.errors import BoardError, DoesNotFitError
 
 KWS = Path(__file__).resolve().parents[2] / "bench_firmware" / "samples" / "kws_tiny.tflite"
 KIB = 1024

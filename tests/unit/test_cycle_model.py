@@ -1,7 +1,8 @@
 """The cycle model of the virtual boards against documented instruction timings.
 
 Short Thumb-2 sequences (``tests/fixtures/microbench/*.S``) are assembled for the board's core,
-run on a bare Unicorn core with the model attached (``service.boards.virtual.timing.harness``)
+run on a bare Unicorn core with the model attached
+(``bench_firmware.backends.virtual.timing.harness``)
 and their modelled cycles and instruction counts compared with the figure each case's source
 documents. Sources, as named in the case ids:
 
@@ -27,13 +28,13 @@ from typing import NamedTuple
 import pytest
 from unicorn.arm_const import UC_ARM_REG_R0, UC_ARM_REG_R4
 
+from bench_firmware.backends.virtual.timing import MemoryConfig, create_cycle_model
+from bench_firmware.backends.virtual.timing import m4 as m4_timing
+from bench_firmware.backends.virtual.timing.decode import Branch, Decoder, Op
+from bench_firmware.backends.virtual.timing.harness import BareCore
+from bench_firmware.backends.virtual.timing.memory import CacheGeometry, LruCache, flash_path
 from bench_firmware.boards import BOARDS, HOST, Board
 from bench_firmware.errors import BoardError
-from service.boards.virtual.timing import MemoryConfig, create_cycle_model
-from service.boards.virtual.timing import m4 as m4_timing
-from service.boards.virtual.timing.decode import Branch, Decoder, Op
-from service.boards.virtual.timing.harness import BareCore
-from service.boards.virtual.timing.memory import CacheGeometry, LruCache, flash_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "microbench"
 AS, LD = "arm-none-eabi-as", "arm-none-eabi-ld"

@@ -1,6 +1,7 @@
 """The Renode backend's configuration, without Renode: each board's platform description
-(``service/boards/renode/platforms/*.repl``) against the board catalogue and the firmware's own
-register headers, the generated ``.resc``, and the errors a user without Renode gets."""
+(``bench_firmware/backends/renode/platforms/*.repl``) against the board catalogue and the
+firmware's own register headers, the generated ``.resc``, and the errors a user without
+Renode gets."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench_firmware import build
-from bench_firmware.boards import BOARDS, Board
-from bench_firmware.errors import BoardError
-from service.boards.base import RunResult
-from service.boards.renode import (
+from bench_firmware.backends.base import RunResult
+from bench_firmware.backends.renode import (
     CYCLE_SOURCE,
     RENODE_ENV,
     RenodeBoard,
@@ -26,7 +25,7 @@ from service.boards.renode import (
     platform_file,
     render_resc,
 )
-from service.boards.renode.script import (
+from bench_firmware.backends.renode.script import (
     ReplEntry,
     load_plan_commands,
     monitor_path,
@@ -34,6 +33,8 @@ from service.boards.renode.script import (
     performance_mips,
     uart_peripheral,
 )
+from bench_firmware.boards import BOARDS, Board
+from bench_firmware.errors import BoardError
 
 BOARD_NAMES = sorted(BOARDS)
 

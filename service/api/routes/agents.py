@@ -10,6 +10,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import (
+    AgentIn,
+    AgentOut,
+    FailureIn,
+    HeartbeatIn,
+    HeartbeatOut,
+    JobOut,
+    LeaseIn,
+    LeaseOut,
+    MeasurementIn,
+)
 from service.api.convert import device_outs, job_out
 from service.api.deps import AgentPrincipal, AgentScope, SessionDep, SettingsDep
 from service.api.errors import error_responses, http_error
@@ -23,17 +34,6 @@ from service.queue import (
     register_agent,
     report_failure,
     report_result,
-)
-from service.schemas import (
-    AgentIn,
-    AgentOut,
-    FailureIn,
-    HeartbeatIn,
-    HeartbeatOut,
-    JobOut,
-    LeaseIn,
-    LeaseOut,
-    MeasurementIn,
 )
 
 router = APIRouter(tags=["agents and leases"], responses=error_responses(404, 409))

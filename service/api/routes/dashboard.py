@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bench_firmware.boards import get_board
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import PredictOut
 from service.api.deps import SessionDep, SettingsDep
 from service.auth import ANONYMOUS, AuthError, Principal, authenticate
 from service.config import Settings
@@ -31,7 +32,6 @@ from service.fits_store import ensure_fresh
 from service.fitting.frames import BACKBONE_TAG
 from service.predict import predict, subject_from_analysis
 from service.queue import NotFoundError, parse_device_class
-from service.schemas import PredictOut
 
 router = APIRouter(include_in_schema=False)
 logger = logging.getLogger("mcuprof.dashboard")

@@ -9,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import DeviceOut, HealthIn
 from service.api.convert import device_outs
 from service.api.deps import AgentScope, Reader, SessionDep
 from service.api.errors import error_responses, http_error
 from service.db.models import NAME_LENGTH, Device
 from service.queue import set_health
-from service.schemas import DeviceOut, HealthIn
 
 router = APIRouter(prefix="/devices", tags=["devices"],
                    responses=error_responses(404))

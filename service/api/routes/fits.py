@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import FitKind, FitOut, Kernels, PredictIn, PredictOut
 from service.api.deps import Reader, SessionDep, SettingsDep
 from service.api.errors import error_responses, http_error
 from service.api.storage import analyze
@@ -34,7 +35,6 @@ from service.fits_store import (
 )
 from service.predict import predict, subject_from_analysis, subject_from_request
 from service.queue import parse_device_class
-from service.schemas import FitKind, FitOut, Kernels, PredictIn, PredictOut
 
 router = APIRouter(tags=["fits and predictions"], responses=error_responses(404))
 

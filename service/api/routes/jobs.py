@@ -8,12 +8,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import JobOut, JobsIn, JobState
 from service.api.convert import job_out, job_outs
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import error_responses, http_error
 from service.db.models import Job, Model
 from service.queue import cancel, enqueue, known_devices_hint
-from service.schemas import JobOut, JobsIn, JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"],
                    responses=error_responses(404, 409))

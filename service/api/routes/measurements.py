@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import or_, select
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import MeasurementOut, measurement_row
 from service.api.convert import measurement_out
 from service.api.deps import Reader, SessionDep
 from service.api.errors import error_responses, http_error
 from service.api.storage import parse_tags, tag_filters
 from service.db.models import Measurement
 from service.fits_store import MEDIA_TYPES, measurements_export
-from service.schemas import MeasurementOut, measurement_row
 
 router = APIRouter(prefix="/measurements", tags=["measurements"],
                    responses=error_responses())

@@ -10,12 +10,12 @@ from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Response,
 from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
+from profiler_client.schemas import MeasurementOut, ModelOut
 from service.api.convert import measurement_out, model_out
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import ErrorOut, error_responses, http_error
 from service.api.storage import analyze, parse_tags, store_model, tag_filters
 from service.db.models import Measurement, Model
-from service.schemas import MeasurementOut, ModelOut
 
 router = APIRouter(prefix="/models", tags=["models"],
                    responses=error_responses(404))

@@ -15,9 +15,9 @@ from elftools.elf.sections import SymbolTableSection
 from unicorn import UC_ARCH_ARM, UC_MODE_THUMB, Uc, UcError
 from unicorn import arm_const as uc_arm
 
+from bench_firmware.backends.virtual.timing import CycleModel, MemoryConfig, create_cycle_model
 from bench_firmware.boards import Board
 from bench_firmware.errors import BoardError
-from service.boards.virtual.timing import CycleModel, MemoryConfig, create_cycle_model
 
 _CPU = {"cortex-m4": uc_arm.UC_CPU_ARM_CORTEX_M4, "cortex-m7": uc_arm.UC_CPU_ARM_CORTEX_M7}
 _PAGE = 0x1000  # Unicorn maps whole 4 KB pages

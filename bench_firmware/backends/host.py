@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from bench_firmware.backends.base import RunResult
 from bench_firmware.boards import HOST, Board
 from bench_firmware.errors import BoardError
 from bench_firmware.protocol import DutClient, HostDut
-from service.boards.base import RunResult
 
 
 class HostBoard:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.boards.virtual.timing.decode import Branch, Insn, Op
+from bench_firmware.backends.virtual.timing.decode import Branch, Insn, Op
 
 # --- DDI 0439B Table 3-1 -------------------------------------------------------------------
 ALU_CYCLES = 1  # data processing, MOV/MOVW/MOVT, shifts, CMP/TST, ADR, bitfield, extend

@@ -51,7 +51,8 @@ def platform_file(board: Board) -> Path:
         known = ", ".join(sorted(p.stem for p in PLATFORM_DIR.glob(f"*{PLATFORM_SUFFIX}")))
         raise BoardError(f"no Renode platform description for {board.name} ({path} is missing); "
                          f"boards with one: {known or 'none'}. A wheel built without "
-                         f"service/boards/renode/platforms/*.repl lacks them: reinstall from the "
+                         f"bench_firmware/backends/renode/platforms/*.repl lacks them: reinstall "
+                         f"from the "
                          f"source tree (pip install -e .)")
     return path
 

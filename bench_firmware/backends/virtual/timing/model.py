@@ -61,12 +61,12 @@ from typing import Any
 from unicorn import Uc
 from unicorn import arm_const as uc_arm
 
+from bench_firmware.backends.virtual.timing import m4, m7
+from bench_firmware.backends.virtual.timing._hooks import Hooks
+from bench_firmware.backends.virtual.timing.decode import Branch, Decoder, Insn, Op
+from bench_firmware.backends.virtual.timing.memory import FlashPath, LruCache, flash_path
 from bench_firmware.boards import Board
 from bench_firmware.errors import BoardError
-from service.boards.virtual.timing import m4, m7
-from service.boards.virtual.timing._hooks import Hooks
-from service.boards.virtual.timing.decode import Branch, Decoder, Insn, Op
-from service.boards.virtual.timing.memory import FlashPath, LruCache, flash_path
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from bench_firmware.backends.base import BoardBackend
 from bench_firmware.boards import BOARDS
 from bench_firmware.errors import McuprofError
-from service.boards.base import BoardBackend
 
 BACKENDS = ("host", "virtual", "renode", "pyocd")
 
@@ -31,17 +31,17 @@ def open_backend(device: str) -> BoardBackend:
     """A backend for ``device``, not yet opened (use it as a context manager)."""
     backend, _board, _ident = parse_device(device)
     if backend == "host":
-        from service.boards.host import HostBoard
+        from bench_firmware.backends.host import HostBoard
 
         return HostBoard(device)
     if backend == "virtual":
-        from service.boards.virtual.backend import VirtualBoard
+        from bench_firmware.backends.virtual.backend import VirtualBoard
 
         return VirtualBoard(device)
     if backend == "renode":
-        from service.boards.renode.backend import RenodeBoard
+        from bench_firmware.backends.renode.backend import RenodeBoard
 
         return RenodeBoard(device)
-    from service.boards.pyocd_backend import PyocdBoard
+    from bench_firmware.backends.pyocd_backend import PyocdBoard
 
     return PyocdBoard(device)

@@ -15,8 +15,8 @@ per-instruction rules, ``memory.py`` the flash path of each board.
 
 from __future__ import annotations
 
+from bench_firmware.backends.virtual.timing.model import CycleModel, MemoryConfig
 from bench_firmware.boards import Board
-from service.boards.virtual.timing.model import CycleModel, MemoryConfig
 
 __all__ = ["CycleModel", "MemoryConfig", "create_cycle_model"]
 

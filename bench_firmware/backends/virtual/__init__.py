@@ -6,7 +6,7 @@ peripherals it touches, a cycle model (``timing/``) and its UART on a pty or TCP
 - :mod:`.serial_port`: the UART's host end (pty or ``socket://``).
 - :mod:`.backend`: :class:`VirtualBoard`, the ``virtual:<board>`` board backend.
 
-Run ``python -m service.boards.virtual.backend --board nucleo-f446re [--socket]`` to boot a
+Run ``python -m bench_firmware.backends.virtual.backend --board nucleo-f446re [--socket]`` to boot a
 board and talk to it with any serial terminal.
 """
 
@@ -20,11 +20,11 @@ __all__ = ["VirtualBoard", "VirtualMachine"]
 def __getattr__(name: str) -> Any:
     # Lazy, so importing the timing subpackage does not pull in the backend.
     if name == "VirtualBoard":
-        from service.boards.virtual.backend import VirtualBoard
+        from bench_firmware.backends.virtual.backend import VirtualBoard
 
         return VirtualBoard
     if name == "VirtualMachine":
-        from service.boards.virtual.machine import VirtualMachine
+        from bench_firmware.backends.virtual.machine import VirtualMachine
 
         return VirtualMachine
     raise AttributeError(name)

@@ -1,6 +1,6 @@
 """``virtual:<board>``: the board backend that runs the board's firmware image on a
-:class:`~service.boards.virtual.machine.VirtualMachine` and drives it over its emulated UART
-with the same serial client as a physical board.
+:class:`~bench_firmware.backends.virtual.machine.VirtualMachine` and drives it over its
+emulated UART with the same serial client as a physical board.
 
     with VirtualBoard("virtual:nucleo-f446re") as board:
         board.load_plan(plan.data)              # written into the emulated model region
@@ -10,7 +10,7 @@ When the emulated firmware dies (a CPU fault, an unmodeled register, the budget)
 machine closes its UART, so the client's pending or next read fails at once, and the
 backend raises the machine's own :class:`BoardError` rather than a serial error.
 
-``python -m service.boards.virtual.backend --board nucleo-f446re [--socket]`` boots a board
+``python -m bench_firmware.backends.virtual.backend --board nucleo-f446re [--socket]`` boots a board
 and prints the pty path or socket URL to open with any serial terminal.
 """
 
@@ -26,6 +26,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from bench_firmware.backends.base import RunResult
+from bench_firmware.backends.virtual.machine import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_WALL_BUDGET_S,
+    LOGGER,
+    CycleModel,
+    VirtualMachine,
+)
+from bench_firmware.backends.virtual.serial_port import Transport
 from bench_firmware.boards import Board, get_board
 from bench_firmware.errors import (
     BoardError,
@@ -35,15 +44,6 @@ from bench_firmware.errors import (
     ProtocolError,
 )
 from bench_firmware.protocol import BOOT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Answer, DutClient
-from service.boards.base import RunResult
-from service.boards.virtual.machine import (
-    DEFAULT_BUDGET_S,
-    DEFAULT_WALL_BUDGET_S,
-    LOGGER,
-    CycleModel,
-    VirtualMachine,
-)
-from service.boards.virtual.serial_port import Transport
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ BOOT_BANNER_END = "init-done"  # the boot banner's last line before m-ready (pro
 
 
 class VirtualBoard:
-    """A virtual board as a :class:`~service.boards.base.BoardBackend`.
+    """A virtual board as a :class:`~bench_firmware.backends.base.BoardBackend`.
 
     ``device``: ``virtual:<board>`` (or just the board name). ``transport``: the UART on a
     pty ("pty") or on ``socket://127.0.0.1:PORT`` ("socket"). ``firmware``: an ELF image;
@@ -212,13 +212,13 @@ class VirtualBoard:
 
 
 # ---------------------------------------------------------------------------------------------
-# python -m service.boards.virtual.backend
+# python -m bench_firmware.backends.virtual.backend
 
 
 def main(argv: list[str] | None = None) -> int:
     """Boots a virtual board and serves its UART until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.boards.virtual.backend",
+        prog="python -m bench_firmware.backends.virtual.backend",
         description="Boot a virtual board and serve its UART on a pty or a TCP socket.")
     parser.add_argument("--board", required=True, help="e.g. nucleo-f446re")
     parser.add_argument("--socket", action="store_true",

@@ -32,12 +32,12 @@ from typing import Any, Protocol
 
 from serial.tools import list_ports
 
+from bench_firmware.backends.base import RunResult
+from bench_firmware.backends.lpm01a import Lpm01a
+from bench_firmware.backends.registry import parse_device
 from bench_firmware.boards import Board, get_board
 from bench_firmware.errors import BoardError, DoesNotFitError, McuprofError
 from bench_firmware.protocol import BOOT_TIMEOUT_S, DutClient
-from service.boards.base import RunResult
-from service.boards.lpm01a import Lpm01a
-from service.boards.registry import parse_device
 
 logger = logging.getLogger("mcuprof.pyocd")
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from functools import lru_cache
 
-from service.boards.virtual.timing.decode import FLAGS, PC, Branch, Insn, Op
+from bench_firmware.backends.virtual.timing.decode import FLAGS, PC, Branch, Insn, Op
 
 # --- latencies (cycles until a consumer may issue) -----------------------------------------
 ALU_LATENCY = 1  # LLVM WriteALU / WriteALUsi

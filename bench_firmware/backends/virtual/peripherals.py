@@ -720,7 +720,7 @@ class PeripheralBus:
                                         f"modeled: the virtual board models only the "
                                         f"{block.name} registers the bench firmware uses "
                                         f"({', '.join(sorted(block.offsets))}); model it in "
-                                        f"service/boards/virtual/peripherals.py if the "
+                                        f"bench_firmware/backends/virtual/peripherals.py if the "
                                         f"firmware now needs it")
             return None
         name = f"{block.name}_{block.names[word]}"

@@ -1,9 +1,9 @@
 """The Renode backend: the board's own firmware image, unchanged, in Renode (https://renode.io).
 
 ``RenodeBoard("renode:nucleo-f446re")`` runs ``renode`` as a subprocess on a generated ``.resc``
-(:mod:`service.boards.renode.script`) and talks to the firmware over the board's UART, which
-Renode serves on ``socket://127.0.0.1:<port>``, with the same :class:`DutClient` as a physical
-board. Lifecycle (misuse raises :class:`BoardError`)::
+(:mod:`bench_firmware.backends.renode.script`) and talks to the firmware over the board's
+UART, which Renode serves on ``socket://127.0.0.1:<port>``, with the same :class:`DutClient`
+as a physical board. Lifecycle (misuse raises :class:`BoardError`)::
 
     with RenodeBoard("renode:nucleo-f446re") as board:  # open(): find renode, boot, sync
         board.load_plan(plan.data)                       # model region ← plan, mp-reload
@@ -41,6 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from bench_firmware.backends.base import RunResult
+from bench_firmware.backends.renode.script import (
+    CYCLE_SOURCE,
+    load_plan_commands,
+    platform_file,
+    render_resc,
+)
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import read_plan
 from bench_firmware.errors import (
@@ -51,16 +58,9 @@ from bench_firmware.errors import (
     ProtocolError,
 )
 from bench_firmware.protocol import DutClient
-from service.boards.base import RunResult
-from service.boards.renode.script import (
-    CYCLE_SOURCE,
-    load_plan_commands,
-    platform_file,
-    render_resc,
-)
 
 if TYPE_CHECKING:
-    from service.boards.base import BoardBackend
+    from bench_firmware.backends.base import BoardBackend
 
 logger = logging.getLogger("mcuprof.renode")
 

@@ -103,10 +103,10 @@ from unicorn.arm_const import (
     UC_CPU_ARM_CORTEX_M7,
 )
 
+from bench_firmware.backends.virtual.peripherals import Peripherals, PinEdge, build_peripherals
+from bench_firmware.backends.virtual.serial_port import SerialEndpoint, Transport, open_endpoint
 from bench_firmware.boards import Board
 from bench_firmware.errors import BoardError
-from service.boards.virtual.peripherals import Peripherals, PinEdge, build_peripherals
-from service.boards.virtual.serial_port import SerialEndpoint, Transport, open_endpoint
 
 LOGGER = logging.getLogger("mcuprof.virtual")
 
@@ -161,7 +161,8 @@ def _unicorn_reg(name: str) -> int:
 
 
 class CycleModel(Protocol):
-    """The cycle model's interface (``service.boards.virtual.timing.create_cycle_model``)."""
+    """The cycle model's interface
+    (``bench_firmware.backends.virtual.timing.create_cycle_model``)."""
 
     @property
     def cycles(self) -> int:
@@ -181,11 +182,11 @@ def default_cycle_model(board: Board) -> CycleModel:
     """The project's cycle model for ``board``."""
     try:
         # By name, so this module type-checks whatever state the timing package is in.
-        timing = importlib.import_module("service.boards.virtual.timing")
+        timing = importlib.import_module("bench_firmware.backends.virtual.timing")
         create_cycle_model = timing.create_cycle_model
     except (ImportError, AttributeError) as e:
         raise BoardError(
-            f"the virtual boards' cycle model (service.boards.virtual.timing."
+            f"the virtual boards' cycle model (bench_firmware.backends.virtual.timing."
             f"create_cycle_model) cannot be imported: {e}; pass cycle_model= explicitly or "
             f"reinstall mcuprof") from e
     model: CycleModel = create_cycle_model(board)
