@@ -1,8 +1,12 @@
 """The board catalogue: every fact about a board that the host side needs.
 
-Facts come from ``shared/reference/boards.md`` (ST reference manuals RM0390, RM0385, RM0410,
-RM0432 and the CMSIS device headers). The firmware's own per-board constants live in
-``firmware/boards/<name>/`` and must agree with these; ``tests/unit/test_boards.py`` checks that.
+Facts come from the ST reference manuals RM0390 (F446), RM0385 (F746), RM0410 (F767) and
+RM0432 (L4R5), ST's CMSIS device headers (``stm32f446xx.h``, ``stm32f746xx.h``,
+``stm32f767xx.h``, ``stm32l4r5xx.h``), the Nucleo user manuals UM1724, UM1974 and UM2179, and
+pyOCD's target and board-id tables (``pyocd/target/builtin/__init__.py``,
+``pyocd/board/board_ids.py``); each power figure names its source. The firmware's own
+per-board constants live in ``firmware/boards/<name>/`` and must agree with these;
+``tests/unit/test_boards.py`` checks that.
 """
 
 from __future__ import annotations

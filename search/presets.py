@@ -1,7 +1,7 @@
 """Named reference networks, layer by layer, each with its source.
 
 - ``micronet-kws-{s,m,l}``, ``micronet-ad-{s,m,l}``: the architectures MicroNets found
-  (arXiv 2010.11267, Table 5; ``shared/reference/micronets.md``), expressed as points of the
+  (arXiv 2010.11267, Table 5), expressed as points of the
   ``kws`` and ``ad`` search spaces, so they carry an architecture and its id.
 - ``ds-cnn-{s,m,l}``: Hello Edge's DS-CNNs (Zhang et al. 2017, arXiv 1711.07128), built from
   the exact ``--model_size_info`` strings of ARM-software/ML-KWS-for-MCU
@@ -67,7 +67,7 @@ class Preset:
 # MicroNets Table 5
 # --------------------------------------------------------------------------------------------
 
-#: Table 5 (micronets.md): first Conv2D channels; DS blocks as (channels, stride).
+#: MicroNets Table 5: first Conv2D channels; DS blocks as (channels, stride).
 MICRONET_KWS: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
     "l": (276, ((248, 2), (276, 1), (276, 1), (248, 1), (248, 1), (248, 1), (248, 1))),
     "m": (140, ((140, 2), (140, 1), (140, 1), (112, 1), (196, 1))),

@@ -14,7 +14,7 @@ and one choice per node) into a concrete :class:`search.network.Network`. An arc
 plain JSON (:meth:`Architecture.to_json`) with a short stable id (:attr:`Architecture.id`).
 
 Sources, cited where each number is used: MicroNets (Banbury et al., MLSys 2021, arXiv
-2010.11267; ``shared/reference/micronets.md``: "Search spaces" and Table 5); ARM
+2010.11267: its KWS, VWW and AD search spaces and Table 5); ARM
 ML-KWS-for-MCU ``models.py: create_ds_cnn_model`` and ``train_commands.txt`` (DS-CNN(L):
 ``6 276 10 4 2 1 276 3 3 2 2 276 3 3 1 1 ...``); MobileNetV2 (Sandler et al., CVPR 2018,
 Table 2). Pure Python: no TensorFlow.

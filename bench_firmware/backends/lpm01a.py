@@ -4,7 +4,7 @@ The monitor powers the board under test and integrates its energy; the firmware 
 start and the end of the timed loop with a falling edge on the timestamp pin (Arduino D7),
 which the monitor reports as events in its data stream. Energy per inference is the sum of
 the samples between the last two events, divided by the number of timed inferences (as the
-MLPerf Tiny runner does; ``shared/reference/mlperf-tiny-protocol.md``).
+MLPerf Tiny runner does: eembc/energyrunner ``README.md``).
 
 Protocol (ASCII, one command per line, ``\\n``-terminated; answers end in ``\\r\\n``, some
 behind a ``PowerShield > `` prompt). The monitor acknowledges every command with

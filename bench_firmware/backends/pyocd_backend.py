@@ -19,7 +19,7 @@ interfaces); ``serial_port=`` overrides it. With ``energy_port=`` an X-NUCLEO-LP
 energy per inference (``energy_source`` "measured").
 
 pyOCD needs a CMSIS pack for every target but the F767 (``pyocd pack install stm32f446re``;
-``shared/reference/boards.md``, pyOCD section).
+pyOCD's built-in targets are listed in ``pyocd/target/builtin/__init__.py``).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ _UART_READY = (1 << 5) | (1 << 7)  # RXNE, TXE
 
 @dataclass(frozen=True)
 class BootFacts:
-    """Register addresses (boards.md, the RMs) the register model and the checks need."""
+    """Register addresses (the RMs) the register model and the checks need."""
 
     ready: dict[int, int]  # status register → bits that read as 1
     rcc_cfgr: int

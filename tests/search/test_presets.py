@@ -1,7 +1,7 @@
 """Presets rebuild their reference networks exactly, layer by layer, in the converted model.
 
 The expected tables are written out here from the sources, independently of
-``search/presets.py``: MicroNets Table 5 (``shared/reference/micronets.md``), the DS-CNN
+``search/presets.py``: MicroNets Table 5 (arXiv 2010.11267), the DS-CNN
 ``--model_size_info`` lines of ARM-software/ML-KWS-for-MCU ``train_commands.txt``, and the
 MLPerf Tiny v0.5 Keras definitions.
 """

@@ -391,7 +391,7 @@ def test_open_loop_url_and_time_out() -> None:
 
 
 def test_constants_match_the_firmware() -> None:
-    firmware = Path(protocol.__file__).parent / "firmware"
+    firmware = Path(protocol.__file__).parents[1] / "firmware"
     header = (firmware / "protocol" / "mp_protocol.h").read_text()
     runtime = (firmware / "include" / "mp_runtime.h").read_text()
 

@@ -38,8 +38,8 @@ from bench_firmware.errors import BoardError
 
 BOARD_NAMES = sorted(BOARDS)
 
-# The ST-LINK virtual COM port of each board: its name in the .repl, its base (boards.md, "At a
-# glance") and the Renode model with that register layout.
+# The ST-LINK virtual COM port of each board: its name in the .repl, its base (RM0390 /
+# RM0385 / RM0410 / RM0432 memory maps) and the Renode model with that register layout.
 UARTS = {
     "nucleo-f446re": ("usart2", 0x4000_4400, "UART.STM32_UART"),
     "nucleo-f746zg": ("usart3", 0x4000_4800, "UART.STM32F7_USART"),
@@ -260,7 +260,7 @@ def test_every_busy_wait_of_the_firmware_ends(name: str) -> None:
 
 
 def test_the_clock_waits_found_are_the_expected_ones() -> None:
-    """The scan above sees what boards.md says the clock set-up waits for."""
+    """The scan above sees the ready flags the RMs' clock set-up sequences wait for."""
     f446 = _polls(BOARDS["nucleo-f446re"])
     assert {("RCC_CR", "RCC_CR_HSIRDY"), ("RCC_CR", "RCC_CR_PLLRDY"),
             ("PWR_CSR", "PWR_CSR_ODRDY"), ("PWR_CSR", "PWR_CSR_ODSWRDY")} <= set(f446[0])

@@ -1,8 +1,11 @@
 """Virtual boards: the unchanged firmware image of a Nucleo board on Unicorn, with the
 peripherals it touches, a cycle model (``timing/``) and its UART on a pty or TCP socket.
 
-- :mod:`.machine`: :class:`VirtualMachine`, the emulated board.
-- :mod:`.peripherals`: register models of RCC, PWR, FLASH, GPIO, the UART, SCS and DWT.
+- :mod:`.machine`: :class:`VirtualMachine`, the emulated board; :mod:`.cpu` (the cycle-model
+  interface, a fast register reader), :mod:`.firmware_image` (ELF segments, symbols,
+  alignment-checked sites), :mod:`.uart_bridge` (the machine's side of the UART).
+- :mod:`.peripherals`: a board's peripherals wired together, from the register models of RCC,
+  PWR, FLASH, GPIO, the UART, SCS and DWT in :mod:`.registers`.
 - :mod:`.serial_port`: the UART's host end (pty or ``socket://``).
 - :mod:`.backend`: :class:`VirtualBoard`, the ``virtual:<board>`` board backend.
 

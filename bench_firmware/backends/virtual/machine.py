@@ -59,21 +59,15 @@ since then exceeds ``wall_budget_s``, a watchdog thread stops the run with a Boa
 from __future__ import annotations
 
 import ctypes
-import importlib
 import logging
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs, CsError
-from capstone.arm import ARM_OP_MEM, ARM_OP_REG, ARM_REG_PC, ARM_REG_SP
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
 from unicorn import (
     UC_ARCH_ARM,
     UC_ERR_FETCH_PROT,
@@ -93,7 +87,6 @@ from unicorn import (
     UC_PROT_READ,
     Uc,
     UcError,
-    arm_const,
 )
 from unicorn.arm_const import (
     UC_ARM_REG_LR,
@@ -103,8 +96,15 @@ from unicorn.arm_const import (
     UC_CPU_ARM_CORTEX_M7,
 )
 
+from bench_firmware.backends.virtual.cpu import CycleModel, default_cycle_model, register_reader
+from bench_firmware.backends.virtual.firmware_image import (
+    load_elf,
+    symbol_range,
+    word_aligned_sites,
+)
 from bench_firmware.backends.virtual.peripherals import Peripherals, PinEdge, build_peripherals
 from bench_firmware.backends.virtual.serial_port import SerialEndpoint, Transport, open_endpoint
+from bench_firmware.backends.virtual.uart_bridge import UartBridge
 from bench_firmware.boards import Board
 from bench_firmware.errors import BoardError
 
@@ -118,14 +118,10 @@ EMU_UNTIL = 0xFFFF_FFFF  # an odd address: a Thumb PC never equals it, so emulat
 DEFAULT_BUDGET_S = 60.0  # seconds of board time the firmware may run without a received byte
 DEFAULT_WALL_BUDGET_S = 600.0  # seconds of host time the same, whatever the cycle model says
 WATCHDOG_PERIOD_S = 0.05  # seconds between budget checks
-RX_WAIT_S = 0.05  # seconds one blocked status read waits before it re-checks the stop flag
 STOP_JOIN_S = 5.0  # seconds stop() waits for the emulator thread
 FINAL_FLUSH_S = 0.2  # seconds the last output of a stopped run gets to reach the host
-SPIN_WINDOW_INSTRUCTIONS = 64  # two empty status reads this close together are a busy-wait
 RX_POLL_FUNCTION = "board_uart_getc"  # mp_board.h: the firmware's blocking UART read
 BOARD_NAME_SYMBOL = "board_name"  # mp_board.h: the board the image was built for
-TX_FLUSH_BYTES = 256  # output bytes gathered before they go to the host (also at each \n)
-UART_LOG_MAX = 1 << 20  # bytes of each direction kept in the raw UART log
 
 # Unicorn's M-profile exception numbers (QEMU target/arm/cpu.h EXCP_*) as UC_HOOK_INTR sees them.
 EXCEPTION_NAMES = {
@@ -142,167 +138,8 @@ SVC_EXCEPTION = 2
 # costs 10-20 % of emulation speed.
 ALIGNMENT_CHECKS_PER_SITE = 64
 
-# Instructions that need a word-aligned address on ARMv7-M whatever CCR.UNALIGN_TRP says
-# (ARMv7-M ARM §A3.2.1 "Alignment support").
-WORD_ALIGNED_MNEMONICS = frozenset(
-    f"{base}{suffix}"
-    for base in ("ldrd", "strd", "ldm", "ldmia", "ldmfd", "ldmdb", "ldmea", "stm", "stmia",
-                 "stmea", "stmdb", "stmfd", "ldrex", "strex", "vldr", "vstr", "vldm", "vldmia",
-                 "vldmdb", "vstm", "vstmia", "vstmdb")
-    for suffix in ("", ".w")
-)
-# Capstone register names → Unicorn register ids (r9-r12 have their APCS names in capstone).
-_REG_ALIASES = {"sb": "r9", "sl": "r10", "fp": "r11", "ip": "r12", "lr": "r14"}
 
-
-def _unicorn_reg(name: str) -> int:
-    name = _REG_ALIASES.get(name, name)
-    return int(getattr(arm_const, f"UC_ARM_REG_{name.upper()}"))
-
-
-class CycleModel(Protocol):
-    """The cycle model's interface
-    (``bench_firmware.backends.virtual.timing.create_cycle_model``)."""
-
-    @property
-    def cycles(self) -> int:
-        """Modeled core cycles since reset (monotonic)."""
-        ...
-
-    @property
-    def instructions(self) -> int:
-        """Emulated instructions since reset."""
-        ...
-
-    def attach(self, uc: Any) -> None:
-        """Installs its hooks; called after memory is mapped, before ``emu_start``."""
-
-
-def default_cycle_model(board: Board) -> CycleModel:
-    """The project's cycle model for ``board``."""
-    try:
-        # By name, so this module type-checks whatever state the timing package is in.
-        timing = importlib.import_module("bench_firmware.backends.virtual.timing")
-        create_cycle_model = timing.create_cycle_model
-    except (ImportError, AttributeError) as e:
-        raise BoardError(
-            f"the virtual boards' cycle model (bench_firmware.backends.virtual.timing."
-            f"create_cycle_model) cannot be imported: {e}; pass cycle_model= explicitly or "
-            f"reinstall mcuprof") from e
-    model: CycleModel = create_cycle_model(board)
-    return model
-
-
-def load_elf(path: Path, board: Board) -> list[tuple[int, bytes]]:
-    """The (load address, bytes) of every PT_LOAD segment with file contents: what a flash
-    programmer writes. Every one must lie in ``board``'s flash."""
-    try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            if elf["e_machine"] != "EM_ARM" or elf.elfclass != 32:
-                raise BoardError(f"{path} is not a 32-bit Arm ELF image; build the firmware for "
-                                 f"{board.name} with `mcuprof firmware build --board {board.name}`")
-            segments = [(seg["p_paddr"], seg.data()[: seg["p_filesz"]])
-                        for seg in elf.iter_segments()
-                        if seg["p_type"] == "PT_LOAD" and seg["p_filesz"] > 0]
-    except (OSError, ELFError) as e:
-        raise BoardError(f"cannot read the firmware image {path}: {e}") from e
-    if not segments:
-        raise BoardError(f"{path} has no loadable segment; is it a firmware image?")
-    flash_end = board.flash_base + board.flash_bytes
-    for address, data in segments:
-        if address < board.flash_base or address + len(data) > flash_end:
-            raise BoardError(
-                f"{path}: a segment of {len(data)} bytes loads at {address:#010x}, outside "
-                f"{board.name}'s flash ({board.flash_base:#010x}..{flash_end:#010x}); is the "
-                f"image linked for this board?")
-    return segments
-
-
-def register_reader(uc: Uc) -> Callable[[int], int]:
-    """A reader of 32-bit core registers for hot hooks. ``Uc.reg_read`` spends most of its
-    ~1 µs choosing the register's type; with the pinned binding's C entry point at hand, a
-    read costs a third of that. Falls back to ``reg_read`` if the binding changes."""
-    try:
-        from unicorn.unicorn_py3.unicorn import uclib  # the binding's ctypes library
-
-        read_c = uclib.uc_reg_read
-        handle = uc._uch
-    except (ImportError, AttributeError):
-        return uc.reg_read
-    value = ctypes.c_uint32()
-    ref = ctypes.byref(value)
-
-    def read(reg_id: int) -> int:
-        read_c(handle, reg_id, ref)
-        return value.value
-
-    return read
-
-
-def symbol_range(path: Path, name: str, kind: str = "STT_FUNC") -> tuple[int, int] | None:
-    """[start, end) of symbol ``name`` of type ``kind`` in ``path`` (Thumb bit cleared), or
-    None when the image has no such symbol."""
-    try:
-        with open(path, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            if not isinstance(symtab, SymbolTableSection):
-                return None
-            for sym in symtab.get_symbol_by_name(name) or ():
-                if sym["st_info"]["type"] == kind and sym["st_size"]:
-                    start = sym["st_value"] & ~1
-                    return start, start + sym["st_size"]
-    except (OSError, ELFError) as e:
-        raise BoardError(f"cannot read the firmware image {path}: {e}") from e
-    return None
-
-
-def word_aligned_sites(path: Path) -> list[tuple[int, int, str]]:
-    """(address, Unicorn base register, text) of every instruction in ``path`` that needs a
-    word-aligned address and is not SP- or PC-relative. Code is found between the ``$t`` and
-    ``$d`` mapping symbols (AAELF32 §5.5.5), so literal pools are not decoded as code."""
-    cs = Cs(CS_ARCH_ARM, CS_MODE_THUMB | CS_MODE_MCLASS)
-    cs.detail = True
-    try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            symtab = elf.get_section_by_name(".symtab")
-            marks = sorted(
-                (sym["st_value"] & ~1, sym.name[1])
-                for sym in (symtab.iter_symbols() if isinstance(symtab, SymbolTableSection)
-                            else ())
-                if sym.name[:2] in ("$t", "$d", "$a") and (len(sym.name) == 2
-                                                            or sym.name[2] == "."))
-            segments = [(seg["p_vaddr"], seg.data()) for seg in elf.iter_segments()
-                        if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1 and seg["p_filesz"]]
-    except (OSError, ELFError) as e:
-        raise BoardError(f"cannot read the firmware image {path}: {e}") from e
-    sites = []
-    for seg_base, data in segments:
-        seg_end = seg_base + len(data)
-        inside = [(a, k) for a, k in marks if seg_base <= a < seg_end] or [(seg_base, "t")]
-        for (start, kind), (end, _) in zip(inside, [*inside[1:], (seg_end, "")], strict=True):
-            if kind != "t":
-                continue
-            code = data[start - seg_base : end - seg_base]
-            try:
-                insns = list(cs.disasm(code, start))
-            except CsError:
-                continue
-            for insn in insns:
-                if insn.mnemonic not in WORD_ALIGNED_MNEMONICS:
-                    continue
-                mem = [op.mem.base for op in insn.operands if op.type == ARM_OP_MEM]
-                regs = [op.reg for op in insn.operands if op.type == ARM_OP_REG]
-                base = mem[0] if mem else (regs[0] if regs else None)
-                if base is None or base in (ARM_REG_SP, ARM_REG_PC):
-                    continue
-                sites.append((insn.address, _unicorn_reg(cs.reg_name(base)),
-                              f"{insn.mnemonic} {insn.op_str}"))
-    return sites
-
-
-class VirtualMachine:
+class VirtualMachine(UartBridge):
     """One virtual board running one firmware image.
 
     Lifecycle: construct (loads the image, maps memory, wires peripherals; the UART endpoint
@@ -677,7 +514,7 @@ class VirtualMachine:
                               f"{self.describe_pc(pc)} ({self.board.core}): {hard_fault}")
         return BoardError(f"the emulator stopped with {e} at {self.describe_pc(pc)}")
 
-    # -- Unicorn hooks and FaultSink -------------------------------------------------------
+    # -- Unicorn hooks and FaultSink (the UartLink is UartBridge's) --------------------------
 
     def _on_bad_access(self, _uc: Uc, access: int, address: int, size: int, _value: int,
                        _data: object) -> bool:
@@ -706,80 +543,6 @@ class VirtualMachine:
         if self._fault is None:
             self._fault = (summary, detail)
         self._request_stop(("fault",))
-
-    # -- UartLink --------------------------------------------------------------------------
-
-    def _pull(self) -> None:
-        data = self._endpoint.read()
-        if data:
-            self._rx.extend(data)
-            self._rx_log += data
-            if len(self._rx_log) > UART_LOG_MAX:
-                del self._rx_log[: len(self._rx_log) - UART_LOG_MAX]
-
-    def rx_ready(self, spinning: bool) -> bool:
-        if self._rx:
-            return True
-        self._pull()
-        if self._rx or self._stop_event.is_set():
-            return bool(self._rx)
-        # In a callback PC is the start of the translated block: inside the read function
-        # for its polling loop.
-        pc = self._reg(UC_ARM_REG_PC)
-        if self._rx_poll is not None and self._rx_poll[0] <= pc < self._rx_poll[1]:
-            return self._block_for_rx()
-        site = (pc, self._model.instructions)
-        previous, self._spin_site = self._spin_site, site
-        if not (spinning and previous is not None and previous[0] == site[0]
-                and site[1] - previous[1] <= SPIN_WINDOW_INSTRUCTIONS):
-            return False
-        return self._block_for_rx()
-
-    def _block_for_rx(self) -> bool:
-        """The firmware busy-waits for a byte: wait on the host side instead."""
-        self._flush_tx()
-        self._block_start = time.monotonic()
-        try:
-            while not self._stop_event.is_set():
-                if self._endpoint.wait_readable(RX_WAIT_S):
-                    self._pull()
-                    if self._rx:
-                        return True
-            return False
-        finally:
-            self._end_block()
-
-    def _end_block(self) -> None:
-        if self._block_start is not None:
-            self._idle_s += time.monotonic() - self._block_start
-            self._block_start = None
-
-    def rx_take(self) -> int:
-        byte = self._rx.popleft()
-        self._last_rx_cycles = self._model.cycles
-        self._last_rx_wall = time.monotonic()
-        self._idle_s = 0.0
-        self._spin_site = None
-        return byte
-
-    def tx(self, byte: int) -> None:
-        self._tx.append(byte)
-        if byte == 0x0A or len(self._tx) >= TX_FLUSH_BYTES:
-            self._flush_tx()
-
-    def _flush_tx(self) -> None:
-        if not self._tx:
-            return
-        data = bytes(self._tx)
-        self._tx.clear()
-        self._tx_log += data
-        if len(self._tx_log) > UART_LOG_MAX:
-            del self._tx_log[: len(self._tx_log) - UART_LOG_MAX]
-        self._block_start = time.monotonic()
-        try:
-            self._endpoint.write(data)
-        finally:
-            self._end_block()
 
     # -- the host side of the flash --------------------------------------------------------
 

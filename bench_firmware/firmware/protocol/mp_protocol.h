@@ -1,6 +1,6 @@
 /* The serial command protocol: the MLPerf Tiny DUT commands plus mcuprof's `mp-` commands.
  * The full command reference is the comment at the top of protocol.c; the host side is
- * bench_firmware/protocol.py.
+ * bench_firmware/protocol/.
  *
  * Lifecycle: board_init() → mp_runtime_init() → mp_protocol_boot() (loads the plan from the
  * board's model region, prints the boot banner) → mp_protocol_run() (answers commands). */
@@ -20,7 +20,7 @@
 /* Most characters of one command before its '%' (MLPerf Tiny: 80). */
 #define MP_CMD_MAX 80
 /* Most characters of one list line (m-results, m-cycles, ...) before its "\r\n"; longer lists
- * are split into chunk lines. bench_firmware/protocol.py uses the same figure. */
+ * are split into chunk lines. bench_firmware/protocol/ uses the same figure. */
 #define MP_LIST_LINE_MAX 200
 
 /* Binds the protocol to `rt` (already mp_runtime_init'ed), loads the plan from the board's

@@ -1,9 +1,10 @@
 /* The serial command protocol of the mcuprof bench firmware: framing, dispatch, boot banner.
  *
- * It is the MLPerf Tiny / EEMBC DUT protocol (mlcommons/tiny benchmark/api/
- * internally_implemented.cpp; shared/reference/mlperf-tiny-protocol.md) plus mcuprof's own
- * commands, which all start with `mp-`. The host side is bench_firmware/protocol.py, whose
- * module docstring repeats this reference; change both together.
+ * It is the MLPerf Tiny / EEMBC DUT protocol (as the MLPerf Tiny benchmark's reference
+ * implementation defines it: mlcommons/tiny benchmark/api/internally_implemented.cpp and
+ * submitter_implemented.h, and the host runner benchmark/runner/device_under_test.py) plus
+ * mcuprof's own commands, which all start with `mp-`. The host side is
+ * bench_firmware/protocol/, whose package docstring repeats this reference; change both together.
  *
  * FRAMING
  *   A command is ASCII ending with '%'; tokens are separated by spaces; '\r', '\n' and NUL

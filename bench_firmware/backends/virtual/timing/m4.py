@@ -1,6 +1,6 @@
 """Cortex-M4 instruction timing: one instruction at a time, with the documented pipelining rules.
 
-Sources (``shared/reference/cortex-m-timing.md`` summarises them):
+Sources:
 
 * Arm Cortex-M4 TRM, DDI 0439B, Table 3-1 (integer) and Table 7-1 (FPU): the base cycle counts.
 * DDI 0439B §3.3.2 "Load/store timings": a single LDR followed by an LDR or a register-offset STR
@@ -21,13 +21,13 @@ The rules, in the order ``block_cycles`` applies them to each instruction:
    address registers were written by that load (pointer chasing, or the load's writeback);
 3. address dependency: +1 for any load/store whose address register was written by the
    previous instruction, when that instruction is not a single load (rule 2 covers that case).
-   GCC states it for ALU producers; the reference file states it for any producer, which the
-   model follows, so it also applies to a base written back by a store or LDM/STM (PUSH then
-   POP: +1), as jnk0le measures for back-to-back writeback stores on one base;
+   GCC states it for ALU producers; the model generalises it to any producer, so it also
+   applies to a base written back by a store or LDM/STM (PUSH then POP: +1), as jnk0le
+   measures for back-to-back writeback stores on one base;
 4. store then load: +1 for a load right after an immediate-offset store (the store's data
    phase cannot overlap the load's address phase);
-5. VMOV core <-> S: 2 cycles, 1 right after another one (reference file, "measured 1
-   back-to-back").
+5. VMOV core <-> S: 2 cycles, 1 right after another one (jnk0le's measurement on an
+   STM32F407).
 
 Branches cost 1 in the block; the edge to the next block adds the refill P when the branch was
 taken (``taken_penalty``), +1 when the target is a 32-bit instruction at a halfword boundary.
@@ -51,7 +51,7 @@ STORE_REG_CYCLES = 2  # STR with register offset; GCC cortex_m4_store1_2
 DUAL_CYCLES = 3  # LDRD, STRD (1 + N with N = 2)
 MULTI_BASE_CYCLES = 1  # LDM/STM/PUSH/POP: 1 + N
 IT_CYCLES = 1  # IT folding (LLVM ARMScheduleM4.td: "only IT can be dual-issued") not modelled
-TABLE_BRANCH_CYCLES = 3  # TBB/TBH before the refill; with P_LATE the reference's ">= 6"
+TABLE_BRANCH_CYCLES = 3  # TBB/TBH before the refill (table load 2 + branch 1); 6 with P_LATE
 BARRIER_CYCLES = 1  # DMB/DSB "1 + B", B (outstanding transfers) taken as 0
 ISB_EXTRA_CYCLES = 2  # ISB refills the pipeline: 1 + P_EARLY
 # Branch refill P is "1..3 depending on the alignment and width of the target instruction, and
@@ -60,10 +60,10 @@ ISB_EXTRA_CYCLES = 2  # ISB refills the pipeline: 1 + P_EARLY
 # ARMScheduleM4.td uses 2 and calls it the best case. We follow GCC for branches whose target
 # is known at decode (B, BL, BX, BLX, MOV/ADD PC) and use the maximum for targets that come
 # from memory (LDR PC, POP {pc}, LDM with PC, TBB/TBH), which cannot be speculated early: that
-# gives the reference's "LDR PC >= 5" (2 + 3).
+# gives LDR PC = 2 + P_LATE = 5 cycles.
 P_EARLY = 2
 P_LATE = 3
-UNALIGNED_WIDE_TARGET_CYCLES = 1  # reference file, measured: branch to an unaligned 32-bit insn
+UNALIGNED_WIDE_TARGET_CYCLES = 1  # jnk0le (STM32F407): branch to an unaligned 32-bit insn
 ADDRESS_DEPENDENCY_CYCLES = 1  # GCC cortex-m4.md bypass 2 (ALU -> load/store address)
 STORE_THEN_LOAD_CYCLES = 1  # jnk0le cortex_m3m4.md: stores cannot pipeline with a following load
 # --- DDI 0439B Table 7-1 (FPU, single precision) -------------------------------------------
@@ -74,7 +74,7 @@ FP_SQRT_CYCLES = 14  # VSQRT.F32
 FP_LOAD32_CYCLES = 2  # VLDR.32, VSTR.32
 FP_LOAD64_CYCLES = 3  # VLDR.64, VSTR.64
 FP_MOV_CORE_CYCLES = 2  # VMOV core <-> S
-FP_MOV_CORE_BACK_TO_BACK_CYCLES = 1  # reference file: "measured 1 back-to-back"
+FP_MOV_CORE_BACK_TO_BACK_CYCLES = 1  # jnk0le (STM32F407): 1 back-to-back
 FP_MOV_CORE2_CYCLES = 3  # VMOV two core registers <-> D or two S (1 + N, N = 2)
 FP_SYSTEM_CYCLES = 1  # VMRS/VMSR
 

@@ -1,12 +1,12 @@
 """Cortex-M7 instruction timing: an in-order dual-issue scheduler run once per block.
 
-Arm publishes no cycle table for the Cortex-M7. Sources (``shared/reference/cortex-m-timing.md``):
+Arm publishes no cycle table for the Cortex-M7. Sources:
 
 * LLVM ``llvm/lib/Target/ARM/ARMScheduleM7.td`` (Arm's scheduling model): units (2 ALU, 2 load,
   1 store, 1 MAC, 1 branch, 1 FPU), latencies, ``SingleIssue`` (never paired) and
   ``BeginGroup`` (first slot only) per instruction class.
 * GCC ``gcc/config/arm/cortex-m7.md``: the same units; where it differs (SDIV 4 cycles against
-  LLVM's 7) we follow LLVM, which the reference file also quotes ("about 7").
+  LLVM's 7) we follow LLVM.
 * jnk0le/random "pipeline cycle test", ``doc/cortex_m7.md`` (measured, STM32H743): LDM/STM take
   ceil(N/2) cycles and never pair; two loads pair only on different banks (even/odd word);
   multiplies/MACs cannot pair with stores; MACs chain on the accumulator every cycle; a
@@ -19,7 +19,7 @@ Where the sources disagree on load-to-use: LLVM gives a word load latency 1 to t
 (jnk0le measures the same) but 2 as the machine's ``LoadLatency`` and for every early-ALU or
 MAC consumer (jnk0le: "all multiplications and multiply accumulates can't consume ldr result
 from previous cycle"). The int8 kernels consume loads in SXTB16/SXTAB16/SMLAD, so the model uses
-2 for every consumer, as the reference file does.
+2 for every consumer, as LLVM's ``LoadLatency`` does.
 
 The scheduler issues each instruction at the first cycle where its operands are ready and, if
 the cycle already holds one instruction, the pair is allowed. Everything is static per block

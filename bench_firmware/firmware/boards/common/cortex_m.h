@@ -35,7 +35,7 @@
 #define DWT_CYCCNT MMIO32(0xE0001004u)
 
 /* CoreSight LAR / LSR of the DWT: the Cortex-M7 implements the software lock, and CYCCNT
- * stays 0 until 0xC5ACCE55 is written (boards.md "DWT cycle counter"). */
+ * stays 0 until 0xC5ACCE55 is written (Cortex-M7 TRM, DDI 0489, DWT chapter). */
 #define DWT_LAR MMIO32(0xE0001FB0u)
 #define DWT_LSR MMIO32(0xE0001FB4u)
 #define DWT_LAR_KEY 0xC5ACCE55u

@@ -1,5 +1,6 @@
-/* NUCLEO-F446RE: STM32F446RE (Cortex-M4F r0p1) at 180 MHz. Facts: shared/reference/boards.md,
- * RM0390. Identity and numbers must match bench_firmware/boards.py (tests/unit/test_boards.py). */
+/* NUCLEO-F446RE: STM32F446RE (Cortex-M4F r0p1) at 180 MHz. Facts: RM0390, the CMSIS device
+ * header stm32f446xx.h, UM1724. Identity and numbers must match bench_firmware/boards.py
+ * (tests/unit/test_boards.py). */
 #include <stdint.h>
 
 #include "cortex_m.h"
@@ -117,9 +118,10 @@ static void timestamp_pin_init(void) {
 }
 
 void board_init(void) {
-  /* Cortex-M4 r0p1 erratum 838869 (boards.md "Errata"): disable the write buffer for default
-   * memory map accesses. The erratum needs an exception return, which this firmware never
-   * takes during a run, but we follow the documented workaround on the real part. */
+  /* Cortex-M4 r0p1 erratum 838869 (Arm Cortex-M4 Software Developers Errata Notice; ST's
+   * STM32F446 errata sheet): disable the write buffer for default memory map
+   * accesses. The erratum needs an exception return, which this firmware never takes during a
+   * run, but we follow the documented workaround on the real part. */
   SCB_ACTLR |= SCB_ACTLR_DISDEFWBUF;
   clock_init();
   uart_init();

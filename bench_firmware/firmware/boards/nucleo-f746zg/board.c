@@ -1,6 +1,7 @@
-/* NUCLEO-F746ZG: STM32F746ZG (Cortex-M7 r0p1) at 216 MHz. Facts: shared/reference/boards.md,
- * RM0385. Identity and numbers must match bench_firmware/boards.py (tests/unit/test_boards.py);
- * the clock, UART and pins are shared with the F767 in stm32f7/stm32f7_nucleo144.c. */
+/* NUCLEO-F746ZG: STM32F746ZG (Cortex-M7 r0p1) at 216 MHz. Facts: RM0385, the CMSIS device
+ * header stm32f746xx.h, UM1974. Identity and numbers must match bench_firmware/boards.py
+ * (tests/unit/test_boards.py); the clock, UART and pins are shared with the F767 in
+ * stm32f7/stm32f7_nucleo144.c. */
 #include <stdint.h>
 
 #include "mmio.h"

@@ -1,7 +1,7 @@
 /* NUCLEO-F767ZI: STM32F767ZI (Cortex-M7 r1p0, double-precision FPU) at 216 MHz. Facts:
- * shared/reference/boards.md, RM0410. Identity and numbers must match bench_firmware/boards.py
- * (tests/unit/test_boards.py); the clock, UART and pins are shared with the F746 in
- * stm32f7/stm32f7_nucleo144.c.
+ * RM0410, the CMSIS device header stm32f767xx.h, UM1974. Identity and numbers must match
+ * bench_firmware/boards.py (tests/unit/test_boards.py); the clock, UART and pins are shared
+ * with the F746 in stm32f7/stm32f7_nucleo144.c.
  *
  * The model region (boards.py) assumes the factory single-bank flash (FLASH_OPTCR nDBANK,
  * bit 29, = 1; RM0410 flash organisation). The firmware only reads the region, so it runs

@@ -1,5 +1,6 @@
-/* NUCLEO-L4R5ZI: STM32L4R5ZI (Cortex-M4F) at 120 MHz. Facts: shared/reference/boards.md,
- * RM0432. Identity and numbers must match bench_firmware/boards.py (tests/unit/test_boards.py). */
+/* NUCLEO-L4R5ZI: STM32L4R5ZI (Cortex-M4F) at 120 MHz. Facts: RM0432, the CMSIS device header
+ * stm32l4r5xx.h, UM2179. Identity and numbers must match bench_firmware/boards.py
+ * (tests/unit/test_boards.py). */
 #include <stdint.h>
 
 #include "cortex_m.h"

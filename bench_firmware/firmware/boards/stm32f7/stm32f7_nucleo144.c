@@ -1,5 +1,5 @@
-/* Board support shared by NUCLEO-F746ZG and NUCLEO-F767ZI. Facts: shared/reference/boards.md,
- * RM0385 / RM0410 (same registers and bits for everything used here), UM1974 (Nucleo-144). */
+/* Board support shared by NUCLEO-F746ZG and NUCLEO-F767ZI. Facts: RM0385 / RM0410 (same
+ * registers and bits for everything used here), UM1974 (Nucleo-144). */
 #include <stdint.h>
 
 #include "cortex_m.h"
