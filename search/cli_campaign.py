@@ -17,7 +17,6 @@ Declared in ``pyproject.toml`` (``mcuprof.commands``).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -64,8 +63,9 @@ def _echo_err(line: str) -> None:
               help="Campaign name, tagged on every model as campaign=NAME "
                    "[default: the --out folder's default name].")
 @click.option("--local", is_flag=True,
-              help="Run a server (SQLite in --out) and one virtual board per --device in this "
-                   "process instead of using a server.")
+              help="Run a server (SQLite in --out) and one virtual board per --device for "
+                   "this campaign (`mcuprof demo`, stopped at the end) instead of using a "
+                   "server.")
 @click.option("--retry-failed", is_flag=True,
               help="Convert and submit again what failed in an earlier run.")
 @click.option("--no-wait", is_flag=True,
@@ -90,6 +90,7 @@ def campaign_cmd(space: str, n: int, devices: tuple[str, ...], seed: int, server
     twice for a device.
     """
     from profiler_client.client import Client
+    from profiler_client.settings import client_settings
     from search.campaign import (
         CampaignError,
         LineProgress,
@@ -107,7 +108,7 @@ def campaign_cmd(space: str, n: int, devices: tuple[str, ...], seed: int, server
         raise click.BadParameter(str(e), param_hint="--device") from e
     client: Client | None = None
     if not local:
-        default = server is None and not os.environ.get("MCUPROF_SERVER")
+        default = server is None and client_settings().server is None
         client = Client(server, token, retries=0 if default else 2)
         try:
             server_check(client, default=default)
@@ -116,8 +117,8 @@ def campaign_cmd(space: str, n: int, devices: tuple[str, ...], seed: int, server
             interactive = sys.stdin.isatty() and sys.stderr.isatty()
             if not (default and interactive and all(d.startswith("virtual:") for d in classes)
                     and click.confirm(f"No mcuprof server answers at {client.url}. Run this "
-                                      f"campaign on a server and virtual boards in this "
-                                      f"process (--local)?", default=True, err=True)):
+                                      f"campaign on a server and virtual boards of its own "
+                                      f"(--local)?", default=True, err=True)):
                 raise e
             local, client = True, None
         if client is not None:  # the check used no retries; the campaign gets the usual ones

@@ -5,24 +5,39 @@ SQLite in the working directory (or ``MCUPROF_DATABASE_URL``), the API on a loop
 catalogue), the sample int8 models from ``bench_firmware/samples`` submitted to every board,
 their progress and results; then it serves until Ctrl-C, so ``mcuprof submit`` from a second
 terminal gets measurements back from the same virtual boards.
+
+The same code runs the server and boards of ``mcuprof campaign --local``, started as a child
+process: a given database, a free port, chosen boards, no samples, one process per agent,
+and a *ready file* with the server's URL and token. Such a child stops on SIGTERM (the
+agents get their grace period), on SIGINT (they do not), and when its standard input closes
+(``stop_with_stdin``: the parent is gone, however it ended).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import multiprocessing
+import os
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from bench_firmware.boards import BOARDS
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
 from profiler_client.schemas import JobOut
-from service.agent import SAMPLES_DIR, Agent
+from service.agent import SAMPLES_DIR, SHUTDOWN_GRACE_S, Agent
 
 if TYPE_CHECKING:
     import uvicorn
@@ -35,6 +50,11 @@ DEMO_RUNS = 5  # timed inferences per demo job
 DEMO_POLL_S = 0.5  # seconds between progress polls
 SERVER_START_TIMEOUT_S = 30.0  # seconds uvicorn gets to bind and start
 AGENT_POLL_S = 0.5  # seconds an idle demo board waits between lease requests
+AGENT_JOIN_S = 10.0  # seconds a stopped agent (without grace) gets to end
+AGENT_STOP_S = SHUTDOWN_GRACE_S + AGENT_JOIN_S  # ... and with its grace period
+# Between the two signals of a hurried stop: one signal delivered twice before the handler
+# runs is delivered once, and the second is the one that skips the grace.
+SIGNAL_GAP_S = 0.05
 SAMPLE_TAGS = {"kws_tiny": {"backbone": "kws", "source": "sample"},
                "mobilenet_tiny": {"backbone": "mobilenet", "source": "sample"}}
 
@@ -66,15 +86,34 @@ class Demo:
     agents: list[Agent] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     server: uvicorn.Server | None = None
+    processes: list[BaseProcess] = field(default_factory=list)  # agents in processes
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = False) -> None:
+        """Stops the agents, then the server. ``graceful``: jobs in flight get the agents'
+        grace period to finish (else they are released at once: demo jobs are not worth
+        waiting for)."""
         for agent in self.agents:
             agent.stop()
-        for agent in self.agents:
-            agent.stop()  # the second stop skips the grace: demo jobs are not worth waiting for
+        for proc in self.processes:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: run_agent_process stops its agent
+        if not graceful:
+            for agent in self.agents:
+                agent.stop()  # the second stop skips the grace
+            time.sleep(SIGNAL_GAP_S if self.processes else 0)
+            for proc in self.processes:
+                if proc.is_alive():
+                    proc.terminate()
+        deadline = time.monotonic() + (AGENT_STOP_S if graceful else AGENT_JOIN_S)
         for thread in self.threads:
             if thread.name.startswith("demo-agent"):
-                thread.join(10)
+                thread.join(max(0.1, deadline - time.monotonic()))
+        for proc in self.processes:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                logger.warning("agent process %s did not stop; killing it", proc.name)
+                proc.kill()
+                proc.join()
         if self.server is not None:
             self.server.should_exit = True
         for thread in self.threads:
@@ -83,16 +122,33 @@ class Demo:
         self.client.close()
 
 
-def start_server(host: str, port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
-    """Migrates the database and serves the API in a thread; returns (server, thread,
-    database URL) once it accepts connections."""
+    def hurry(self) -> None:
+        """Asks the agents being stopped to skip their grace period (signal-safe)."""
+        for agent in self.agents:
+            agent.stop()
+            agent.stop()
+        for proc in self.processes:
+            if proc.exitcode is None:
+                proc.terminate()
+
+    def ended_agents(self) -> list[str]:
+        """The agent processes that have ended (name and exit status)."""
+        return [f"{p.name} (exit status {p.exitcode})" for p in self.processes
+                if p.exitcode is not None]
+
+
+def start_server(host: str, port: int, *, database_url: str | None = None,
+                 ) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """Migrates the database (``database_url``, else the settings' one) and serves the API in
+    a thread; returns (server, thread, database URL) once it accepts connections."""
     import uvicorn  # noqa: F811  (the run-time import of the name typed above)
 
     from service.api.app import create_app
     from service.config import Settings
     from service.db.migrate import upgrade
 
-    settings = Settings(host=host, port=port)
+    settings = (Settings(host=host, port=port) if database_url is None
+                else Settings(host=host, port=port, database_url=database_url))
     upgrade(settings.database_url)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
@@ -111,27 +167,92 @@ def start_server(host: str, port: int) -> tuple[uvicorn.Server, threading.Thread
     return server, thread, settings.database_url
 
 
+def run_agent_process(url: str, token: str, device: str, name: str, poll_s: float,
+                      log_verbose: int | None) -> None:
+    """One demo agent in a process of its own (``start_demo(agent_processes=True)``).
+
+    Stops on SIGTERM or SIGINT (a second one skips the grace period), as ``mcuprof agent``
+    does, and at once when the demo process that started it ends, however it ended.
+    ``log_verbose``: the agent's log on stderr at that verbosity (None: warnings only)."""
+    if log_verbose is not None:
+        from service.cli_agent import configure_agent_logging
+
+        configure_agent_logging(log_verbose)
+    else:
+        logging.getLogger("mcuprof.agent").setLevel(logging.WARNING)
+    with Client(url, token=token) as client:
+        agent = Agent(client, [device], name=name, poll_interval_s=poll_s)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            agent.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        parent = multiprocessing.parent_process()
+        if parent is not None:
+            threading.Thread(target=_stop_with_parent, args=(parent, agent),
+                             name="parent-watch", daemon=True).start()
+        agent.run()
+
+
+def _stop_with_parent(parent: BaseProcess, agent: Agent) -> None:
+    parent.join()  # returns when the parent process has ended
+    agent.stop()
+    agent.stop()  # nobody is left to collect the jobs in flight: no grace
+
+
 def start_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT,
-               boards: list[str] | None = None, echo: Echo = print) -> Demo:
-    """Server + one virtual agent per board, started."""
-    if not port_is_free(host, port):
+               boards: list[str] | None = None, echo: Echo = print,
+               database_url: str | None = None, agent_processes: bool = False,
+               agent_log_verbose: int | None = None) -> Demo:
+    """Server + one virtual agent per board (``boards``: catalogue names, default all; an
+    empty list: none), started. ``port`` 0: a free one. ``database_url``: default the
+    settings' (``MCUPROF_DATABASE_URL``). ``agent_processes``: each agent in a process of
+    its own (:func:`run_agent_process`, logging at ``agent_log_verbose``), not a thread:
+    the virtual boards' cycle model calls into Python on every basic block, so boards in
+    threads of one process share one core through the GIL."""
+    if port == 0:
+        port = free_port(host)
+    elif not port_is_free(host, port):
         raise McuprofError(f"port {port} on {host} is taken (another `mcuprof serve` or demo?); "
                            f"stop it or pick another: `mcuprof demo --port {free_port(host)}`")
-    server, server_thread, database_url = start_server(host, port)
+    server, server_thread, database_url = start_server(host, port, database_url=database_url)
     url = f"http://{host}:{port}"
     client = Client(url, token="")
     demo = Demo(url=url, database_url=database_url, client=client, server=server,
                 threads=[server_thread])
     echo(f"server: {url} (database {database_url})")
-    for board in boards or sorted(BOARDS):
-        agent = Agent(client, [f"virtual:{board}"], name=f"demo-{board.removeprefix('nucleo-')}",
-                      poll_interval_s=AGENT_POLL_S)
-        thread = threading.Thread(target=agent.run, name=f"demo-agent-{board}", daemon=True)
-        thread.start()
-        demo.agents.append(agent)
-        demo.threads.append(thread)
-        echo(f"agent {agent.name}: board {agent.devices[0]}")
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads forked
+    for board in sorted(BOARDS) if boards is None else boards:
+        device, name = f"virtual:{board}", f"demo-{board.removeprefix('nucleo-')}"
+        if agent_processes:
+            proc = ctx.Process(target=run_agent_process, name=name, args=(
+                url, "", device, name, AGENT_POLL_S, agent_log_verbose))
+            proc.start()
+            demo.processes.append(proc)
+        else:
+            agent = Agent(client, [device], name=name, poll_interval_s=AGENT_POLL_S)
+            thread = threading.Thread(target=agent.run, name=f"demo-agent-{board}",
+                                      daemon=True)
+            thread.start()
+            demo.agents.append(agent)
+            demo.threads.append(thread)
+        echo(f"agent {name}: board {device}")
     return demo
+
+
+def write_ready_file(path: Path, demo: Demo) -> None:
+    """``path``: the running demo's URL, token and database as one JSON object, written
+    whole (a reader polling for the file never sees half of it)."""
+    info = {"url": demo.url, "token": "", "database_url": demo.database_url,
+            "pid": os.getpid()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise McuprofError(f"cannot write the ready file {path}: {e.strerror}") from e
 
 
 def submit_samples(demo: Demo, *, echo: Echo = print) -> list[JobOut]:
@@ -175,24 +296,92 @@ def follow(demo: Demo, jobs: list[JobOut], *, echo: Echo = print,
     return finished
 
 
-def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print,
-             forever: bool = True) -> None:
-    """``mcuprof demo``: start, submit, follow, then serve until Ctrl-C."""
-    demo = start_demo(host=host, port=port, echo=echo)
-    stop = threading.Event()
+class _Terminate(Exception):
+    """SIGTERM (or the end of standard input) while the demo runs: stop gracefully."""
+
+
+@contextmanager
+def _signals(handler: Callable[[int, FrameType | None], None],
+             signals: tuple[int, ...]) -> Iterator[None]:
+    """``handler`` for ``signals`` within the block, in the main thread only (elsewhere,
+    e.g. a test calling run_demo from a thread, signals are left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
-        jobs = submit_samples(demo, echo=echo)
-        follow(demo, jobs, echo=echo)
-        echo("")
-        echo(f"dashboard and API:  {demo.url}/   (API docs {demo.url}/docs)")
-        echo("try, from a second terminal:")
-        echo(f"  MCUPROF_SERVER={demo.url} mcuprof submit "
-             f"bench_firmware/samples/kws_tiny.tflite --device virtual:nucleo-f446re --wait")
-        echo("Ctrl-C stops the demo.")
-        while forever and not stop.wait(1.0):
-            if not any(t.is_alive() for t in demo.threads if t.name == "demo-server"):
-                raise McuprofError("the demo server stopped")
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _raise_terminate(signum: int, frame: FrameType | None) -> None:
+    raise _Terminate
+
+
+def _sigterm_at_eof() -> None:
+    """Reads standard input to its end (the parent closed it, or died), then asks this
+    process to stop as SIGTERM does."""
+    # os.read on the descriptor: a daemon thread blocked in sys.stdin's buffered reader
+    # holds its lock, and the interpreter aborts at exit when it cannot take it.
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    with contextlib.suppress(OSError):
+        while fd >= 0 and os.read(fd, 4096):
+            pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print,
+             forever: bool = True, database_url: str | None = None,
+             boards: list[str] | None = None, samples: bool = True,
+             agent_processes: bool = False, agent_log_verbose: int | None = None,
+             ready_file: Path | None = None, stop_with_stdin: bool = False) -> None:
+    """``mcuprof demo``: start, submit, follow, then serve until Ctrl-C, or SIGTERM (which
+    gives jobs in flight the agents' grace period; a signal while stopping skips it).
+
+    ``samples=False`` skips the sample models; ``ready_file`` is written
+    (:func:`write_ready_file`) once the server and agents run; ``stop_with_stdin``: stop as
+    on SIGTERM when standard input closes. The other options are :func:`start_demo`'s."""
+    demo: Demo | None = None
+    stop = threading.Event()
+    graceful = False
+    try:
+        with _signals(_raise_terminate, (signal.SIGTERM,)):
+            demo = start_demo(host=host, port=port, echo=echo, database_url=database_url,
+                              boards=boards, agent_processes=agent_processes,
+                              agent_log_verbose=agent_log_verbose)
+            if stop_with_stdin:
+                threading.Thread(target=_sigterm_at_eof, name="stdin-watch",
+                                 daemon=True).start()
+            if samples:
+                jobs = submit_samples(demo, echo=echo)
+                follow(demo, jobs, echo=echo)
+            if ready_file is not None:
+                write_ready_file(ready_file, demo)
+            echo("")
+            echo(f"dashboard and API:  {demo.url}/   (API docs {demo.url}/docs)")
+            echo("try, from a second terminal:")
+            echo(f"  MCUPROF_SERVER={demo.url} mcuprof submit "
+                 f"bench_firmware/samples/kws_tiny.tflite --device virtual:nucleo-f446re --wait")
+            echo("Ctrl-C stops the demo.")
+            while forever and not stop.wait(1.0):
+                if not any(t.is_alive() for t in demo.threads if t.name == "demo-server"):
+                    raise McuprofError("the demo server stopped")
+                ended = demo.ended_agents()
+                if ended:
+                    raise McuprofError(f"the demo agent(s) {', '.join(ended)} stopped")
     except KeyboardInterrupt:
         echo("stopping the demo...")
+    except _Terminate:
+        echo("stopping the demo (jobs in flight get the agents' grace period)...")
+        graceful = True
     finally:
-        demo.stop()
+        if demo is not None:
+            running = demo
+
+            def hurry(signum: int, frame: FrameType | None) -> None:
+                running.hurry()
+
+            with _signals(hurry, (signal.SIGTERM, signal.SIGINT)):
+                demo.stop(graceful=graceful)

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench_firmware.boards import get_board
+from profiler_client.fitting.metrics import Prediction
 from profiler_client.schemas import DevicePredictionOut, EstimateOut, PredictIn, PredictOut
 from service.db.models import Fit, Model
 from service.fits_store import line_of, partitions, per_layer_of
 from service.fitting.frames import BACKBONE_TAG
-from service.fitting.metrics import Prediction
 from service.queue import InvalidRequestError, NotFoundError, parse_device_class
 
 MW_MS_PER_MJ = 1000.0  # mW × ms = µJ; 1000 µJ = 1 mJ

@@ -23,8 +23,8 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 
-from service.fitting.errors import FitError, InsufficientDataError
-from service.fitting.metrics import (
+from profiler_client.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.metrics import (
     DEFAULT_LEVEL,
     MIN_FOLDS,
     Metrics,

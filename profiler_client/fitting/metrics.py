@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import mean_absolute_percentage_error, r2_score
 
-from service.fitting.errors import FitError
+from profiler_client.fitting.errors import FitError
 
 # nn-Meter's ±10 % accuracy: |predicted − measured| ≤ 10 % of measured.
 ACCURACY_TOLERANCE = 0.10

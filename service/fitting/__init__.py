@@ -1,7 +1,8 @@
 """Latency models fitted from measurements: pure functions, no database, no web.
 
-- ``linear``: latency = a·ops + b per (device, backbone), after MicroNets (RQ1), with r², MAPE
-  and nn-Meter's ±10 % accuracy under k-fold cross-validation and a prediction interval.
+- ``linear`` (``profiler_client.fitting``, shared with clients): latency = a·ops + b per
+  (device, backbone), after MicroNets (RQ1), with r², MAPE and nn-Meter's ±10 % accuracy under
+  k-fold cross-validation and a prediction interval.
 - ``per_layer``: per-op-type cycle costs fitted on per-layer cycles, predicting any backbone.
 - ``frames``: measurement records → pandas frames, ``fit_all`` → versioned fit records,
   CSV / Parquet export.
@@ -9,7 +10,9 @@
 
 from __future__ import annotations
 
-from service.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
+from profiler_client.fitting.metrics import ACCURACY_TOLERANCE, Metrics, Prediction, score
 from service.fitting.frames import (
     FitResult,
     fit_all,
@@ -21,8 +24,6 @@ from service.fitting.frames import (
     to_csv,
     to_parquet,
 )
-from service.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
-from service.fitting.metrics import ACCURACY_TOLERANCE, Metrics, Prediction, score
 from service.fitting.per_layer import (
     HeldOutReport,
     PerLayerModel,

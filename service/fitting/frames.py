@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from service.fitting.errors import FitError, InsufficientDataError
-from service.fitting.linear import DEFAULT_K_FOLDS, MIN_POINTS, LineFit, fit_ops_line
-from service.fitting.metrics import Metrics
+from profiler_client.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.linear import DEFAULT_K_FOLDS, MIN_POINTS, LineFit, fit_ops_line
+from profiler_client.fitting.metrics import Metrics
 from service.fitting.per_layer import PerLayerModel, fit_per_layer, layer_rows, usable
 
 # Bump when a change to the fitting code changes fitted numbers: it is part of every version.

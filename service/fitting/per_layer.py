@@ -71,9 +71,10 @@ the median over the training measurements. A limit: when every training layer of
 same kernel (all 3×3 depthwise), ``macs`` and ``out_elems`` are proportional and their split is
 not determined by the data; predictions for that kernel stay right, others less so.
 
-Metrics are those of the op-count line (``service.fitting.metrics``) on whole-model latency,
-under k-fold cross-validation grouped by model so a model's layers never straddle train and
-test; the prediction interval is the empirical quantiles of the out-of-fold relative errors.
+Metrics are those of the op-count line (``profiler_client.fitting.metrics``) on whole-model
+latency, under k-fold cross-validation grouped by model so a model's layers never straddle
+train and test; the prediction interval is the empirical quantiles of the out-of-fold
+relative errors.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ import pandas as pd
 from scipy import optimize
 from sklearn.metrics import r2_score
 
-from service.fitting.errors import FitError, InsufficientDataError
-from service.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
-from service.fitting.metrics import DEFAULT_LEVEL, Metrics, Prediction, folds, score
+from profiler_client.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
+from profiler_client.fitting.metrics import DEFAULT_LEVEL, Metrics, Prediction, folds, score
 
 PER_LAYER_KIND = "per_layer"
 PER_LAYER_SCHEMA = 1  # bump when PerLayerModel.to_dict changes shape

@@ -181,6 +181,7 @@ def test_an_interrupted_campaign_resumes_without_submitting_twice(tmp_path: Path
         for device in DEVICES:
             fit = result.fits[device]
             assert fit is not None and fit.n == n
+            assert result.device_results[device].measured == n  # the fit is all ours
             line = result.device_results[device].line
             assert line is not None and line.n == n and line.r2 == pytest.approx(fit.r2)
             assert result.device_results[device].done == n

@@ -17,10 +17,10 @@ from sqlalchemy import func, select, update
 
 import service.fits_store
 from bench_firmware.boards import get_board
+from profiler_client.fitting.linear import MIN_POINTS
 from service.db.engine import Database
 from service.db.models import Fit, FitMeasurement, FitPartition, Measurement, ModelTag
 from service.fitting import FitResult
-from service.fitting.linear import MIN_POINTS
 from tests.dashboard import seed
 from tests.dashboard.conftest import DEVICES, PER_BACKBONE
 from tests.service.helpers import float_model

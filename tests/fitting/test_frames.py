@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from profiler_client.fitting.linear import MIN_POINTS, LineFit
 from profiler_client.schemas import MeasurementOut
 from service.fitting.frames import (
     LAYER_COLUMNS,
@@ -24,7 +25,6 @@ from service.fitting.frames import (
     to_csv,
     to_parquet,
 )
-from service.fitting.linear import MIN_POINTS, LineFit
 from service.fitting.per_layer import PerLayerModel
 from tests.fitting import synth
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from service.fitting.errors import FitError, InsufficientDataError
-from service.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
-from service.fitting.metrics import folds, score
+from profiler_client.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
+from profiler_client.fitting.metrics import folds, score
 
 SLOPE = 2.5e-6  # ms per op: 400 Mops/s
 INTERCEPT = 4.0  # ms

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.fitting.errors import FitError, InsufficientDataError
+from profiler_client.fitting.errors import FitError, InsufficientDataError
 from service.fitting.frames import layers_frame, measurements_frame
 from service.fitting.per_layer import (
     PerLayerModel,
