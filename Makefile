@@ -56,6 +56,7 @@ run: firmware
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 test: setup browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)

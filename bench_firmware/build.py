@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench_firmware.boards import HOST, Board
 from bench_firmware.errors import BuildError
+from bench_firmware.settings import local_settings
 
 FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
 INCLUDE_DIR = FIRMWARE_DIR / "include"
@@ -92,9 +93,9 @@ class FirmwareImage:
 
 def build_root() -> Path:
     """Where build outputs go (see the module docstring)."""
-    env = os.environ.get("MCUPROF_BUILD_DIR")
-    if env:
-        return Path(env).expanduser()
+    configured = local_settings().build_dir
+    if configured is not None:
+        return configured
     repo = FIRMWARE_DIR.parent.parent
     if (repo / "pyproject.toml").is_file():
         return repo / "build"

@@ -33,11 +33,15 @@ ERROR_WIDTH = 60  # characters of a job's error shown in a table row
 
 
 def _server_options(func: F) -> F:
-    """``--server`` and ``--token``, defaulting to MCUPROF_SERVER and MCUPROF_TOKEN."""
-    func = click.option("--token", envvar="MCUPROF_TOKEN", default=None, show_envvar=True,
-                        help="API token (a user token; see `mcuprof token create`).")(func)
-    return click.option("--server", envvar="MCUPROF_SERVER", default=None, show_envvar=True,
-                        help="Server URL [default: http://127.0.0.1:8000].")(func)
+    """``--server`` and ``--token``; when not given, :class:`Client` takes them from the
+    client settings (``profiler_client.settings``: MCUPROF_SERVER, MCUPROF_TOKEN or
+    MCUPROF_TOKEN_FILE), the one place those variables are read."""
+    func = click.option("--token", default=None,
+                        help="API token (a user token; see `mcuprof token create`).  [env var: "
+                             "MCUPROF_TOKEN, or MCUPROF_TOKEN_FILE]")(func)
+    return click.option("--server", default=None,
+                        help="Server URL [default: http://127.0.0.1:8000].  [env var: "
+                             "MCUPROF_SERVER]")(func)
 
 
 def _tags(items: tuple[str, ...]) -> dict[str, str]:

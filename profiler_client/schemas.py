@@ -21,7 +21,10 @@ Jobs
 Devices
     ``GET /api/v1/devices`` → ``list[DeviceOut]``
 Agents and leases (agent tokens)
-    ``POST /api/v1/agents`` ``AgentIn`` → ``AgentOut`` (registers or re-registers by name)
+    ``GET /api/v1/whoami`` → ``WhoamiOut`` (the token's role and the agent it is bound to)
+    ``POST /api/v1/agents`` ``AgentIn`` → ``AgentOut`` (registers or re-registers by name;
+    an agent token registers only the agent it is bound to, and no agent takes over another
+    agent's boards)
     ``POST /api/v1/agents/{id}/heartbeat`` ``HeartbeatIn`` → ``HeartbeatOut``
     ``POST /api/v1/leases`` ``LeaseIn`` → ``LeaseOut``, or 204 when there is no work
     ``POST /api/v1/leases/{lease_id}/result`` ``MeasurementIn`` → ``JobOut`` (idempotent)
@@ -37,7 +40,9 @@ Fits and predictions (latency models, ``service/fits_store.py``)
     ``device``, optional ``backbone`` and ``kernels`` → ``PredictOut``
 
 Auth: ``Authorization: Bearer <token>``. User tokens submit and read; agent tokens register,
-lease, heartbeat and report for their own boards only. Without configured auth (loopback
+lease, heartbeat and report for their own boards and leases only. An agent token is the
+agent's identity: created with a name, or bound to the name of its first registration, and
+never to another. Without configured auth (loopback
 development) every request is allowed.
 """
 
@@ -179,6 +184,9 @@ class JobOut(_Out):
 
 class BoardIn(BaseModel):
     device: str = Field(description="full device name, e.g. virtual:nucleo-f446re:host-0")
+    energy_monitor: bool = Field(
+        default=False, description="an energy monitor (X-NUCLEO-LPM01A) measures this board; "
+        "only then may its measurements say energy_source 'measured'")
 
 
 class AgentIn(BaseModel):
@@ -197,12 +205,22 @@ class DeviceOut(_Out):
     health_detail: str | None
     last_seen: datetime | None
     busy: bool
+    energy_monitor: bool = False
 
 
 class AgentOut(_Out):
     id: int
     name: str
     devices: list[DeviceOut]
+
+
+class WhoamiOut(BaseModel):
+    """Who a token is: its name and role, and for an agent token the agent it is bound to
+    (None until its first registration, when it was created without a name)."""
+
+    token: str
+    role: Literal["user", "agent", "anonymous"]
+    agent: str | None = None
 
 
 class HeartbeatIn(BaseModel):

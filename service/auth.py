@@ -9,9 +9,12 @@ Roles:
 ``user``
     uploads models, submits and cancels jobs, reads everything.
 ``agent``
-    registers its agent, leases, heartbeats, reports results and health for its own boards,
-    and reads (it downloads the models it runs). An agent token is bound to one agent name:
-    the token's name when created with ``--name``, otherwise the first agent it registers.
+    registers its agent, leases, heartbeats, reports results and health for its own boards
+    and the leases it holds, and reads (it downloads the models it runs). An agent token *is*
+    the agent's identity: it is bound to one agent name, the token's name when created with
+    ``--name``, otherwise the name of its first registration, and never to another. No two
+    tokens are bound to one agent name, so a token cannot register as (and then report for,
+    or detach the boards of) another agent.
 
 When auth is not required (``Settings.auth_required`` false: loopback development) every
 request is allowed and the ``Authorization`` header is ignored.
@@ -22,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bench_firmware.errors import McuprofError
-from service.db.models import NAME_LENGTH, Token
+from service.db.models import NAME_LENGTH, Agent, Token, utcnow
 
 TOKEN_PREFIX = "mcp_"
 TOKEN_BYTES = 32  # random bytes in a token
@@ -92,6 +96,12 @@ def create_token(session: Session, *, role: Role, name: str | None = None,
                         f"(mcuprof token revoke {name}) or choose another name")
     if session.scalars(select(Token).where(Token.token_sha256 == hash_token(token))).first():
         raise AuthError("that token value is already registered; choose another")
+    if bound_agent is not None:
+        holder = bound_token(session, bound_agent)
+        if holder is not None:
+            raise AuthError(f"agent {bound_agent!r} already has a token ({holder.name!r}); "
+                            f"revoke it first (mcuprof token revoke {holder.name}) or "
+                            f"choose another name")
     row = Token(token_sha256=hash_token(token), role=role, name=name, agent_name=bound_agent)
     session.add(row)
     session.flush()
@@ -139,19 +149,55 @@ def agent_scope(principal: Principal) -> str | None:
     return principal.agent_name
 
 
-def bind_agent(session: Session, principal: Principal, agent_name: str) -> None:
-    """Bind an unbound agent token to ``agent_name``; refuse a token bound to another."""
+def bound_token(session: Session, agent_name: str) -> Token | None:
+    """The agent token bound to ``agent_name``, if any."""
+    return session.scalars(select(Token).where(Token.role == "agent",
+                                               Token.agent_name == agent_name)
+                           .order_by(Token.id)).first()
+
+
+def bind_agent(session: Session, principal: Principal, agent_name: str, *,
+               lease_seconds: float, now: datetime | None = None) -> None:
+    """Let ``principal`` act as agent ``agent_name``, binding an unbound agent token to it.
+
+    A bound token acts only as its own agent. An unbound one binds to ``agent_name`` unless
+    another token is bound to that name, or an agent of that name (registered when tokens
+    were not required) was seen in the last ``lease_seconds``. Refusals raise
+    ``ForbiddenError``; the binding is final.
+    """
     if principal.anonymous:
         return
     if principal.agent_name is not None:
         if principal.agent_name != agent_name:
-            raise ForbiddenError(f"agent token {principal.name!r} belongs to agent "
-                                 f"{principal.agent_name!r}, not {agent_name!r}")
+            raise ForbiddenError(
+                f"agent token {principal.name!r} belongs to agent {principal.agent_name!r}, "
+                f"not {agent_name!r}: a token is its agent's identity. Start the agent "
+                f"without --name (it takes its name from its token), or with --name "
+                f"{principal.agent_name}")
         return
+    now = now or utcnow()
+    # Lock the agent row (when there is one) so that two tokens cannot both bind to it; a
+    # new name is guarded by the unique agents.name that the registration inserts.
+    agent = session.scalars(select(Agent).where(Agent.name == agent_name)
+                            .with_for_update()).first()
+    holder = bound_token(session, agent_name)
+    if holder is not None and holder.id != principal.token_id:
+        raise ForbiddenError(
+            f"agent name {agent_name!r} belongs to another agent token; a token may not "
+            f"register as another agent. Register under this token's own name (mcuprof "
+            f"agent --name NAME), or create a token for this agent with "
+            f"`mcuprof token create --role agent --name NAME`")
+    if agent is not None and agent.last_seen is not None and now - agent.last_seen < \
+            timedelta(seconds=lease_seconds):
+        age = (now - agent.last_seen).total_seconds()
+        raise ForbiddenError(
+            f"agent {agent_name!r} is running (seen {age:.0f} s ago) and token "
+            f"{principal.name!r} is not its token; register under another name (--name)")
     row = session.get(Token, principal.token_id)
-    if row is not None:
-        row.agent_name = agent_name
-        session.flush()
+    if row is None:
+        raise AuthError(f"token {principal.name!r} was revoked; ask for a new one")
+    row.agent_name = agent_name
+    session.flush()
 
 
 def revoke_token(session: Session, name: str) -> bool:

@@ -1,6 +1,8 @@
 """The service's configuration: one typed ``Settings``, read from ``MCUPROF_*`` variables.
 
-Every option is declared here once, with its type, default and meaning. ``Settings()`` reads
+Every option of the server is declared here once, with its type, default and meaning (the
+agent's are in ``service/agent_settings.py``, the client's in ``profiler_client/settings.py``,
+the local tools' in ``bench_firmware/settings.py``). ``Settings()`` reads
 the environment (``MCUPROF_DATABASE_URL``, ``MCUPROF_PORT``, ...) and validates it at start;
 ``mcuprof serve`` refuses insecure combinations (see ``Settings.check_serve``).
 
@@ -23,10 +25,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bench_firmware.errors import McuprofError
+# ConfigError is every role's (defined in the lowest package); importable from here as before.
+from bench_firmware.settings import ENV_PREFIX, ConfigError, load
 
 MIB = 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_BYTES = 16 * MIB
@@ -36,9 +39,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 
 AuthMode = Literal["auto", "on", "off"]
 
-
-class ConfigError(McuprofError):
-    """The service's configuration is invalid or unsafe."""
+__all__ = ["AuthMode", "ConfigError", "Settings", "is_loopback", "load_settings",
+           "normalize_database_url"]
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +64,7 @@ def normalize_database_url(url: str) -> str:
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="MCUPROF_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = Field(
         default="sqlite:///./mcuprof.db",
@@ -126,11 +128,4 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """``Settings`` from the environment with ``overrides`` (None values ignored); invalid
     values raise ``ConfigError`` naming the variable."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items()  # type: ignore[arg-type]
-                           if v is not None})
-    except ValidationError as e:
-        problems = "; ".join(
-            f"MCUPROF_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in e.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from e
+    return load(Settings, overrides)

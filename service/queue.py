@@ -24,15 +24,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, literal_column, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from bench_firmware.backends.registry import BACKENDS, parse_device
-from bench_firmware.boards import BOARDS, get_board
+from bench_firmware.backends.registry import (
+    DeviceClass,
+    DeviceClassError,
+    parse_device,
+    unknown_device_message,
+)
+from bench_firmware.backends.registry import (
+    known_devices_hint as known_devices_hint,  # re-exported for the routes
+)
+from bench_firmware.backends.registry import parse_device_class as _parse_device_class
+from bench_firmware.boards import get_board
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import DoesNotFitError, McuprofError
 from profiler_client.errors import QueueError
@@ -45,6 +54,7 @@ from service.db.models import (
     Job,
     Measurement,
     Model,
+    Token,
     utcnow,
 )
 
@@ -58,6 +68,9 @@ logger = logging.getLogger("mcuprof.queue")
 EXPIRE_BATCH = 100  # expired leases handled per sweep; the rest wait for the next one
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)  # a lease refreshes device.last_seen this often
 MAX_ERROR_CHARS = 4000  # characters of one attempt's error message kept
+SIMULATED_BACKENDS = frozenset({"virtual", "renode", "host"})  # no silicon: nothing to measure
+MEASURED_CYCLE_SOURCE = "dwt-cyccnt"  # DWT CYCCNT on a physical board (bench_firmware.runner)
+ENERGY_MONITOR_BACKENDS = frozenset({"pyocd"})  # backends an energy monitor can be attached to
 
 
 class NotFoundError(QueueError):
@@ -74,15 +87,6 @@ class NotOwnerError(QueueError):
 
 class InvalidRequestError(QueueError):
     """The request names something that cannot exist (an unknown device class, ...)."""
-
-
-@dataclass(frozen=True)
-class DeviceClass:
-    """``<backend>:<board>`` (or ``host``) with its parts."""
-
-    name: str
-    backend: str
-    board: str
 
 
 @dataclass
@@ -102,12 +106,6 @@ class NoWork:
     reason: str
 
 
-def known_devices_hint() -> str:
-    """The backends and boards a device class may name, for error messages."""
-    return (f"backends: {', '.join(b for b in BACKENDS if b != 'host')}; boards: "
-            f"{', '.join(sorted(BOARDS))} (e.g. virtual:nucleo-f446re), or host")
-
-
 def check_name(kind: str, value: str) -> str:
     """``value`` when it is a usable name: 1 to NAME_LENGTH printable characters."""
     if not value or len(value) > NAME_LENGTH or not value.isprintable():
@@ -116,30 +114,13 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def _unknown(kind: str, name: str, e: McuprofError) -> InvalidRequestError:
-    parts = name.split(":")
-    if parts[0] not in BACKENDS:
-        reason = f"unknown backend {parts[0]!r}"
-    elif len(parts) > 1 and parts[1] not in BOARDS:
-        reason = f"unknown board {parts[1]!r}"
-    else:
-        reason = "too many ':'" if len(parts) > 3 else str(e)
-    return InvalidRequestError(f"unknown {kind} {name!r} ({reason}); a {kind} is "
-                               f"<backend>:<board>{'[:<id>]' if kind == 'device' else ''} "
-                               f"with {known_devices_hint()}")
-
-
 def parse_device_class(name: str) -> DeviceClass:
-    """``virtual:nucleo-f446re`` → DeviceClass; a full device name with an id is refused."""
+    """``virtual:nucleo-f446re`` → DeviceClass (``bench_firmware.backends.registry``), as a
+    request may name one: :class:`InvalidRequestError` otherwise."""
     try:
-        backend, board, ident = parse_device(check_name("device class", name))
-    except McuprofError as e:
-        raise _unknown("device class", name, e) from e
-    if ident is not None:
-        raise InvalidRequestError(
-            f"{name!r} names one board; jobs target a device class <backend>:<board> "
-            f"(here {backend}:{board}) and any board of that class runs them")
-    return DeviceClass(name, backend, board)
+        return _parse_device_class(check_name("device class", name))
+    except DeviceClassError as e:
+        raise InvalidRequestError(str(e)) from e
 
 
 def parse_device_name(name: str) -> DeviceClass:
@@ -147,7 +128,7 @@ def parse_device_name(name: str) -> DeviceClass:
     try:
         backend, board, _ident = parse_device(check_name("device", name))
     except McuprofError as e:
-        raise _unknown("device", name, e) from e
+        raise InvalidRequestError(unknown_device_message("device", name, e)) from e
     cls = "host" if backend == "host" else f"{backend}:{board}"
     return DeviceClass(cls, backend, board)
 
@@ -197,15 +178,28 @@ def enqueue(session: Session, model: Model, devices: Sequence[str], *, runs: int
 
 def register_agent(session: Session, name: str, devices: Sequence[str], *,
                    version: str | None, lease_seconds: float,
+                   energy_monitors: Collection[str] = (), tokens_own_agents: bool = False,
                    now: datetime | None = None) -> Agent:
     """Register (or re-register) agent ``name`` with exactly these boards.
 
-    Boards it no longer lists are detached. A board held by another agent that was seen in
-    the last ``lease_seconds`` is refused; a silent agent's boards move to this one.
+    Boards it no longer lists are detached. ``energy_monitors`` names the listed boards that
+    an energy monitor measures (pyocd boards only). A board held by another agent that was
+    seen in the last ``lease_seconds`` is refused; a silent agent's boards move to this one,
+    except with ``tokens_own_agents`` (auth on) while an agent token is still bound to that
+    agent: then only revoking its token frees them.
     """
     now = now or utcnow()
     check_name("agent name", name)
     classes = {d: parse_device_name(d) for d in dict.fromkeys(devices)}
+    for device_name in energy_monitors:
+        if device_name not in classes:
+            raise InvalidRequestError(f"energy monitor on {device_name}, which is not among "
+                                      f"this agent's boards; list the board too")
+        if classes[device_name].backend not in ENERGY_MONITOR_BACKENDS:
+            raise InvalidRequestError(
+                f"{device_name} is a {classes[device_name].backend} board, which an energy "
+                f"monitor cannot measure (its energy is modeled: power × time); only "
+                f"physical boards (pyocd:...) take an energy monitor")
     agent = session.scalars(select(Agent).where(Agent.name == name).with_for_update()).first()
     if agent is None:
         agent = Agent(name=name, created_at=now)
@@ -225,19 +219,33 @@ def register_agent(session: Session, name: str, devices: Sequence[str], *,
             device = Device(name=device_name, created_at=now, health="unknown")
             session.add(device)
         elif device.agent is not None and device.agent.id != agent.id:
-            other = device.agent
-            if other.last_seen is not None and now - other.last_seen < timedelta(
-                    seconds=lease_seconds):
-                age = (now - other.last_seen).total_seconds()
-                raise ConflictError(
-                    f"device {device_name} is registered by agent {other.name!r}, seen "
-                    f"{age:.0f} s ago; stop that agent, or give this board another id "
-                    f"(<backend>:<board>:<id>)")
+            _check_board_move(session, device_name, device.agent, now=now,
+                              lease_seconds=lease_seconds, tokens_own_agents=tokens_own_agents)
         device.device_class, device.backend, device.board = cls.name, cls.backend, cls.board
         device.agent_id = agent.id
         device.last_seen = now
+        device.energy_monitor = device_name in energy_monitors
     session.flush()
     return agent
+
+
+def _check_board_move(session: Session, device_name: str, other: Agent, *, now: datetime,
+                      lease_seconds: float, tokens_own_agents: bool) -> None:
+    """Refuse to move ``device_name`` away from agent ``other`` while that is not allowed."""
+    if other.last_seen is not None and now - other.last_seen < timedelta(seconds=lease_seconds):
+        age = (now - other.last_seen).total_seconds()
+        raise ConflictError(
+            f"device {device_name} is registered by agent {other.name!r}, seen "
+            f"{age:.0f} s ago; stop that agent, or give this board another id "
+            f"(<backend>:<board>:<id>)")
+    if tokens_own_agents and session.scalars(
+            select(Token.id).where(Token.role == "agent", Token.agent_name == other.name)
+    ).first() is not None:
+        raise NotOwnerError(
+            f"device {device_name} belongs to agent {other.name!r}, which still has an agent "
+            f"token; an agent never takes another agent's boards. Re-register "
+            f"{other.name!r} without this board, or revoke its token (mcuprof token revoke) "
+            f"to free its boards")
 
 
 def _attempt_errors(session: Session, job: Job) -> str:
@@ -436,6 +444,44 @@ def _not_held(job: Job, lease_id: int) -> str:
     return f"lease {lease_id} no longer holds job {job.id}: {why}. Drop this work"
 
 
+def _check_holder(attempt: Attempt, lease_id: int, agent_name: str | None) -> None:
+    """Refuse a report on a lease that ``agent_name`` (None: auth off) was never granted,
+    before anything about the lease's job is looked at or told."""
+    if agent_name is not None and attempt.agent != agent_name:
+        raise NotOwnerError(f"lease {lease_id} is held by agent {attempt.agent!r}, not "
+                            f"{agent_name!r}; an agent token reports only the leases it holds")
+
+
+def _check_sources(session: Session, measurement: MeasurementIn, cls: DeviceClass) -> None:
+    """Refuse provenance the board cannot have: measured energy without a value, from a
+    simulated board or from a board registered without an energy monitor; DWT cycles from
+    a simulated board."""
+    device = measurement.device
+    if measurement.cycle_source == MEASURED_CYCLE_SOURCE and cls.backend in SIMULATED_BACKENDS:
+        raise InvalidRequestError(
+            f"cycle_source {MEASURED_CYCLE_SOURCE!r} from {device}, a {cls.backend} board: "
+            f"its cycles come from a model, not from a DWT counter on silicon; report the "
+            f"backend's own cycle_source (e.g. 'cycle-model')")
+    if measurement.energy_source != "measured":
+        return
+    if measurement.energy_mj is None:
+        raise InvalidRequestError(
+            "energy_source is 'measured' but energy_mj is missing; send the energy "
+            "monitor's reading in energy_mj, or energy_source 'modeled' (power × time) or "
+            "null when there is none")
+    if cls.backend in SIMULATED_BACKENDS:
+        raise InvalidRequestError(
+            f"energy_source 'measured' from {device}, a {cls.backend} board: nothing "
+            f"simulated can measure energy; send energy_source 'modeled' (power × time)")
+    registered = session.scalars(select(Device.energy_monitor)
+                                 .where(Device.name == device)).first()
+    if not registered:
+        raise InvalidRequestError(
+            f"energy_source 'measured' from {device}, which its agent registered without an "
+            f"energy monitor; start the agent with --energy-monitor {device}=PORT (an "
+            f"X-NUCLEO-LPM01A), or send energy_source 'modeled' (power × time)")
+
+
 def report_digest(measurement: MeasurementIn) -> str:
     """SHA-256 of a report as received: two reports are the same iff their digests are."""
     return hashlib.sha256(measurement.model_dump_json().encode()).hexdigest()
@@ -450,6 +496,7 @@ def report_result(session: Session, lease_id: int, measurement: MeasurementIn, *
     time whose job has not been taken back yet still holds it (nothing was lost).
     """
     attempt, job = _lease_job(session, lease_id)
+    _check_holder(attempt, lease_id, agent_name)
     now = now or utcnow()  # taken under the job's lock
     digest = report_digest(measurement)
     if job.state == "done":
@@ -463,14 +510,12 @@ def report_result(session: Session, lease_id: int, measurement: MeasurementIn, *
             f"not stored")
     if job.state != "leased" or job.lease_id != lease_id:
         raise ConflictError(_not_held(job, lease_id))
-    if agent_name is not None and attempt.agent != agent_name:
-        raise ConflictError(f"lease {lease_id} is held by agent {attempt.agent!r}, not "
-                            f"{agent_name!r}; an agent reports only its own leases")
     if measurement.device != attempt.device:
         raise InvalidRequestError(
             f"lease {lease_id} was granted to {attempt.device} but the measurement says it "
             f"ran on {measurement.device}; report the board that leased the job")
     cls = parse_device_name(measurement.device)
+    _check_sources(session, measurement, cls)
     session.add(Measurement(
         job_id=job.id, lease_id=lease_id, model_id=job.model_id, device=measurement.device,
         device_class=job.device_class, board=cls.board, cycles=measurement.cycles,
@@ -503,14 +548,12 @@ def report_failure(session: Session, lease_id: int, error: str, *, retryable: bo
     A repeated report of the same failure for the same lease returns the job unchanged.
     """
     attempt, job = _lease_job(session, lease_id)
+    _check_holder(attempt, lease_id, agent_name)
     now = now or utcnow()  # taken under the job's lock
     if job.state != "leased" or job.lease_id != lease_id:
         if attempt.outcome == "failed" and attempt.error == error[:MAX_ERROR_CHARS]:
             return job
         raise ConflictError(_not_held(job, lease_id))
-    if agent_name is not None and attempt.agent != agent_name:
-        raise ConflictError(f"lease {lease_id} is held by agent {attempt.agent!r}, not "
-                            f"{agent_name!r}; an agent reports only its own leases")
     _end_lease(session, job, attempt, outcome="failed", error=error, retry=retryable, now=now,
                serial_log=serial_log)
     session.flush()

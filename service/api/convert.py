@@ -92,6 +92,6 @@ def device_outs(session: Session, devices: Sequence[Device]) -> list[DeviceOut]:
             agent=d.agent.name if d.agent else None,
             health=d.health,  # type: ignore[arg-type]
             health_detail=d.health_detail, last_seen=max(seen) if seen else None,
-            busy=d.id in busy,
+            busy=d.id in busy, energy_monitor=d.energy_monitor,
         ))
     return out

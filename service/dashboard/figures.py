@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench_firmware.boards import BOARDS
 from profiler_client.schemas import PredictOut
+from service.dashboard.labels import KINDS, LatencyKind, latency_kind, latency_title, mixed
 from service.db.models import Fit
 
 SVG_POINTS = 4000  # markers in one figure above which scatters use WebGL
@@ -90,11 +91,31 @@ def _label(fit: Fit) -> str:
             f"(n={fit.n})")
 
 
-def device_figures(scatter: pd.DataFrame, lines: Sequence[Fit]) -> dict[str, Figure]:
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def scatter_kinds(scatter: pd.DataFrame, backend: str | None) -> pd.Series:
+    """The latency kind of each row of a scatter frame (its ``cycle_source`` column, if any,
+    on a device of ``backend``), mapped once per distinct source."""
+    sources = (scatter["cycle_source"] if "cycle_source" in scatter
+               else pd.Series([None] * len(scatter), index=scatter.index, dtype=object))
+    sources = sources.astype(object).where(sources.notna(), "")
+    by_source = {cs: latency_kind(cs or None, backend) for cs in sources.unique()}
+    return sources.map(by_source)
+
+
+def device_figures(scatter: pd.DataFrame, lines: Sequence[Fit],
+                   backend: str | None = None) -> dict[str, Figure]:
     """The latency-vs-ops scatter (one colour per backbone, each backbone's fitted line, r²
     and ±10 % accuracy in the legend) and the residual plot (prediction error in % of the
-    measured latency, with the ±10 % band), for one device class and kernel path."""
-    df = scatter.assign(label=scatter["backbone"].fillna(UNTAGGED))
+    observed latency, with the ±10 % band), for one device class (of ``backend``) and kernel
+    path. Titles and axes say which latency it is (measured on silicon, cycle model, Renode
+    estimate), and that sources are mixed when they are."""
+    kinds = scatter_kinds(scatter, backend)
+    what = latency_title(kinds.tolist())
+    df = scatter.assign(label=scatter["backbone"].fillna(UNTAGGED),
+                        kind=[k.short for k in kinds])
     labels = sorted(df["label"].unique().tolist(), key=lambda s: (s == UNTAGGED, s))
     palette = colors(labels)
     kind = "scattergl" if len(df) > SVG_POINTS else "scatter"
@@ -102,12 +123,13 @@ def device_figures(scatter: pd.DataFrame, lines: Sequence[Fit]) -> dict[str, Fig
     points: list[dict[str, Any]] = []
     residuals: list[dict[str, Any]] = []
     hover = ("%{customdata[0]} (model %{customdata[1]}, measurement %{customdata[2]})"
-             "<br>%{x:.3f} Mops → %{y:.3f} ms<extra>%{fullData.legendgroup}</extra>")
+             "<br>%{x:.3f} Mops → %{y:.3f} ms (%{customdata[3]})"
+             "<extra>%{fullData.legendgroup}</extra>")
     for label in labels:
         g = df[df["label"] == label]
         x = (g["ops"].to_numpy(dtype=float) / MOPS)
         y = g["latency_ms"].to_numpy(dtype=float)
-        custom = g[["model", "model_id", "measurement_id"]].to_numpy().tolist()
+        custom = g[["model", "model_id", "measurement_id", "kind"]].to_numpy().tolist()
         points.append({
             "type": kind, "mode": "markers", "name": f"{label} (n={len(g)})",
             "legendgroup": label, "x": x.tolist(), "y": y.tolist(), "customdata": custom,
@@ -139,8 +161,9 @@ def device_figures(scatter: pd.DataFrame, lines: Sequence[Fit]) -> dict[str, Fig
             "marker": {"color": palette[label], "size": 6, "opacity": 0.75},
         })
     scatter_fig = {"data": points, "layout": _layout(
-        "Latency vs ops", xaxis=_axis("ops (millions; 1 MAC = 2 ops)", rangemode="tozero"),
-        yaxis=_axis("latency (ms)", rangemode="tozero"))}
+        f"{_capital(what)} vs ops",
+        xaxis=_axis("ops (millions; 1 MAC = 2 ops)", rangemode="tozero"),
+        yaxis=_axis(f"{what} (ms)", rangemode="tozero"))}
     band = {"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
             "y0": -ACCURACY_BAND, "y1": ACCURACY_BAND, "fillcolor": "#2ca02c", "opacity": 0.08,
             "line": {"width": 0}, "layer": "below"}
@@ -149,7 +172,7 @@ def device_figures(scatter: pd.DataFrame, lines: Sequence[Fit]) -> dict[str, Fig
     residual_fig = {"data": residuals, "layout": _layout(
         "Residuals of the op-count lines (shaded: ±10 %)",
         xaxis=_axis("ops (millions)", rangemode="tozero"),
-        yaxis=_axis("predicted − measured (% of measured)", ticksuffix=" %"),
+        yaxis=_axis(f"predicted − {what} (% of it)", ticksuffix=" %"),
         shapes=[band, zero])}
     return {"scatter": scatter_fig, "residuals": residual_fig}
 
@@ -160,14 +183,21 @@ def _layer_labels(layers: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def model_figures(layers: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
                   analysis: Mapping[str, Any], measured: pd.DataFrame,
-                  prediction: PredictOut | None) -> dict[str, Figure]:
+                  prediction: PredictOut | None,
+                  layer_kinds: Mapping[tuple[str, str], LatencyKind] | None = None,
+                  ) -> dict[str, Figure]:
     """A model's per-layer cycles and MAC/cycle on each device (its latest measurement
-    there), its memory against every board's SRAM and model flash region, and its predicted
-    vs measured latency on every device."""
+    there, whose kind ``layer_kinds`` gives: DWT on silicon, cycle model, Renode estimate),
+    its memory against every board's SRAM and model flash region, and its predicted vs
+    observed latency on every device."""
     figs: dict[str, Figure] = {}
     cycle_traces, mac_traces = [], []
+    shown: list[LatencyKind] = []
     for i, ((device, kernels), rows) in enumerate(sorted(layers.items())):
-        name = device if kernels == "dsp" else f"{device} ({kernels})"
+        kind = (layer_kinds or {}).get((device, kernels)) or latency_kind(
+            None, device.split(":", 1)[0])
+        name = (f"{device} ({kind.short})" if kernels == "dsp"
+                else f"{device} ({kernels} kernels, {kind.short})")
         color = PALETTE[i % len(PALETTE)]
         labels = _layer_labels(rows)
         cycles = np.array([np.nan if r.get("cycles") is None else float(r["cycles"])
@@ -175,6 +205,7 @@ def model_figures(layers: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
         macs = np.array([float(r.get("macs") or 0) for r in rows])
         if np.isnan(cycles).all():
             continue
+        shown.append(kind)
         cycle_traces.append({"type": "bar", "name": name, "x": labels,
                              "y": cycles.tolist(), "marker": {"color": color},
                              "hovertemplate": "%{x}: %{y:,.0f} cycles<extra>" + name
@@ -185,8 +216,11 @@ def model_figures(layers: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
                            "marker": {"color": color},
                            "hovertemplate": "%{x}: %{y:.3f} MAC/cycle<extra>" + name
                            + "</extra>"})
+    sources = (", ".join(dict.fromkeys(k.short for k in shown)) if shown else "")
     figs["cycles"] = {"data": cycle_traces, "layout": _layout(
-        "Cycles per layer (latest measurement on each device)", barmode="group",
+        "Cycles per layer (latest measurement on each device"
+        + (f"; mixed sources: {sources})" if mixed(shown) else f"; {sources})" if shown
+           else ")"), barmode="group",
         xaxis=_axis("", type="category", tickangle=-40, automargin=True),
         yaxis=_axis("cycles"), legend=_TOP_LEGEND)}
     figs["mac_per_cycle"] = {"data": mac_traces, "layout": _layout(
@@ -225,29 +259,40 @@ def memory_figure(arena_bytes: int, plan_bytes: int) -> Figure:
 
 
 def latency_figure(measured: pd.DataFrame, prediction: PredictOut | None) -> Figure:
-    """Measured latency (median, whiskers min–max) and each model's prediction (interval as
-    whiskers) on every device class: ``measured`` has columns device_class, latency_ms."""
+    """Observed latency (median, whiskers min–max; one trace per kind: measured on silicon,
+    cycle model, Renode estimate) and each model's prediction (interval as whiskers) on every
+    device class: ``measured`` has columns device_class, latency_ms and optionally
+    latency_kind (a key of ``labels.KINDS``; without it, the kind of the device's backend)."""
     devices = sorted(set(measured["device_class"]) | {
         p.device for p in (prediction.predictions if prediction else []) if p.estimates})
     traces: list[dict[str, Any]] = []
-    if len(measured):
-        stats = measured.groupby("device_class")["latency_ms"].agg(["median", "min", "max",
-                                                                   "count"])
+    if "latency_kind" in measured:
+        kind_keys = measured["latency_kind"]
+    else:
+        kind_keys = measured["device_class"].map(
+            lambda d: latency_kind(None, str(d).split(":", 1)[0]).key)
+    kinds: list[LatencyKind] = [KINDS[k] for k in KINDS if k in set(kind_keys)]
+    for kind in kinds:
+        rows = measured[kind_keys == kind.key]
+        stats = rows.groupby("device_class")["latency_ms"].agg(["median", "min", "max",
+                                                                "count"])
         stats = stats.reindex(devices)
         traces.append({
-            "type": "scatter", "mode": "markers", "name": "measured (median, min–max)",
+            "type": "scatter", "mode": "markers", "name": f"{kind.label} (median, min–max)",
             "x": devices, "y": stats["median"].tolist(),
             "error_y": {"type": "data", "symmetric": False,
                         "array": (stats["max"] - stats["median"]).tolist(),
                         "arrayminus": (stats["median"] - stats["min"]).tolist()},
             "customdata": stats["count"].fillna(0).astype(int).tolist(),
-            "marker": {"color": "#222", "size": 11, "symbol": "diamond"},
-            "hovertemplate": "%{x}: %{y:.3f} ms measured (%{customdata} runs)<extra></extra>"})
+            "marker": {"color": "#222" if kind.key == "measured" else "#666", "size": 11,
+                       "symbol": "diamond" if kind.key == "measured" else "diamond-open"},
+            "hovertemplate": f"%{{x}}: %{{y:.3f}} ms {kind.label} (%{{customdata}} runs; "
+                             f"{kind.detail})<extra></extra>"})
     if prediction is not None:
-        for kind, name, color in (("ops_line", "op-count line", PALETTE[0]),
-                                  ("per_layer", "per-layer model", PALETTE[1])):
+        for fit_kind, name, color in (("ops_line", "op-count line", PALETTE[0]),
+                                      ("per_layer", "per-layer model", PALETTE[1])):
             by_device = {p.device: e for p in prediction.predictions for e in p.estimates
-                         if e.model == kind}
+                         if e.model == fit_kind}
             if not by_device:
                 continue
             y = [by_device[d].latency_ms if d in by_device else None for d in devices]
@@ -264,6 +309,7 @@ def latency_figure(measured: pd.DataFrame, prediction: PredictOut | None) -> Fig
                 "marker": {"color": color, "size": 10},
                 "hovertemplate": f"%{{x}}: %{{y:.3f}} ms ({name})<extra></extra>"})
     return {"data": traces, "layout": _layout(
-        "Predicted vs measured latency on every device", scattermode="group",
+        f"Predicted vs {latency_title(kinds) if kinds else 'observed latency'} on every device",
+        scattermode="group",
         xaxis=_axis("device class", type="category"),
         yaxis=_axis("latency (ms)", rangemode="tozero"))}

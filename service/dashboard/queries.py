@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import case, exists, func, select, union
 from sqlalchemy.orm import Session
 
+from service.dashboard.labels import LatencyKind, energy_label, kind_of
 from service.db.models import (
     JOB_STATES,
     Agent,
@@ -63,6 +64,11 @@ class JobRow:
     error: str | None
     latency_ms: float | None
     device: str | None
+    cycle_source: str | None
+
+    @property
+    def latency_kind(self) -> LatencyKind:
+        return kind_of(self.cycle_source, self.device or self.device_class)
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ def class_rows(session: Session) -> list[ClassRow]:
 def _job_query() -> Any:
     return (select(Job.id, Job.model_id, Model.name, Job.device_class, Job.state, Job.attempts,
                    Job.max_attempts, Job.created_at, Job.updated_at, Job.error,
-                   Measurement.latency_ms, Measurement.device)
+                   Measurement.latency_ms, Measurement.device, Measurement.cycle_source)
             .join(Model, Model.id == Job.model_id)
             .outerjoin(Measurement, Measurement.job_id == Job.id))
 
@@ -207,14 +213,15 @@ def totals(session: Session) -> dict[str, int]:
 
 
 SCATTER_COLUMNS = ("measurement_id", "model_id", "model", "backbone", "kernels", "ops",
-                   "latency_ms")
+                   "latency_ms", "cycle_source")
 
 
 def scatter_frame(session: Session, device_class: str) -> pd.DataFrame:
     """Latency vs ops of every usable measurement of a device class (one query, tuples)."""
     rows = session.execute(
         select(Measurement.id, Measurement.model_id, Model.name, ModelTag.value,
-               Measurement.kernels, Measurement.ops, Measurement.latency_ms)
+               Measurement.kernels, Measurement.ops, Measurement.latency_ms,
+               Measurement.cycle_source)
         .join(Model, Model.id == Measurement.model_id)
         .outerjoin(ModelTag, backbone_join(Measurement.model_id))
         .where(Measurement.device_class == device_class, Measurement.latency_ms > 0)
@@ -254,6 +261,7 @@ class ModelMeasurement:
     device: str
     kernels: str
     cycles: int | None
+    cycle_source: str | None
     latency_ms: float | None
     energy_mj: float | None
     energy_source: str | None
@@ -261,16 +269,24 @@ class ModelMeasurement:
     plan_bytes: int
     created_at: datetime
 
+    @property
+    def latency_kind(self) -> LatencyKind:
+        return kind_of(self.cycle_source, self.device)
+
+    @property
+    def energy_label(self) -> str:
+        return energy_label(self.energy_source)
+
 
 def model_measurements(session: Session, model_id: int) -> list[ModelMeasurement]:
     """A model's measurements (without their layers), oldest first."""
     rows = session.execute(
         select(Measurement.id, Measurement.device_class, Measurement.device,
-               Measurement.kernels, Measurement.cycles, Measurement.latency_ms,
-               Measurement.energy_mj, Measurement.energy_source, Measurement.arena_bytes,
-               Measurement.plan_bytes, Measurement.created_at)
+               Measurement.kernels, Measurement.cycles, Measurement.cycle_source,
+               Measurement.latency_ms, Measurement.energy_mj, Measurement.energy_source,
+               Measurement.arena_bytes, Measurement.plan_bytes, Measurement.created_at)
         .where(Measurement.model_id == model_id).order_by(Measurement.id))
-    return [ModelMeasurement(*row) for row in rows]
+    return [ModelMeasurement(*tuple(row)) for row in rows]
 
 
 def latest_layers(session: Session, model_id: int) -> dict[tuple[str, str], list[Any]]:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -164,6 +165,9 @@ class Device(Base):
     health_detail: Mapped[str | None] = mapped_column(Text)
     last_seen: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Whether its agent registered an energy monitor on it: only then is a measurement's
+    # energy_source "measured" believable.
+    energy_monitor: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     agent: Mapped[Agent | None] = relationship(back_populates="devices")
 

@@ -103,11 +103,13 @@ def test_model_page(client: TestClient, seeded: seed.Seeded) -> None:
     assert r.status_code == 200, r.text
     figs = figures(r.text)
     assert set(figs) == {"latency", "cycles", "mac_per_cycle", "memory"}
-    assert [t["name"] for t in figs["cycles"]["data"]] == list(DEVICES)
+    assert [t["name"] for t in figs["cycles"]["data"]] == [f"{d} (cycle model)"
+                                                           for d in DEVICES]
+    assert "cycle model" in figs["cycles"]["layout"]["title"]["text"]
     n_layers = len(seed.sample_models(1)[0].analysis["layers"])
     assert all(len(t["y"]) == n_layers for t in figs["cycles"]["data"])
     latency = {t["name"]: t for t in figs["latency"]["data"]}
-    assert set(latency) == {"measured (median, min–max)",
+    assert set(latency) == {"cycle-model latency (median, min–max)",
                             "predicted: op-count line (95% interval)",
                             "predicted: per-layer model (95% interval)"}
     assert all(t["x"] == list(DEVICES) for t in latency.values())

@@ -231,7 +231,7 @@ def test_result_must_name_the_leased_board_and_agent(
     lease_id, _ = granted(take(database, BOARD_A, T0))
     with database.transaction() as s, pytest.raises(InvalidRequestError, match="granted to"):
         report_result(s, lease_id, MeasurementIn(**measurement(BOARD_B)), agent_name=None)
-    with database.transaction() as s, pytest.raises(ConflictError, match="held by agent"):
+    with database.transaction() as s, pytest.raises(NotOwnerError, match="held by agent"):
         report_result(s, lease_id, MeasurementIn(**measurement(BOARD_A)),
                       agent_name="agent-2")
     with database.transaction() as s, pytest.raises(NotFoundError):

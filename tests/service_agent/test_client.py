@@ -286,6 +286,9 @@ def test_csv_has_one_flat_row_per_measurement() -> None:
     assert measurements_to_csv([]) == ""
 
 
+PYOCD_BOARD = "pyocd:nucleo-f746zg:066DFF000000000000000001"
+
+
 def test_agent_calls() -> None:
     routes: dict[tuple[str, str], httpx.Response] = {}
     seen: list[httpx.Request] = []
@@ -310,10 +313,13 @@ def test_agent_calls() -> None:
                    "busy": False})
     client, _ = make(handler=handler, token="agent-token")
 
-    agent = client.register_agent("rack1", ["virtual:nucleo-f446re:rack1-0"], version="0.1")
+    agent = client.register_agent("rack1", ["virtual:nucleo-f446re:rack1-0", PYOCD_BOARD],
+                                  version="0.1", energy_monitors={PYOCD_BOARD})
     assert agent.id == 4
     assert json.loads(seen[-1].content) == {
-        "name": "rack1", "boards": [{"device": "virtual:nucleo-f446re:rack1-0"}], "version": "0.1"}
+        "name": "rack1", "boards": [
+            {"device": "virtual:nucleo-f446re:rack1-0", "energy_monitor": False},
+            {"device": PYOCD_BOARD, "energy_monitor": True}], "version": "0.1"}
     beat = client.heartbeat(4, [10, 11])
     assert beat.lost == [11] and json.loads(seen[-1].content) == {"leases": [10, 11]}
     assert client.lease("virtual:nucleo-f446re:rack1-0") is None

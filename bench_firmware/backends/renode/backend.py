@@ -58,6 +58,7 @@ from bench_firmware.errors import (
     ProtocolError,
 )
 from bench_firmware.protocol import DutClient
+from bench_firmware.settings import LocalSettings, env_name, local_settings
 
 if TYPE_CHECKING:
     from bench_firmware.backends.base import BoardBackend
@@ -65,7 +66,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mcuprof.renode")
 
 BACKEND = "renode"
-RENODE_ENV = "MCUPROF_RENODE"  # path of the renode executable (or of the folder holding it)
+# The variable behind LocalSettings.renode: the renode executable, or the folder holding it.
+RENODE_ENV = env_name(LocalSettings, "renode")
 RENODE_EXECUTABLE = "renode"
 RENODE_ARGS = ("--disable-xwt", "--plain", "--console")  # headless, no colours, monitor on stdin
 
@@ -108,8 +110,8 @@ def find_renode(explicit: str | os.PathLike[str] | None = None) -> Path:
     :class:`BoardError` saying what to install, and how, when there is none."""
     if explicit is not None:
         candidate, source = str(explicit), "renode="
-    elif os.environ.get(RENODE_ENV):
-        candidate, source = os.environ[RENODE_ENV], RENODE_ENV
+    elif (configured := local_settings().renode) is not None:
+        candidate, source = configured, RENODE_ENV
     else:
         found = shutil.which(RENODE_EXECUTABLE)
         if found is None:

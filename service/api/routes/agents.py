@@ -1,5 +1,6 @@
-"""Agents and leases (agent tokens): register boards, heartbeat, lease work, report results
-and failures. Each route is one transaction; see ``service.queue`` for the rules."""
+"""Agents and leases (agent tokens): who a token is, register boards, heartbeat, lease work,
+report results and failures. Each route is one transaction; see ``service.queue`` for the
+rules and ``service.auth`` for how an agent token is its agent's identity."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from profiler_client.schemas import (
     LeaseIn,
     LeaseOut,
     MeasurementIn,
+    WhoamiOut,
 )
 from service.api.convert import device_outs, job_out
-from service.api.deps import AgentPrincipal, AgentScope, SessionDep, SettingsDep
+from service.api.deps import AgentPrincipal, AgentScope, Reader, SessionDep, SettingsDep
 from service.api.errors import error_responses, http_error
 from service.auth import bind_agent
 from service.db.models import Device
@@ -50,18 +52,30 @@ def _bad(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
+@router.get("/whoami")
+def whoami(principal: Reader) -> WhoamiOut:
+    """The calling token's name and role, and the agent an agent token is bound to (an agent
+    started without --name takes that name)."""
+    return WhoamiOut(token=principal.name, role=principal.role, agent=principal.agent_name)
+
+
 @router.post("/agents")
 def register(body: AgentIn, session: SessionDep, settings: SettingsDep,
              principal: AgentPrincipal) -> AgentOut:
-    """Register (or re-register, by name) an agent and exactly the boards it lists."""
+    """Register (or re-register, by name) an agent and exactly the boards it lists. An agent
+    token registers only its own agent (binding an unbound token to ``name``), and never
+    takes another agent's boards."""
     name = body.name.strip()
     if len(body.boards) > MAX_BOARDS:
         raise _bad(f"{len(body.boards)} boards; one agent registers at most {MAX_BOARDS}")
     try:
         check_name("agent name", name)
-        bind_agent(session, principal, name)
-        agent = register_agent(session, name, [b.device.strip() for b in body.boards],
-                               version=body.version, lease_seconds=settings.lease_seconds)
+        bind_agent(session, principal, name, lease_seconds=settings.lease_seconds)
+        agent = register_agent(
+            session, name, [b.device.strip() for b in body.boards], version=body.version,
+            lease_seconds=settings.lease_seconds,
+            energy_monitors={b.device.strip() for b in body.boards if b.energy_monitor},
+            tokens_own_agents=not principal.anonymous)
     except McuprofError as e:
         raise http_error(e) from e
     devices = session.scalars(select(Device).where(Device.agent_id == agent.id)

@@ -24,7 +24,8 @@ from service.api.deps import SessionDep, SettingsDep
 from service.auth import ANONYMOUS, AuthError, Principal, authenticate
 from service.config import Settings
 from service.dashboard import queries
-from service.dashboard.figures import device_figures, model_figures
+from service.dashboard.figures import device_figures, model_figures, scatter_kinds
+from service.dashboard.labels import KINDS, latency_kind, latency_title, mixed
 from service.dashboard.render import asset, render
 from service.db.engine import Database
 from service.db.models import JOB_STATES, NAME_LENGTH, Model
@@ -110,11 +111,14 @@ def device_page(request: Request, session: SessionDep, settings: SettingsDep,
     notes = [n for p in queries.partition_rows(session, cls.name) if p.kernels == kern
              for n in p.notes]
     per_layer = next((f.coefficients for f in fits if f.kind == "per_layer"), None)
-    figures = (device_figures(scatter, [f for f in fits if f.kind == "ops_line"])
-               if len(scatter) else {})
+    figures = (device_figures(scatter, [f for f in fits if f.kind == "ops_line"],
+                              backend=cls.backend) if len(scatter) else {})
+    kinds = list(dict.fromkeys(scatter_kinds(scatter, cls.backend).tolist())) if len(scatter) \
+        else [latency_kind(None, cls.backend)]
     board = get_board(cls.board) if cls.board != "host" else None
     return _html(render(
         "device.html", title=cls.name, nav="", device_class=cls.name, board=board,
+        latency_kinds=kinds, latency_label=latency_title(kinds), mixed_sources=mixed(kinds),
         kernels=kern, kernel_paths=paths, n_points=len(scatter), figures=figures, fits=fits,
         notes=notes, per_layer=per_layer, devices=queries.device_rows(session,
                                                                       device_class=cls.name),
@@ -133,8 +137,9 @@ def _prediction(session: Session, model: Model, backbone: str | None) -> Predict
 @router.get("/model/{model_id}")
 def model_page(request: Request, session: SessionDep, settings: SettingsDep,
                model_id: int) -> Response:
-    """Per-layer cycles and MAC/cycle, memory against every board, predicted vs measured
-    latency on every device, the measurements."""
+    """Per-layer cycles and MAC/cycle, memory against every board, predicted vs observed
+    latency on every device (each labelled measured, cycle-model or Renode-estimated by its
+    cycle source), the measurements with their latency and energy provenance."""
     if _viewer(request, session, settings) is None:
         return _login_page(request)
     session.rollback()
@@ -146,21 +151,30 @@ def model_page(request: Request, session: SessionDep, settings: SettingsDep,
     measured = queries.model_measurements(session, model.id)
     layers = queries.latest_layers(session, model.id)
     prediction = _prediction(session, model, tags.get(BACKBONE_TAG))
-    frame = pd.DataFrame([(m.device_class, m.latency_ms) for m in measured
+    frame = pd.DataFrame([(m.device_class, m.latency_ms, m.latency_kind.key) for m in measured
                           if m.latency_ms is not None and m.kernels == "dsp"],
-                         columns=["device_class", "latency_ms"])
+                         columns=["device_class", "latency_ms", "latency_kind"])
     medians = frame.groupby("device_class")["latency_ms"].median().to_dict()
+    observed = {d: [KINDS[k] for k in dict.fromkeys(g)]
+                for d, g in frame.groupby("device_class")["latency_kind"]}
     predicted = {p.device: p for p in prediction.predictions} if prediction else {}
-    table = [{"device": d, "measured": medians.get(d), "prediction": predicted.get(d)}
+    table = [{"device": d, "observed": medians.get(d),
+              "observed_label": latency_title(observed.get(d, [])),
+              "prediction": predicted.get(d)}
              for d in sorted(set(medians) | set(predicted))]
     has_layers = any(any(x.get("cycles") is not None for x in rows) for rows in layers.values())
-    figures = model_figures(layers, model.analysis, frame, prediction)
+    # The kind of each (device class, kernels)'s latest measurement: the one whose layers
+    # the per-layer figures show.
+    layer_kinds = {(m.device_class, m.kernels): m.latency_kind for m in measured}
+    figures = model_figures(layers, model.analysis, frame, prediction, layer_kinds)
+    kinds = [m.latency_kind for m in measured if m.latency_ms is not None]
     if not has_layers:
         figures = {k: v for k, v in figures.items() if k not in ("cycles", "mac_per_cycle")}
     return _html(render(
         "model.html", title=model.name, nav="", model=model, tags=tags,
         analysis=model.analysis, measurements=measured, table=table, figures=figures,
-        has_layers=has_layers))
+        has_layers=has_layers, latency_label=latency_title(kinds), mixed_sources=mixed(kinds),
+        latency_kinds=list({k.key: k for k in kinds}.values())))
 
 
 @router.get("/jobs")
