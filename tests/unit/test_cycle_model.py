@@ -9,9 +9,13 @@ documents. Sources, as named in the case ids:
 * ``trm``: Arm Cortex-M4 TRM DDI 0439B, Table 3-1 (integer) / Table 7-1 (FPU) and §3.3.2.
 * ``gcc-m4``: GCC ``gcc/config/arm/cortex-m4.md`` (branch 3 cycles, ALU -> address bypass 2).
 * ``jnk0le``: jnk0le/random "pipeline cycle test" (measured, STM32F407 / STM32H743).
-* ``llvm-m7``: LLVM ``ARMScheduleM7.td``; ``ref``: ``shared/reference/cortex-m-timing.md``.
-* ``rm0390``: the ART's instruction/data caches and prefetch (RM0390 §3.4.2); ``m7-l1``: the
-  Cortex-M7 L1 caches (DDI 0489 §5.9, ST AN4839); ``boards``: wait states from ``boards.md``.
+* ``llvm-m7``: LLVM ``ARMScheduleM7.td``; ``ref``: the published measurements (jnk0le/random
+  ``doc/cortex_m3m4.md`` and ``doc/cortex_m7.md``, quinapalus.com/cm7cycles.html) together with
+  the LLVM and GCC scheduling models where they agree.
+* ``rm0390``: the ART's instruction/data caches and prefetch (RM0390 §3.4.2); ``rm0432``: the
+  L4+ flash's 64-bit reads in dual-bank mode and its ART (RM0432 §3.2, §3.3.4); ``m7-l1``: the
+  Cortex-M7 L1 caches (DDI 0489 §5.9, ST AN4839); ``boards``: wait states from the reference
+  manuals' flash wait-state tables (RM0390, RM0385, RM0410, RM0432).
 * ``model``: a rule the model documents where no source gives a number (divide formula).
 
 Cases run from label NAME to NAME_end after NAME_setup (if any) ran in a separate emulation, on
@@ -20,13 +24,14 @@ a fresh core each, so the first instruction sees no pipeline state from earlier 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from unicorn.arm_const import UC_ARM_REG_R0, UC_ARM_REG_R4
+from unicorn.arm_const import UC_ARM_REG_R0, UC_ARM_REG_R2, UC_ARM_REG_R4
 
 from bench_firmware.backends.virtual.timing import MemoryConfig, create_cycle_model
 from bench_firmware.backends.virtual.timing import m4 as m4_timing
@@ -195,15 +200,21 @@ LOOP_ITERATIONS = 4
 LOOP_INSTRUCTIONS = 24 * LOOP_ITERATIONS  # 22 ADDS, SUBS, BNE per iteration
 
 
-def _m4_flash_loop(ws: int, *, icache: bool) -> int:
+def _m4_flash_loop(board: Board, *, icache: bool) -> int:
     """The Cortex-M4 cost of ``flash_loop``. Core: 22 ADDS + SUBS + BNE (taken: 1 + P, P = 2)
-    per iteration, and the P of the setup's B into the loop. Flash (RM0390 §3.4.2): the loop's
-    sequential lines come through the prefetcher in time (each 16 bytes take 8 cycles > ws + 1),
-    so only branch targets reach the instruction cache: the first entry misses (ws), later
-    iterations hit; with the cache off every entry pays ws."""
+    per iteration, and the P of the setup's B into the loop. Flash (RM0390 §3.4.2, RM0432
+    §3.3.4): the B's target misses (ws); the prefetcher streams the read units after it, each
+    waiting ws + 1 less the cycles of the unit before. On the F4 a 16-byte unit of eight ADDS
+    takes 8 cycles > ws + 1: no wait. On the L4+ a unit is one 64-bit read (dual-bank mode,
+    RM0432 §3.2; changed from a 32-byte line, the documented reason for the new figure): four
+    ADDS, 4 cycles, so each of the 5 units after the first waits 2. The units waited for are
+    copied into the cache, so with the cache on only the first pass pays; with it off, all."""
+    ws = board.flash_wait_states
     core = (LOOP_ITERATIONS - 1) * (22 + 1 + 3) + (22 + 1 + 1) + m4_timing.P_EARLY
-    entries = LOOP_ITERATIONS if not icache else 1
-    return core + entries * ws
+    unit = flash_path(board).read_bytes
+    units = 48 // unit
+    per_pass = ws + (units - 1) * max(0, ws + 1 - unit // 2)
+    return core + per_pass * (LOOP_ITERATIONS if not icache else 1)
 
 
 def _m7_flash_loop(ws: int, *, icache: bool) -> int:
@@ -224,8 +235,57 @@ def test_loop_from_flash(microbench, board_name: str, icache: bool) -> None:
     ws = board.flash_wait_states
     core = BareCore(board, microbench("flash.S", board.core), memory=MemoryConfig(icache=icache))
     expected = (_m7_flash_loop(ws, icache=icache) if board.core == "cortex-m7"
-                else _m4_flash_loop(ws, icache=icache))
+                else _m4_flash_loop(board, icache=icache))
     assert measure(core, "flash_loop") == (expected, LOOP_INSTRUCTIONS)
+
+
+def _run_wide_loop(board: Board, elf: Path, passes: int, *,
+                   icache: bool = True) -> tuple[int, int]:
+    """(cycles, instructions) of ``passes`` passes of ``flash_loop_wide``."""
+    core = BareCore(board, elf, memory=MemoryConfig(icache=icache))
+    core.run("flash_loop_wide_setup", "flash_loop_wide")
+    core.uc.reg_write(UC_ARM_REG_R2, passes)
+    return core.run("flash_loop_wide", "flash_loop_wide_end")
+
+
+@needs_arm_binutils
+@pytest.mark.parametrize("icache", [True, False], ids=["cache-on", "cache-off"])
+@pytest.mark.parametrize("board_name", M4_BOARDS)
+def test_wide_loop_waits_only_on_its_first_pass(microbench, board_name: str,
+                                                icache: bool) -> None:
+    """rm0390 / rm0432: ``flash_loop_wide`` (32-bit instructions, 52 bytes). Core per pass:
+    12 ADD.W + SUBS + BNE (taken 1 + P), the last pass's BNE not taken, and the setup's P.
+    Flash: the B's target unit misses (ws); each later unit waits ws + 1 less the cycles of the
+    unit before it (F4: 16-byte units of four ADD.W, 4 cycles; L4+: 8-byte units of two, 2
+    cycles; the 4-byte tail unit waits too). Those units are copied into the cache: later
+    passes wait for nothing. With the cache off every pass pays again."""
+    board = BOARDS[board_name]
+    elf = microbench("flash.S", board.core)
+    ws, unit = board.flash_wait_states, flash_path(board).read_bytes
+    passes = 8
+    core = (passes - 1) * (12 + 1 + 3) + (12 + 1 + 1) + m4_timing.P_EARLY
+    units = -(-52 // unit)
+    per_pass = ws + (units - 1) * max(0, ws + 1 - unit // 4)
+    expected = core + per_pass * (1 if icache else passes)
+    assert _run_wide_loop(board, elf, passes, icache=icache) == (expected, 14 * passes)
+
+
+@needs_arm_binutils
+@pytest.mark.parametrize("board_name", M4_BOARDS)
+def test_wait_states_cost_little_on_loops_that_fit_the_instruction_cache(
+        microbench, board_name: str) -> None:
+    """rm0390 / rm0432 ("Based on CoreMark benchmark, the performance achieved thanks to the ART
+    accelerator is equivalent to 0 wait state program execution"): a loop that fits the ART's
+    instruction cache pays its wait states on its first pass only, so 5 wait states cost a few
+    percent over 0 once it runs for a while, even with 32-bit code the prefetcher cannot keep
+    up with (the model before this rule charged ~20 % here, on every pass)."""
+    board = BOARDS[board_name]
+    elf = microbench("flash.S", board.core)
+    zero = dataclasses.replace(board, flash_wait_states=0)
+    slow, _ = _run_wide_loop(board, elf, 64)
+    fast, _ = _run_wide_loop(zero, elf, 64)
+    assert board.flash_wait_states == 5
+    assert slow / fast <= 1.03
 
 
 # 16 loads from a 64-byte table in flash, code in SRAM. Core: Cortex-M4 N + 1 = 17 (trm);
@@ -237,14 +297,32 @@ FLASH_DATA_CORE = {"cortex-m4": 17, "cortex-m7": 8}
 @pytest.mark.parametrize("board_name", [*M4_BOARDS, *M7_BOARDS])
 def test_data_from_flash(microbench, board_name: str) -> None:
     board = BOARDS[board_name]
-    ws, line = board.flash_wait_states, flash_path(board).dcache.line_bytes
+    path = flash_path(board)
+    ws, line = board.flash_wait_states, path.dcache.line_bytes
     base = FLASH_DATA_CORE[board.core]
     core = BareCore(board, microbench("flash.S", board.core))
-    assert measure(core, "flash_data") == (base + (64 // line) * ws, 16)  # cold
+    # cold: one refill per line, each stalling ws per flash read it takes
+    assert measure(core, "flash_data") == (base + (64 // line) * path.dline_reads * ws, 16)
     assert measure(core, "flash_data") == (base, 16)  # every line resident
     uncached = BareCore(board, microbench("flash.S", board.core),
                         memory=MemoryConfig(dcache=False))
     assert measure(uncached, "flash_data") == (base + 16 * ws, 16)
+
+
+@needs_arm_binutils
+def test_l4_data_row_refill_costs_four_64_bit_reads(microbench) -> None:
+    """rm0432: in dual-bank mode (DBANK = 1, the board's factory setting) a flash read returns
+    64 bits (§3.2, §3.3.1); the ART data cache holds rows of 4 x 64 bits (§3.3.4) and nothing
+    prefetches on DCode, so each row refill is four reads, each stalling the core for the wait
+    states (§3.3.3: n WS = n + 1 cycles per read). ``flash_data`` reads two rows."""
+    board = BOARDS["nucleo-l4r5zi"]
+    path = flash_path(board)
+    assert (path.read_bytes, path.dcache.line_bytes, path.dline_reads) == (8, 32, 4)
+    core = BareCore(board, microbench("flash.S", board.core))
+    cold, _ = measure(core, "flash_data")
+    warm, _ = measure(core, "flash_data")
+    assert cold - warm == 2 * 4 * board.flash_wait_states
+    assert core.model is not None and core.model.data_misses == 2
 
 
 @needs_arm_binutils

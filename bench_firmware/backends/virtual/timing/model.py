@@ -18,21 +18,26 @@ How the cost of a run is put together (the rules themselves are in ``m4.py``, ``
 * **Branch prediction (Cortex-M7).** An edge out of a conditional branch stores its cost for
   each state of a 2-bit counter kept per branch, and the next state; an edge out of an indirect
   branch stores (predicted, mispredicted) costs against the branch's last target.
-* **Instruction fetch** (``memory.py`` has the facts). On the F4/L4 ART with prefetch on, a
-  line reaches the instruction cache only when it was not in the current line, the prefetched
-  line or the cache: sequential code streams through the prefetcher (a refill overlapping the
-  previous line's cycles, a static part of the edge cost) and only the target line of a taken
-  branch is looked up and, on a miss, refilled. On the Cortex-M7 (and the ART without prefetch)
-  every line a block spans goes through the cache. Either way a per-block epoch against the
-  refill counter skips the lookups while no line was refilled since the block last found its
-  lines resident.
+* **Instruction fetch** (``memory.py`` has the facts). Each edge carries a fetch plan: the
+  instruction-cache lines of the block that could make the core wait, each with what it costs
+  when it is not resident. On the F4/L4 ART with prefetch on, a line costs what the prefetcher
+  fails to cover of its read units (each unit waits for the wait states + 1 less the cycles
+  of the unit before it, RM0390 §3.4.2 / RM0432 §3.3.4), and the first unit of a taken branch's
+  target costs the wait states unless it is the current or the prefetched unit; lines that
+  cost nothing are delivered in time and never looked up. A looked-up line that is resident
+  costs nothing; one that is not is charged and copied into the cache. On the Cortex-M7 every
+  line a block spans goes through the L1 cache at the wait states per miss. A per-plan epoch
+  against the refill counter skips the lookups while no line was refilled since the plan last
+  found its lines resident.
 * **Data from flash.** A memory-read hook restricted to the flash address range runs the data
-  cache (ART data cache / Cortex-M7 D-cache, LRU) on every flash read: exact. Only flash reads
-  reach Python (SRAM, DTCM and peripheral reads never leave the emulator), and a read of the
-  line just used returns after one comparison. It is the largest cost of the model (about
-  0.35 µs per flash read, measured; ``benchmarks/cycle_model_speed.py``); learning per-block
-  miss rates instead was rejected because the Cortex-M7's 4-16 KB D-cache keeps whole layers'
-  weights across output pixels, which no short learning window can see.
+  cache (ART data cache / Cortex-M7 D-cache, LRU) on every flash read: exact. A refill stalls the
+  wait states once per flash read it takes (``FlashPath.dline_reads``: four 64-bit reads for the
+  L4+'s 32-byte rows, one for the F4's 128-bit rows and the Cortex-M7's critical word). Only flash
+  reads reach Python (SRAM, DTCM and peripheral reads never leave the emulator), and a read of the
+  line just used returns after one comparison. It is the largest cost of the model (about 0.35 µs
+  per flash read, measured; ``benchmarks/cycle_model_speed.py``); learning per-block miss rates
+  instead was rejected because the Cortex-M7's 4-16 KB D-cache keeps whole layers' weights across
+  output pixels, which no short learning window can see.
 * **Divides (Cortex-M4).** SDIV/UDIV cost depends on the operands; a code hook on each divide
   instruction reads them. Divides are found when the model attaches (a scan of the firmware
   part of flash) and, for code written later, when their block is first decoded; that first
@@ -86,9 +91,9 @@ class _BlockInfo:
     address: int
     size: int
     insns: list[Insn]
-    lines: tuple[int, ...]  # flash lines the block's bytes span, in address order
-    line_cycles: tuple[int, ...]  # Cortex-M4 cycles spent in each of those lines
-    streaming: int  # ART prefetch: refill cycles of the block's own sequential lines
+    lines: tuple[int, ...]  # instruction-cache lines the block's bytes span, in address order
+    units: tuple[int, ...]  # flash read units (``FlashPath.read_bytes``) the block spans
+    unit_cycles: tuple[int, ...]  # Cortex-M4 cycles spent in each of those units
     tail: m7.Tail | None  # Cortex-M7 pipeline state at the block's end
 
     @property
@@ -103,17 +108,18 @@ class _BlockInfo:
 # Block record (a list: indexing is the cheapest lookup a Python callback has). The hot paths
 # index it with these values as literals.
 _SUCC = 0  # dict: successor address -> edge tuple; _SELF -> this record
-_EPOCH = 1  # refill count when the block's cached lines were last seen resident; -1: look again
-_PRED = 2  # Cortex-M7 predictor state of the block's final branch (see _KIND_*)
-_INFO = 3  # _BlockInfo
-_PLAN = 4  # ((line, its LRU set), ...) the block looks up in the instruction cache
-_SELF_EVICTING = 5  # the block's own lines overflow a set: look them up every time
-_IT_READS = 6  # the block reads memory from inside an IT block (see _clear_it_state)
+_PRED = 1  # Cortex-M7 predictor state of the block's final branch (see _KIND_*)
+_INFO = 2  # _BlockInfo
+_PLAN = 3  # Cortex-M7: the fetch plan every entry into the block shares (see below)
+_IT_READS = 4  # the block reads memory from inside an IT block (see _clear_it_state)
 _SELF = -1  # key of a successor dict that leads back to its own record
-# Edge tuple: (value, successor's _SUCC dict, successor size, kind, source record, lookup,
-# successor record, successor's _IT_READS). ``lookup`` says whether entering this way goes
-# through the instruction cache. ``kind`` is how the source block's last instruction picks its
-# successor, and decides what ``value`` is:
+# Fetch plan (a list): [epoch, self-evicting, ((line, its LRU set, cycles if missing), ...)].
+# epoch: refill count when the plan's lines were last found resident (-1: look again);
+# self-evicting: the plan's own lines overflow a set, so it looks them up every time.
+_PLAN_EPOCH = 0
+# Edge tuple: (value, successor's _SUCC dict, successor size, kind, source record, fetch plan
+# or None, successor record, successor's _IT_READS). ``kind`` is how the source block's last
+# instruction picks its successor, and decides what ``value`` is:
 _KIND_STATIC = 0  # value: packed cost (no prediction, or Cortex-M4)
 _KIND_CONDITIONAL = 1  # value: per 2-bit counter state, (packed cost, next state)
 _KIND_INDIRECT = 2  # value: (packed cost if the last target repeats, packed cost otherwise)
@@ -204,10 +210,15 @@ class CycleModel:
         decoder = Decoder()
         icache, dcache = self.icache, self.dcache
         iways = icache.ways
-        ishift, dshift = flash.icache.line_shift, flash.dcache.line_shift
+        ishift, dshift, ushift = (flash.icache.line_shift, flash.dcache.line_shift,
+                                  flash.read_shift)
+        units_per_line = ishift - ushift  # log2 of read units per instruction-cache line
         wait_states = flash.wait_states
-        # F4/L4 ART with prefetch: only taken-branch targets go through the instruction cache.
+        # F4/L4 ART with prefetch: sequential units stream through the prefetcher.
         streaming = flash.prefetch and self.memory.prefetch
+        # A data-line refill stalls the wait states once per flash read it takes; with the
+        # data cache off each read fetches one unit (RM0432 §3.3.4 "current buffer").
+        drefill = wait_states * (flash.dline_reads if self.memory.dcache else 1)
         flash_lo = board.flash_base
         flash_hi = board.flash_base + board.flash_bytes  # exclusive
         reg_read = uc.reg_read
@@ -217,7 +228,7 @@ class CycleModel:
         timed_divides: dict[int, Insn] = {}  # address -> divide with a code hook
         total = 0  # cycles << COUNT_BITS | instructions
         iepoch = 0  # instruction-cache refills so far: the epoch of the per-block check
-        start: list[Any] = [{}, 0, 0, None, (), False, False]  # "block" before the first
+        start: list[Any] = [{}, 0, None, None, False]  # "block" before the first
         start[_SUCC][_SELF] = start
         succ: dict[int, Any] = start[_SUCC]  # successors of the block that ran last
         it_reads = False  # the running block reads memory inside an IT block
@@ -234,38 +245,42 @@ class CycleModel:
             insns = decoder.decode(bytes(uc.mem_read(address, size)), address)
             lo, hi = max(address, flash_lo), min(address + size, flash_hi)
             lines = tuple(range(lo >> ishift, ((hi - 1) >> ishift) + 1)) if lo < hi else ()
-            line_cycles = [0] * len(lines)
+            units = tuple(range(lo >> ushift, ((hi - 1) >> ushift) + 1)) if lo < hi else ()
+            unit_cycles = [0] * len(units)
             before: Insn | None = None
             for insn in insns:
-                index = (insn.address >> ishift) - lines[0] if lines else -1
-                if 0 <= index < len(lines):
-                    line_cycles[index] += m4.instruction_cycles(insn, before)
+                index = (insn.address >> ushift) - units[0] if units else -1
+                if 0 <= index < len(units):
+                    unit_cycles[index] += m4.instruction_cycles(insn, before)
                 before = insn
-            # RM0390 §3.4.2: the prefetcher reads the next line while the current one runs,
-            # so a sequential line waits only for what the previous line's cycles leave over.
-            refills = sum(prefetch_wait(cycles) for cycles in line_cycles[:-1])
-            info = _BlockInfo(address, size, insns, lines, tuple(line_cycles),
-                              refills if streaming else 0,
+            info = _BlockInfo(address, size, insns, lines, units, tuple(unit_cycles),
                               m7.schedule(insns, None)[1] if m7_core else None)
-            cached = lines[:1] if streaming else lines
-            plan = tuple((line, icache.set_of(line)) for line in cached)
-            per_set = Counter(id(lines_of_set) for _, lines_of_set in plan)
             last = info.last
             state = _NO_TARGET
             if last is not None and last.branch is Branch.CONDITIONAL:
                 backward = last.target is not None and last.target <= last.address
                 state = _WEAK_TAKEN if backward else _WEAK_NOT
             it_reads = any(insn.conditional and insn.op in _READS for insn in insns)
-            record: list[Any] = [{}, -1, state, info, plan,
-                                 any(n > iways for n in per_set.values()), it_reads]
+            plan = make_plan([(line, wait_states) for line in lines]) if m7_core else None
+            record: list[Any] = [{}, state, info, plan, it_reads]
             record[_SUCC][_SELF] = record
             blocks[address] = record
             if not m7_core:
                 total += untimed_divides(info) << COUNT_BITS
             return record
 
-        def prefetch_wait(previous_line_cycles: int) -> int:
-            return max(0, wait_states + 1 - previous_line_cycles)
+        def prefetch_wait(previous_unit_cycles: int) -> int:
+            """RM0390 §3.4.2: the prefetcher reads the next unit while the current one runs, so
+            a sequential unit waits only for what the previous unit's cycles leave over."""
+            return max(0, wait_states + 1 - previous_unit_cycles)
+
+        def make_plan(costs: list[tuple[int, int]]) -> list[Any] | None:
+            """A fetch plan from (line, cycles if missing) pairs; None when nothing can wait."""
+            entries = tuple((line, icache.set_of(line), cost) for line, cost in costs if cost)
+            if not entries:
+                return None
+            per_set = Counter(id(lines_of_set) for _, lines_of_set, _ in entries)
+            return [-1, any(n > iways for n in per_set.values()), entries]
 
         def untimed_divides(info: _BlockInfo) -> int:
             """Hook the block's divides not hooked yet; cost their first execution."""
@@ -286,26 +301,35 @@ class CycleModel:
                 written |= insn.writes
             return extra
 
-        def fetch_terms(prev_info: _BlockInfo | None, info: _BlockInfo,
-                        address: int) -> tuple[int, bool]:
-            """(static refill cycles, whether the entry goes through the instruction cache)
-            for entering ``info`` from ``prev_info``."""
-            if not info.lines:
-                return 0, False  # code outside flash (SRAM) waits for nothing
-            if not streaming:
-                return 0, True
-            cost = info.streaming
-            if prev_info is None or not prev_info.lines:
-                return cost, True
-            current = prev_info.lines[-1]
-            first = info.lines[0]
-            if address == prev_info.fallthrough:
-                if first != current:
-                    cost += prefetch_wait(prev_info.line_cycles[-1])  # prefetched next line
-                return cost, False
-            # A taken branch: RM0390 §3.4.2 serves the current and the prefetched line without
-            # a refill; any other target goes through the instruction cache.
-            return cost, first not in (current, current + 1)
+        def edge_plan(prev_info: _BlockInfo | None, info: _BlockInfo,
+                      address: int) -> list[Any] | None:
+            """The F4/L4 ART fetch plan for entering ``info`` from ``prev_info``."""
+            units = info.units
+            if not units:
+                return None  # code outside flash (SRAM) waits for nothing
+            previous = prev_info.units[-1] if prev_info is not None and prev_info.units else -2
+            sequential = prev_info is not None and address == prev_info.fallthrough
+            first = units[0]
+            carry = 0  # cycles already spent in the first unit by the block before
+            if first == previous:  # the current buffer (also a loop within it, RM0432 §3.3.4)
+                entry = 0
+                carry = prev_info.unit_cycles[-1] if sequential and prev_info else 0
+            elif first == previous + 1 and streaming:  # the prefetched unit
+                entry = prefetch_wait(prev_info.unit_cycles[-1]) if sequential and prev_info \
+                    else 0
+            else:  # a miss: "at least equal to the number of wait states"
+                entry = wait_states
+            costs: dict[int, int] = {}
+            for index, unit in enumerate(units):
+                if index == 0:
+                    cost = entry
+                elif streaming:
+                    cost = prefetch_wait(info.unit_cycles[index - 1] + (carry if index == 1 else 0))
+                else:
+                    cost = wait_states
+                line = unit >> units_per_line
+                costs[line] = costs.get(line, 0) + cost
+            return make_plan(list(costs.items()))
 
         def new_edge(source_succ: dict[int, Any], address: int, size: int) -> tuple[Any, ...]:
             """Cost the edge from the block owning ``source_succ`` to the block at
@@ -317,33 +341,34 @@ class CycleModel:
             prev_info: _BlockInfo | None = source[_INFO]
             info: _BlockInfo = record[_INFO]
             count = len(info.insns)
-            refills, lookup = fetch_terms(prev_info, info, address)
             kind = _KIND_STATIC
             if m7_core:
                 kind = _kind(prev_info)
                 value = m7_edge(prev_info, info, address, kind, count)
+                plan = record[_PLAN]
             else:
-                value = (m4_edge(prev_info, info, address) + refills) << COUNT_BITS | count
-            edge = (value, record[_SUCC], size, kind, source, lookup, record, record[_IT_READS])
+                value = m4_edge(prev_info, info, address) << COUNT_BITS | count
+                plan = edge_plan(prev_info, info, address)
+            edge = (value, record[_SUCC], size, kind, source, plan, record, record[_IT_READS])
             source_succ[address] = edge
             return edge
 
-        def fetch(record: list[Any]) -> int:
-            """Instruction-cache lookups of a block whose lines may have been evicted: each
-            line made most recent, or refilled (``LruCache.touch``, inlined)."""
+        def fetch(plan: list[Any]) -> int:
+            """Instruction-cache lookups of a plan whose lines may have been evicted: each line
+            made most recent, or charged and refilled (``LruCache.touch``, inlined)."""
             nonlocal iepoch
             penalty = 0
-            for line, lines in record[4]:  # _PLAN
+            for line, lines, cost in plan[2]:
                 if line in lines:
                     lines.move_to_end(line)
                 else:
-                    penalty += wait_states
+                    penalty += cost
                     if iways:  # 0: the cache is off
                         if len(lines) >= iways:
                             lines.popitem(last=False)
                         lines[line] = None
                     iepoch += 1
-            record[1] = -1 if record[5] else iepoch  # _EPOCH, _SELF_EVICTING
+            plan[0] = -1 if plan[1] else iepoch  # _PLAN_EPOCH; self-evicting plans look again
             return penalty << COUNT_BITS
 
         def data_miss(address: int, size: int) -> int:
@@ -351,7 +376,7 @@ class CycleModel:
             penalty = 0
             for line in range(address >> dshift, ((address + size - 1) >> dshift) + 1):
                 if not dcache.touch(line):
-                    penalty += wait_states
+                    penalty += drefill
                     dcache.misses += 1
             return penalty << COUNT_BITS
 
@@ -366,8 +391,9 @@ class CycleModel:
                 if edge[2] != size:  # re-translated with other bounds
                     edge = new_edge(succ, address, size)
                 total += edge[0]
-                if edge[5] and edge[6][1] != iepoch:  # lookup, record[_EPOCH]
-                    total += fetch(edge[6])
+                plan = edge[5]
+                if plan is not None and plan[0] != iepoch:  # _PLAN_EPOCH
+                    total += fetch(plan)
                 succ = edge[1]
                 it_reads = edge[7]
             except BaseException as exc:  # noqa: BLE001 - re-raised by emu_start
@@ -387,17 +413,18 @@ class CycleModel:
                     total += edge[0]
                 elif kind == 1:  # _KIND_CONDITIONAL: per counter state (cost, next state)
                     source = edge[4]
-                    cost, source[2] = edge[0][source[2]]  # _PRED
+                    cost, source[1] = edge[0][source[1]]  # _PRED
                     total += cost
                 else:  # _KIND_INDIRECT: predicted when the target repeats
                     source = edge[4]
-                    if source[2] == address:
+                    if source[1] == address:  # _PRED
                         total += edge[0][0]
                     else:
                         total += edge[0][1]
-                        source[2] = address
-                if edge[5] and edge[6][1] != iepoch:  # lookup, record[_EPOCH]
-                    total += fetch(edge[6])
+                        source[1] = address
+                plan = edge[5]
+                if plan is not None and plan[0] != iepoch:  # _PLAN_EPOCH
+                    total += fetch(plan)
                 succ = edge[1]
                 it_reads = edge[7]
             except BaseException as exc:  # noqa: BLE001 - re-raised by emu_start
