@@ -35,6 +35,8 @@ from pydantic import TypeAdapter, ValidationError
 from bench_firmware.errors import McuprofError
 from profiler_client.errors import QueueError
 from profiler_client.schemas import (
+    MAX_ERROR_CHARS,
+    MAX_HEALTH_DETAIL_CHARS,
     AgentIn,
     AgentOut,
     BoardIn,
@@ -46,6 +48,7 @@ from profiler_client.schemas import (
     HeartbeatOut,
     JobOut,
     JobsIn,
+    LayerIn,
     LayerOut,
     LeaseIn,
     LeaseOut,
@@ -55,6 +58,8 @@ from profiler_client.schemas import (
     PredictIn,
     PredictOut,
     WhoamiOut,
+    clip,
+    log_tail,
     measurement_row,
 )
 from profiler_client.settings import DEFAULT_SERVER, check_url, client_settings
@@ -135,9 +140,14 @@ class Client(HttpClient):
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if url is None and http is not None and str(http.base_url):
             url = str(http.base_url)
+        try:
+            url = check_url(url) if url is not None else None
+        except ValueError as e:
+            raise McuprofError(str(e)) from e
         if url is None or token is None:
-            # Only what the caller did not give comes from the environment, read now.
-            env = client_settings()
+            # Only what the caller did not give comes from the environment, read now (with
+            # the URL given: the per-user token file is read only for a server on this host).
+            env = client_settings(server=url)
             url = url or env.server or DEFAULT_SERVER
             token = token if token is not None else env.token
         try:
@@ -382,14 +392,17 @@ class Client(HttpClient):
     def report_failure(self, lease_id: int, error: str, *, retryable: bool = True,
                        serial_log: Sequence[str] = ()) -> JobOut:
         """Reports that a leased job failed; ``retryable`` puts it back in the queue."""
-        body = FailureIn(error=error, retryable=retryable, serial_log=list(serial_log))
+        body = FailureIn(error=clip(error, MAX_ERROR_CHARS), retryable=retryable,
+                         serial_log=log_tail(serial_log))
         return self._one("POST", f"/leases/{lease_id}/failure",
                          JobOut, json=body.model_dump(mode="json"))
 
     def report_health(self, device: str, ok: bool, detail: str | None = None) -> DeviceOut:
         """Reports a board's health check; a bad board gets no work until it reports ok."""
         return self._one("POST", f"/devices/{device}/health",
-                         DeviceOut, json=HealthIn(ok=ok, detail=detail).model_dump(mode="json"))
+                         DeviceOut, json=HealthIn(
+                             ok=ok, detail=clip(detail, MAX_HEALTH_DETAIL_CHARS)
+                             if detail is not None else None).model_dump(mode="json"))
 
 
     # -- fits and predictions ------------------------------------------------------------
@@ -444,7 +457,9 @@ class Client(HttpClient):
                              files={"file": (filename, data, "application/octet-stream")})
         try:
             body = PredictIn(devices=list(devices), ops=ops, backbone=backbone,
-                             model_id=model_id, layers=list(layers) if layers else None,
+                             model_id=model_id,
+                             layers=[LayerIn.model_validate(layer.model_dump())
+                                     for layer in layers] if layers else None,
                              kernels=kernels)  # type: ignore[arg-type]
         except ValidationError as e:
             raise McuprofError("bad prediction request: " + "; ".join(

@@ -35,10 +35,13 @@ ERROR_WIDTH = 60  # characters of a job's error shown in a table row
 def _server_options(func: F) -> F:
     """``--server`` and ``--token``; when not given, :class:`Client` takes them from the
     client settings (``profiler_client.settings``: MCUPROF_SERVER, MCUPROF_TOKEN or
-    MCUPROF_TOKEN_FILE), the one place those variables are read."""
+    MCUPROF_TOKEN_FILE, else the per-user token file for a server on this machine), the one
+    place those variables are read."""
     func = click.option("--token", default=None,
                         help="API token (a user token; see `mcuprof token create`).  [env var: "
-                             "MCUPROF_TOKEN, or MCUPROF_TOKEN_FILE]")(func)
+                             "MCUPROF_TOKEN, or MCUPROF_TOKEN_FILE; default for a server on "
+                             "this machine: ~/.config/mcuprof/token, which `mcuprof demo` "
+                             "writes]")(func)
     return click.option("--server", default=None,
                         help="Server URL [default: http://127.0.0.1:8000].  [env var: "
                              "MCUPROF_SERVER]")(func)

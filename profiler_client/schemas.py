@@ -2,7 +2,9 @@
 routes), the agent and the client library. Changing a field here changes the contract.
 
 Resources and routes (all JSON unless said; errors are ``{"detail": "<what was wrong and
-what to do>"}`` with a 4xx status, never a 500 for bad input):
+what to do>"}`` with a 4xx status, never a 500 for bad input). What a client or an agent
+sends is bounded by the ``MAX_*`` constants below (422 past them; a JSON body past
+``service.api.json_body.MAX_JSON_BODY_BYTES`` is a 413):
 
 Models
     ``POST /api/v1/models`` multipart ``file`` (.tflite), optional ``name``, repeated ``tag``
@@ -48,10 +50,71 @@ development) every request is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+# --------------------------------------------------------------------------------------------
+# Bounds of what a client or an agent may send. Everything that is stored or shown has a
+# limit here, so a request is refused with a 422 that names the field instead of reaching
+# the database (an integer past 63 bits is a 500 on SQLite) or every dashboard page.
+
+MAX_INT64 = 2**63 - 1  # the database's BIGINT
+MAX_ID = 2**31 - 1  # ids, lease ids and priorities are 32-bit INTEGER columns
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), MAX_ID
+MAX_ADDRESSABLE_BYTES = 2**32  # bytes: a Cortex-M address space is 32 bits (ARMv7-M B3.1)
+NAME_CHARS = 200  # characters in a model, device, agent, firmware or plan name (the columns)
+TAG_CHARS = 200  # characters in a tag key or value, and in a backbone
+OP_NAME_CHARS = 64  # characters in an operator name (TFLite BuiltinOperator, e.g. CONV_2D)
+MAX_RANK = 8  # dimensions of a tensor shape (TFLite Micro handles up to 5)
+MAX_DIM = MAX_ID  # elements along one dimension (TFLite shapes are int32)
+MAX_LAYERS = 1024  # operators in a layer list; the firmware runs at most 256 (MP_MAX_OPS)
+MAX_OUTPUT_VALUES = 65_536  # values of a reported output; MLPerf Tiny's largest output (the
+#                             anomaly-detection autoencoder) has 640
+MAX_RUNS = 1000  # timed inferences per job, so entries of cycles_per_run
+MAX_WARMUP = 100  # warm-up inferences per job
+MAX_LOG_LINES = 2000  # serial-log lines kept with a measurement or a failure (the last ones)
+MAX_LOG_LINE_CHARS = 1000  # characters per serial-log line
+MAX_ERROR_CHARS = 4000  # characters of an attempt's error message
+MAX_HEALTH_DETAIL_CHARS = 1000  # characters of a health check's detail (shown on the dashboard)
+MAX_DEVICES = 64  # device classes in one submission or prediction
+MAX_BOARDS = 256  # boards one agent registers
+MAX_HEARTBEAT_LEASES = MAX_BOARDS  # leases in one heartbeat: one per board at most
+MAX_LATENCY_MS = 86_400_000.0  # ms (a day): no measured inference takes longer
+MAX_ENERGY_MJ = 1e9  # mJ (a megajoule): far above any inference on a board
+MAX_TAGS = 32  # tags sent with one upload or filter
+TAG_FILTER_CHARS = 2 * TAG_CHARS + 1  # characters of one ``key=value``
+TAG_PATTERN = r"^[^=]*[^=\s][^=]*=.*$"  # ``key=value`` with a key that is not blank
+CLIPPED = " [...]"  # marks text that log_tail / clip shortened
+
+Name = Annotated[str, Field(max_length=NAME_CHARS)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT64, description="a count (ops, MACs, cycles)")]
+Bytes = Annotated[int, Field(ge=0, le=MAX_ADDRESSABLE_BYTES, description="bytes")]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Dim = Annotated[int, Field(ge=0, le=MAX_DIM)]
+Shape = Annotated[list[Dim], Field(max_length=MAX_RANK)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+TagFilter = Annotated[str, Field(pattern=TAG_PATTERN, max_length=TAG_FILTER_CHARS,
+                                 description="key=value")]
+LogLine = Annotated[str, Field(max_length=MAX_LOG_LINE_CHARS)]
+SerialLog = Annotated[list[LogLine], Field(
+    max_length=MAX_LOG_LINES,
+    description=f"the last serial lines (at most {MAX_LOG_LINES} of {MAX_LOG_LINE_CHARS} "
+                f"characters; log_tail makes one)")]
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked when it was cut."""
+    return text if len(text) <= limit else text[:max(0, limit - len(CLIPPED))] + CLIPPED
+
+
+def log_tail(lines: Sequence[str]) -> list[str]:
+    """The part of a serial log that a report may carry: the last ``MAX_LOG_LINES`` lines,
+    each clipped to ``MAX_LOG_LINE_CHARS`` (the end of a log says why a run failed)."""
+    return [clip(line, MAX_LOG_LINE_CHARS) for line in lines[-MAX_LOG_LINES:]]
+
 
 JobState = Literal["queued", "leased", "done", "failed", "cancelled"]
 Health = Literal["ok", "bad", "unknown"]
@@ -71,6 +134,28 @@ class LayerOut(BaseModel):
     plan_bytes: int = 0
     output_shape: list[int] = Field(default_factory=list)
     cycles: int | None = None
+
+
+class LayerIn(LayerOut):
+    """One layer as a client or an agent sends it: ``LayerOut`` with bounds."""
+
+    index: int = Field(ge=0, lt=MAX_LAYERS)
+    op: str = Field(min_length=1, max_length=OP_NAME_CHARS)
+    macs: Count
+    ops: Count
+    param_bytes: Bytes = 0
+    plan_bytes: Bytes = 0
+    output_shape: Shape = Field(default_factory=list)
+    cycles: Count | None = None
+
+
+def _layer_dicts(value: Any) -> Any:
+    """Layers given as ``LayerOut`` (an analysis, a stored measurement) validated as
+    ``LayerIn``, with its bounds."""
+    if isinstance(value, list):
+        return [v.model_dump() if isinstance(v, LayerOut) and not isinstance(v, LayerIn)
+                else v for v in value]
+    return value
 
 
 class AnalysisOut(BaseModel):
@@ -97,13 +182,14 @@ class ModelOut(_Out):
 
 
 class JobsIn(BaseModel):
-    model_id: int
-    devices: list[str] = Field(min_length=1,
-                               description="device classes, e.g. virtual:nucleo-f446re")
-    runs: int = Field(default=5, ge=1, le=1000)
-    warmup: int = Field(default=1, ge=0, le=100)
+    model_id: Id
+    devices: list[Name] = Field(min_length=1, max_length=MAX_DEVICES,
+                                description="device classes, e.g. virtual:nucleo-f446re")
+    runs: int = Field(default=5, ge=1, le=MAX_RUNS)
+    warmup: int = Field(default=1, ge=0, le=MAX_WARMUP)
     kernels: Kernels = "dsp"
-    priority: int = 0
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY,
+                          description="higher runs first")
 
 
 class AttemptOut(_Out):
@@ -115,27 +201,36 @@ class AttemptOut(_Out):
 
 
 class MeasurementIn(BaseModel):
-    """What an agent reports: the fields of ``mcuprof run --json`` plus provenance."""
+    """What an agent reports: the fields of ``mcuprof run --json`` plus provenance.
 
-    device: str = Field(description="the board that ran it, e.g. virtual:nucleo-f446re:host-0")
-    output: list[float]
-    output_shape: list[int]
-    cycles: int | None
-    cycles_per_run: list[int]
-    cycle_source: str | None = None
-    latency_ms: float | None
-    energy_mj: float | None
+    Bounded: cycles and sizes are non-negative (sizes within the 32-bit address space),
+    latency is positive, every float is finite (NaN and infinity are refused, not stored),
+    and lists and text have the lengths of ``MAX_*`` above."""
+
+    device: Name = Field(description="the board that ran it, e.g. virtual:nucleo-f446re:host-0")
+    output: list[FiniteFloat] = Field(max_length=MAX_OUTPUT_VALUES,
+                                      description="the dequantized output of the last run")
+    output_shape: Shape
+    cycles: Count | None = Field(description="cycles of one inference")
+    cycles_per_run: list[Count] = Field(max_length=MAX_RUNS)
+    cycle_source: Name | None = None
+    latency_ms: float | None = Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False,
+                                     description="ms per inference at the board's clock")
+    energy_mj: float | None = Field(ge=0, le=MAX_ENERGY_MJ, allow_inf_nan=False,
+                                    description="mJ per inference")
     energy_source: Literal["measured", "modeled"] | None
-    arena_bytes: int
-    plan_bytes: int
-    flash_bytes: int | None = None  # firmware + plan
-    ops: int
-    macs: int
-    layers: list[LayerOut]
+    arena_bytes: Bytes
+    plan_bytes: Bytes
+    flash_bytes: Bytes | None = None  # firmware + plan
+    ops: Count
+    macs: Count
+    layers: list[LayerIn] = Field(max_length=MAX_LAYERS)
     kernels: Kernels = "dsp"
-    firmware_id: str | None = None
-    plan_id: str | None = None
-    serial_log: list[str] = Field(default_factory=list)
+    firmware_id: Name | None = None
+    plan_id: Name | None = None
+    serial_log: SerialLog = Field(default_factory=list)
+
+    _layers = field_validator("layers", mode="before")(_layer_dicts)
 
 
 class MeasurementOut(_Out):
@@ -183,16 +278,16 @@ class JobOut(_Out):
 
 
 class BoardIn(BaseModel):
-    device: str = Field(description="full device name, e.g. virtual:nucleo-f446re:host-0")
-    energy_monitor: bool = Field(
+    device: Name = Field(description="full device name, e.g. virtual:nucleo-f446re:host-0")
+    energy_monitor: StrictBool = Field(
         default=False, description="an energy monitor (X-NUCLEO-LPM01A) measures this board; "
         "only then may its measurements say energy_source 'measured'")
 
 
 class AgentIn(BaseModel):
-    name: str
-    boards: list[BoardIn]
-    version: str | None = None
+    name: Name
+    boards: list[BoardIn] = Field(max_length=MAX_BOARDS)
+    version: Name | None = None
 
 
 class DeviceOut(_Out):
@@ -224,7 +319,8 @@ class WhoamiOut(BaseModel):
 
 
 class HeartbeatIn(BaseModel):
-    leases: list[int] = Field(default_factory=list, description="lease ids still being worked on")
+    leases: list[Id] = Field(default_factory=list, max_length=MAX_HEARTBEAT_LEASES,
+                             description="lease ids still being worked on (one per board)")
 
 
 class HeartbeatOut(BaseModel):
@@ -234,7 +330,7 @@ class HeartbeatOut(BaseModel):
 
 
 class LeaseIn(BaseModel):
-    device: str = Field(description="the full device name of an idle board of this agent")
+    device: Name = Field(description="the full device name of an idle board of this agent")
 
 
 class LeaseOut(BaseModel):
@@ -247,14 +343,16 @@ class LeaseOut(BaseModel):
 
 
 class FailureIn(BaseModel):
-    error: str
-    retryable: bool = True
-    serial_log: list[str] = Field(default_factory=list)
+    error: str = Field(max_length=MAX_ERROR_CHARS, description="what went wrong (clip makes "
+                                                              "a long message fit)")
+    retryable: StrictBool = True
+    serial_log: SerialLog = Field(default_factory=list)
 
 
 class HealthIn(BaseModel):
-    ok: bool
-    detail: str | None = None
+    ok: StrictBool
+    detail: str | None = Field(default=None, max_length=MAX_HEALTH_DETAIL_CHARS,
+                               description="what the check found (shown on the dashboard)")
 
 
 def measurement_row(m: MeasurementOut) -> dict[str, Any]:
@@ -312,14 +410,19 @@ class PredictIn(BaseModel):
     """What to predict: ``ops`` with a ``backbone`` (the op-count line), and/or ``layers``
     (the per-layer model; ``model_id`` takes ops, layers and backbone from a stored model)."""
 
-    devices: list[str] = Field(default_factory=list, description="device classes, e.g. "
-                               "virtual:nucleo-f446re; empty: every class with a fit")
-    ops: int | None = Field(default=None, ge=0, description="ops of the model (1 MAC = 2 ops)")
-    backbone: str | None = Field(default=None, description="search-space tag of the model")
-    layers: list[LayerOut] | None = None
-    input_shape: list[int] | None = None
-    model_id: int | None = Field(default=None, ge=1)
+    devices: list[Name] = Field(default_factory=list, max_length=MAX_DEVICES,
+                                description="device classes, e.g. virtual:nucleo-f446re; "
+                                            "empty: every class with a fit")
+    ops: int | None = Field(default=None, ge=0, le=MAX_INT64,
+                            description="ops of the model (1 MAC = 2 ops)")
+    backbone: str | None = Field(default=None, max_length=TAG_CHARS,
+                                 description="search-space tag of the model")
+    layers: list[LayerIn] | None = Field(default=None, max_length=MAX_LAYERS)
+    input_shape: Shape | None = None
+    model_id: Id | None = None
     kernels: Kernels = "dsp"
+
+    _layers = field_validator("layers", mode="before")(_layer_dicts)
 
 
 class EstimateOut(BaseModel):

@@ -18,6 +18,7 @@ arguments (None: not given).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
@@ -35,6 +36,9 @@ SHUTDOWN_GRACE_S = 30.0  # seconds jobs in flight get to finish once the agent i
 
 class AgentSettings(ClientSettings):
     """What ``mcuprof agent`` reads from its environment (and its options)."""
+
+    # The per-user token file holds a user token; an agent's must be given explicitly.
+    reads_user_token_file: ClassVar[bool] = False
 
     cache_dir: Path | None = Field(
         default=None,

@@ -16,8 +16,13 @@ Roles:
     tokens are bound to one agent name, so a token cannot register as (and then report for,
     or detach the boards of) another agent.
 
-When auth is not required (``Settings.auth_required`` false: loopback development) every
-request is allowed and the ``Authorization`` header is ignored.
+A browser signs in once: with a user token pasted into ``/login``, or with a one-time login
+code (``/login?code=...``, the URL ``mcuprof demo`` prints), which the server exchanges for a
+new user token named ``browser-...`` (a session, revocable like any token). Either is kept
+in an HttpOnly, SameSite=Strict cookie.
+
+When auth is off (``MCUPROF_AUTH=off``, loopback only and unsafe) every request is allowed
+and the ``Authorization`` header is ignored.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bench_firmware.errors import McuprofError
-from service.db.models import NAME_LENGTH, Agent, Token, utcnow
+from service.db.models import NAME_LENGTH, Agent, LoginCode, Token, utcnow
 
 TOKEN_PREFIX = "mcp_"
-TOKEN_BYTES = 32  # random bytes in a token
+LOGIN_PREFIX = "mcl_"  # one-time login codes
+TOKEN_BYTES = 32  # random bytes in a token (and in a login code)
+LOGIN_CODE_TTL = timedelta(hours=24)  # how long a printed login URL stays valid
+SESSION_COOKIE = "mcuprof_token"  # the dashboard's HttpOnly, SameSite=Strict cookie
 MIN_TOKEN_CHARS = 24  # shortest token accepted from `token create --value`
 
 Role = Literal["user", "agent"]
@@ -208,6 +216,32 @@ def revoke_token(session: Session, name: str) -> bool:
     session.delete(row)
     session.flush()
     return True
+
+
+def create_login_code(session: Session, *, ttl: timedelta = LOGIN_CODE_TTL,
+                      now: datetime | None = None) -> str:
+    """Store a new one-time login code valid for ``ttl``; returns it (shown once)."""
+    now = now or utcnow()
+    code = LOGIN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(LoginCode(code_sha256=hash_token(code), created_at=now, expires_at=now + ttl))
+    session.flush()
+    return code
+
+
+def exchange_login_code(session: Session, code: str, *,
+                        now: datetime | None = None) -> tuple[Token, str]:
+    """Spend ``code`` (once): a new browser session, a user token named ``browser-...``;
+    returns the row and the token. ``AuthError`` when the code is unknown, used or expired."""
+    now = now or utcnow()
+    row = session.scalars(select(LoginCode)
+                          .where(LoginCode.code_sha256 == hash_token(code.strip()))
+                          .with_for_update()).first()
+    session.execute(delete(LoginCode).where(LoginCode.expires_at < now))
+    if row is None or row.expires_at < now:
+        raise AuthError("this login link was already used or has expired; sign in with a "
+                        "user token, or restart `mcuprof demo` for a new link")
+    session.delete(row)
+    return create_token(session, role="user", name=f"browser-{secrets.token_hex(4)}")
 
 
 def list_tokens(session: Session) -> list[Token]:

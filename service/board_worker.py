@@ -34,7 +34,7 @@ from bench_firmware.compiler import Plan, compile_model
 from bench_firmware.errors import BoardError, McuprofError, ModelError, ProtocolError
 from bench_firmware.runner import CYCLE_SOURCES, build_result, decode_output, make_input
 from profiler_client.client import ApiError, LeaseLostError, ServerUnavailableError
-from profiler_client.schemas import LeaseOut, MeasurementIn
+from profiler_client.schemas import LeaseOut, MeasurementIn, log_tail
 
 if TYPE_CHECKING:  # the agent owns its workers; they only call back into it
     from service.agent import Agent
@@ -274,7 +274,7 @@ class BoardWorker(threading.Thread):
             kernels=kernels,  # type: ignore[arg-type]
             firmware_id=firmware_id,
             plan_id=hashlib.sha256(plan.data).hexdigest()[:16],
-            serial_log=run.transcript,
+            serial_log=log_tail(run.transcript),
         )
 
     def _firmware(self) -> tuple[str | None, int | None]:

@@ -3,7 +3,11 @@ Declared in ``pyproject.toml`` (``mcuprof.commands``).
 
 ``mcuprof campaign --local`` runs it as a child process with the options after ``--verbose``:
 its database, ``--port 0``, its boards, no samples, agents in processes, a ready file, and
-``--stop-with-stdin``."""
+``--stop-with-stdin``.
+
+The demo makes its own tokens: without ``--ready-file`` it keeps the user token in the
+per-user token file (``~/.config/mcuprof/token``) for the CLI, and prints a dashboard link
+that signs the browser in once."""
 
 from __future__ import annotations
 
@@ -30,15 +34,19 @@ from service.demo import DEMO_HOST, DEMO_PORT, run_demo
               help="Run each agent in a process of its own instead of a thread (boards then "
                    "run in parallel on several cores).")
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Once serving, write the URL, token and database here as JSON (for a "
-                   "program that starts the demo; with --port 0: a free port).")
+              help="Once serving, write the URL, user token and database here as JSON (for a "
+                   "program that starts the demo; with --port 0: a free port). The per-user "
+                   "token file is then left alone.")
 @click.option("--stop-with-stdin", is_flag=True,
               help="Stop, as on SIGTERM, when standard input closes (for a parent process).")
 def demo(port: int, verbose: int, database: Path | None, boards: tuple[str, ...],
          no_agents: bool, no_samples: bool, agent_processes: bool, ready_file: Path | None,
          stop_with_stdin: bool) -> None:
     """Everything on one machine: the server (SQLite in this folder), one virtual agent per
-    board, the sample models profiled on each; then serves until Ctrl-C."""
+    board, the sample models profiled on each; then serves until Ctrl-C.
+
+    Tokens are made for you: the CLI on this machine finds the user token in
+    ~/.config/mcuprof/token, and the dashboard link printed signs the browser in."""
     if no_agents and boards:
         raise click.UsageError("--no-agents starts no agent; leave out --board")
     if verbose:
@@ -52,4 +60,4 @@ def demo(port: int, verbose: int, database: Path | None, boards: tuple[str, ...]
              boards=[] if no_agents else list(boards) or None, samples=not no_samples,
              agent_processes=agent_processes,
              agent_log_verbose=verbose - 1 if verbose else None, ready_file=ready_file,
-             stop_with_stdin=stop_with_stdin)
+             stop_with_stdin=stop_with_stdin, save_token=ready_file is None)

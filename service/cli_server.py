@@ -30,27 +30,38 @@ def _database(settings: Settings) -> Database:
 def serve(host: str | None, port: int | None) -> None:
     """Run the API (migrating the database first).
 
-    On an address other than loopback, API tokens are required and the database must hold
-    a user token (`mcuprof token create --role user`).
+    API tokens are required, on loopback too (any web page could otherwise submit), so the
+    database must hold a user token: `mcuprof token create --role user --save`. On loopback
+    it prints a link that signs a browser in to the dashboard once.
     """
     import uvicorn
 
-    from service.api.app import create_app
-    from service.auth import count_user_tokens
-    from service.config import ConfigError, load_settings
+    from service.api.app import UNSAFE_WARNING, create_app
+    from service.auth import count_user_tokens, create_login_code
+    from service.config import ConfigError, is_loopback, load_settings
 
     settings = load_settings(host=host, port=port)
     db = _database(settings)
+    login_code = None
     try:
         with db.transaction(write=False) as session:
             problem = settings.serve_problem(user_tokens=count_user_tokens(session))
+        if problem is None and settings.auth_required and is_loopback(settings.host):
+            with db.transaction() as session:
+                login_code = create_login_code(session)
     finally:
         db.dispose()
     if problem:
         raise ConfigError(problem)
-    auth = "tokens required" if settings.auth_required else "no auth (loopback only)"
-    click.echo(f"mcuprof API on http://{settings.host}:{settings.port} ({auth}; docs at "
-               f"/docs)", err=True)
+    host_part = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host_part}:{settings.port}"
+    if settings.auth_required:
+        click.echo(f"mcuprof API on {url} (tokens required; docs at /docs)", err=True)
+        if login_code is not None:
+            click.echo(f"dashboard (this link signs a browser in, once): "
+                       f"{url}/login?code={login_code}", err=True)
+    else:
+        click.echo(f"mcuprof API on {url}, WITHOUT AUTH. {UNSAFE_WARNING}", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="info")
 
@@ -67,19 +78,36 @@ def token() -> None:
               help="Token name (an agent token is bound to the agent of this name).")
 @click.option("--value", default=None, envvar="MCUPROF_NEW_TOKEN",
               help="Register this token instead of a random one (provisioning).")
-def token_create(role: str, name: str | None, value: str | None) -> None:
+@click.option("--save", is_flag=True,
+              help="Keep a user token in this user's token file (~/.config/mcuprof/token), "
+                   "where the CLI on this machine finds it, instead of printing it.")
+def token_create(role: str, name: str | None, value: str | None, save: bool) -> None:
     """Create a token and print it (it is shown only this once)."""
+    from profiler_client.settings import write_user_token
     from service.auth import create_token
-    from service.config import load_settings
+    from service.config import ConfigError, load_settings
+
+    if save and role != "user":
+        raise ConfigError("--save keeps a user token for the CLI; an agent token goes in the "
+                          "agent's MCUPROF_TOKEN_FILE (drop --save)")
 
     db = _database(load_settings())
     try:
         with db.transaction() as session:
             row, secret = create_token(session, role=role,  # type: ignore[arg-type]
                                        name=name, value=value)
-            label = f"{row.role} token {row.name!r}"
+            label, token_name = f"{row.role} token {row.name!r}", row.name
     finally:
         db.dispose()
+    if save:
+        try:
+            path = write_user_token(secret)
+        except OSError as e:
+            raise ConfigError(f"created {label}, but cannot save it: {e}; revoke it "
+                              f"(mcuprof token revoke {token_name}) and retry") from e
+        click.echo(f"created {label}, saved in {path} (the CLI on this machine uses it; "
+                   f"`mcuprof serve` prints a link that signs a browser in)", err=True)
+        return
     click.echo(f"created {label}; store it now, it is not shown again:", err=True)
     click.echo(secret)
 

@@ -6,27 +6,33 @@ the local tools' in ``bench_firmware/settings.py``). ``Settings()`` reads
 the environment (``MCUPROF_DATABASE_URL``, ``MCUPROF_PORT``, ...) and validates it at start;
 ``mcuprof serve`` refuses insecure combinations (see ``Settings.check_serve``).
 
-Auth (``MCUPROF_AUTH``):
+Auth (``MCUPROF_AUTH``), as Jupyter does it: tokens by default, loopback included, because
+any web page the user visits can send requests to a server on 127.0.0.1.
 
-``auto`` (default)
-    tokens are required when the server binds a non-loopback address, not on loopback
-    (``127.0.0.1``, ``::1``, ``localhost``: single-user development).
-``on``
-    tokens are always required.
+``on`` (default)
+    every API request needs a valid token (``Authorization: Bearer``, or the dashboard's
+    HttpOnly, SameSite=Strict cookie); the dashboard's pages ask for one (``/login``).
+    ``mcuprof serve`` refuses to start until the database holds at least one user token
+    (``mcuprof token create --role user --save``): otherwise nobody could use it.
+    ``mcuprof demo`` creates its tokens itself.
 ``off``
-    never; refused by ``mcuprof serve`` on a non-loopback address.
+    no token is asked for: any local program *and any web page* can submit and cancel.
+    Refused off loopback; logged as unsafe on loopback. For throwaway benchmarks only.
 
-When tokens are required, ``mcuprof serve`` also refuses to start until the database holds
-at least one user token (``mcuprof token create --role user``): otherwise nobody could use it.
+Whatever the auth, requests must name this server in their ``Host`` header (the bound
+address, ``localhost``, a loopback address, or ``MCUPROF_ALLOWED_HOSTS``): a DNS-rebinding
+page cannot read the API. State-changing requests from a page of another origin (their
+``Origin`` or ``Referer``) are refused: a cross-site form cannot write
+(``service/api/security.py``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # ConfigError is every role's (defined in the lowest package); importable from here as before.
 from bench_firmware.settings import ENV_PREFIX, ConfigError, load
@@ -37,7 +43,8 @@ DEFAULT_LEASE_SECONDS = 60.0  # seconds a lease lives without a heartbeat
 DEFAULT_EXPIRE_INTERVAL_SECONDS = 15.0  # seconds between the app's background expiry sweeps
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
-AuthMode = Literal["auto", "on", "off"]
+AuthMode = Literal["on", "off"]
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # bind every interface
 
 __all__ = ["AuthMode", "ConfigError", "Settings", "is_loopback", "load_settings",
            "normalize_database_url"]
@@ -79,8 +86,14 @@ class Settings(BaseSettings):
                                  description="seconds a job lease lives without a heartbeat")
     max_attempts: int = Field(default=3, ge=1, le=100,
                               description="attempts before a job is failed for good")
-    auth: AuthMode = Field(default="auto", description="whether API tokens are required: "
-                           "auto (on a non-loopback address), on, off")
+    auth: AuthMode = Field(default="on", description="whether API tokens are required: on, "
+                           "or off (loopback only, unsafe: any web page can then submit)")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated host names (as clients write them in URLs) the server "
+                    "answers besides its bound address, localhost and loopback addresses; "
+                    "`*`: any (behind a proxy that checks Host) [default: none]",
+    )
     expire_interval_seconds: float = Field(
         default=DEFAULT_EXPIRE_INTERVAL_SECONDS, ge=0,
         description="seconds between the app's background sweeps for expired leases "
@@ -96,32 +109,62 @@ class Settings(BaseSettings):
     def _driver(cls, url: str) -> str:
         return normalize_database_url(url)
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        # A plain comma-separated list in the environment, not JSON.
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        if isinstance(value, (list, tuple)):
+            return [str(h).strip().lower() for h in value if str(h).strip()]
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
     @property
     def auth_required(self) -> bool:
-        """Whether requests must carry a valid ``Authorization: Bearer`` token."""
-        if self.auth == "auto":
-            return not is_loopback(self.host)
-        return self.auth == "on"
+        """Whether requests must carry a valid token (``Authorization: Bearer`` or cookie)."""
+        return self.auth != "off"
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether a request's ``Host`` (``host``, without its port) names this server."""
+        host = host.strip().lower().rstrip(".")
+        if "*" in self.allowed_hosts or host in self.allowed_hosts:
+            return True
+        if host == self.host.strip().lower().strip("[]") or is_loopback(host):
+            return True
+        if self.host.strip() in WILDCARD_HOSTS:
+            # Bound to every interface: any address of this machine, written as an IP
+            # literal (a DNS-rebinding page has a name, never an IP literal).
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+                return True
+            except ValueError:
+                return False
+        return False
 
     def serve_problem(self, *, user_tokens: int) -> str | None:
         """Why ``mcuprof serve`` must not start with these settings, or None when it may.
 
         ``user_tokens`` is the number of user tokens in the database.
         """
-        if not is_loopback(self.host) and not self.auth_required:
+        loopback = is_loopback(self.host)
+        if not loopback and not self.auth_required:
             return (f"refusing to serve on {self.host} (not a loopback address) with "
-                    f"MCUPROF_AUTH=off: anyone who can reach it could submit and report. "
-                    f"Unset MCUPROF_AUTH (or set it to auto/on) and create tokens with "
-                    f"`mcuprof token create`, or bind 127.0.0.1")
+                    f"MCUPROF_AUTH=off: anyone who can reach it could submit and cancel. "
+                    f"Unset MCUPROF_AUTH (tokens are required by default) and create a "
+                    f"token with `mcuprof token create --role user`")
         if self.auth_required and user_tokens == 0:
-            return (f"refusing to serve on {self.host}: tokens are required there but the "
-                    f"database holds no user token. Create one with `mcuprof token create "
-                    f"--role user` (and one per agent host with --role agent), or bind "
-                    f"127.0.0.1")
+            create = ("`mcuprof token create --role user --save` (--save keeps it in "
+                      "~/.config/mcuprof/token, where the CLI on this machine finds it; the "
+                      "dashboard asks for it once)" if loopback else
+                      "`mcuprof token create --role user`, and one per agent host with "
+                      "--role agent")
+            return (f"refusing to serve on {self.host}: API tokens are required and the "
+                    f"database holds no user token, so nobody could use the server. Create "
+                    f"one with {create}, or run `mcuprof demo`, which makes its own")
         return None
 
 

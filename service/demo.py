@@ -6,9 +6,16 @@ catalogue), the sample int8 models from ``bench_firmware/samples`` submitted to 
 their progress and results; then it serves until Ctrl-C, so ``mcuprof submit`` from a second
 terminal gets measurements back from the same virtual boards.
 
+Tokens are required as on any server (a web page must not be able to submit to it), and the
+demo makes them itself (:func:`issue_tokens`): a user token for its own client, which
+``mcuprof demo`` also keeps in the per-user token file (``~/.config/mcuprof/token``) where
+the CLI finds it; an agent token per agent; and a one-time login code, in the dashboard URL
+it prints, that the browser exchanges for a session cookie. Nobody types a token.
+
 The same code runs the server and boards of ``mcuprof campaign --local``, started as a child
 process: a given database, a free port, chosen boards, no samples, one process per agent,
-and a *ready file* with the server's URL and token. Such a child stops on SIGTERM (the
+and a *ready file* with the server's URL and user token (the per-user token file is left
+alone: that server and token are the campaign's). Such a child stops on SIGTERM (the
 agents get their grace period), on SIGINT (they do not), and when its standard input closes
 (``stop_with_stdin``: the parent is gone, however it ended).
 """
@@ -37,6 +44,7 @@ from bench_firmware.boards import BOARDS
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
 from profiler_client.schemas import JobOut
+from profiler_client.settings import DEFAULT_SERVER, write_user_token
 from service.agent import SAMPLES_DIR, SHUTDOWN_GRACE_S, Agent
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ AGENT_STOP_S = SHUTDOWN_GRACE_S + AGENT_JOIN_S  # ... and with its grace period
 # Between the two signals of a hurried stop: one signal delivered twice before the handler
 # runs is delivered once, and the second is the one that skips the grace.
 SIGNAL_GAP_S = 0.05
+DEMO_USER = "demo-user"  # the name of the demo's user token (replaced on every start)
 SAMPLE_TAGS = {"kws_tiny": {"backbone": "kws", "source": "sample"},
                "mobilenet_tiny": {"backbone": "mobilenet", "source": "sample"}}
 
@@ -76,13 +85,52 @@ def free_port(host: str = DEMO_HOST) -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class DemoTokens:
+    """What :func:`issue_tokens` made: the user token, an agent token per agent name, and a
+    one-time login code for the browser."""
+
+    user: str = field(repr=False)
+    agents: dict[str, str] = field(repr=False)
+    login_code: str = field(repr=False)
+
+
+def issue_tokens(database_url: str, agent_names: list[str]) -> DemoTokens:
+    """A fresh user token (``demo-user``), an agent token bound to each of ``agent_names``,
+    and a login code, in the (migrated) database; the previous run's are revoked."""
+    from service.auth import bound_token, create_login_code, create_token, revoke_token
+    from service.db.engine import Database, make_engine
+
+    db = Database(make_engine(database_url, pool_size=1, max_overflow=0))
+    try:
+        with db.transaction() as session:
+            agents = {}
+            for name in [DEMO_USER, *agent_names]:
+                revoke_token(session, name)
+                holder = bound_token(session, name)
+                if holder is not None:
+                    session.delete(holder)
+                    session.flush()
+            _, user = create_token(session, role="user", name=DEMO_USER)
+            for name in agent_names:
+                _, agents[name] = create_token(session, role="agent", name=name)
+            code = create_login_code(session)
+    finally:
+        db.dispose()
+    return DemoTokens(user=user, agents=agents, login_code=code)
+
+
 @dataclass
 class Demo:
-    """The running demo: server thread, agents, the client. :meth:`stop` ends all of it."""
+    """The running demo: server thread, agents, the client. :meth:`stop` ends all of it.
+
+    ``token`` is the user token of ``client``; ``login_url`` signs a browser in (once)."""
 
     url: str
     database_url: str
     client: Client
+    token: str = field(default="", repr=False)
+    login_url: str = field(default="", repr=False)
     agents: list[Agent] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     server: uvicorn.Server | None = None
@@ -119,6 +167,8 @@ class Demo:
         for thread in self.threads:
             if thread.name == "demo-server":
                 thread.join(10)
+        for agent in self.agents:
+            agent.client.close()
         self.client.close()
 
 
@@ -204,13 +254,14 @@ def _stop_with_parent(parent: BaseProcess, agent: Agent) -> None:
 def start_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT,
                boards: list[str] | None = None, echo: Echo = print,
                database_url: str | None = None, agent_processes: bool = False,
-               agent_log_verbose: int | None = None) -> Demo:
+               agent_log_verbose: int | None = None, save_token: bool = False) -> Demo:
     """Server + one virtual agent per board (``boards``: catalogue names, default all; an
     empty list: none), started. ``port`` 0: a free one. ``database_url``: default the
     settings' (``MCUPROF_DATABASE_URL``). ``agent_processes``: each agent in a process of
     its own (:func:`run_agent_process`, logging at ``agent_log_verbose``), not a thread:
     the virtual boards' cycle model calls into Python on every basic block, so boards in
-    threads of one process share one core through the GIL."""
+    threads of one process share one core through the GIL. ``save_token``: keep the user
+    token in the per-user token file, for the CLI on this machine."""
     if port == 0:
         port = free_port(host)
     elif not port_is_free(host, port):
@@ -218,20 +269,39 @@ def start_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT,
                            f"stop it or pick another: `mcuprof demo --port {free_port(host)}`")
     server, server_thread, database_url = start_server(host, port, database_url=database_url)
     url = f"http://{host}:{port}"
-    client = Client(url, token="")
-    demo = Demo(url=url, database_url=database_url, client=client, server=server,
+    names = {board: f"demo-{board.removeprefix('nucleo-')}"
+             for board in (sorted(BOARDS) if boards is None else boards)}
+    try:
+        tokens = issue_tokens(database_url, list(names.values()))
+    except Exception:
+        server.should_exit = True
+        server_thread.join(10)
+        raise
+    client = Client(url, token=tokens.user)
+    demo = Demo(url=url, database_url=database_url, client=client, token=tokens.user,
+                login_url=f"{url}/login?code={tokens.login_code}", server=server,
                 threads=[server_thread])
-    echo(f"server: {url} (database {database_url})")
+    echo(f"server: {url} (database {database_url}; API tokens required)")
+    echo(f"dashboard (this link signs your browser in, once): {demo.login_url}")
+    if save_token:
+        try:
+            path = write_user_token(tokens.user)
+        except OSError as e:
+            echo(f"could not save the demo's user token for the CLI ({e}); give it with "
+                 f"MCUPROF_TOKEN: {tokens.user}")
+        else:
+            echo(f"user token saved in {path}: the mcuprof CLI on this machine uses it")
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads forked
-    for board in sorted(BOARDS) if boards is None else boards:
-        device, name = f"virtual:{board}", f"demo-{board.removeprefix('nucleo-')}"
+    for board, name in names.items():
+        device = f"virtual:{board}"
         if agent_processes:
             proc = ctx.Process(target=run_agent_process, name=name, args=(
-                url, "", device, name, AGENT_POLL_S, agent_log_verbose))
+                url, tokens.agents[name], device, name, AGENT_POLL_S, agent_log_verbose))
             proc.start()
             demo.processes.append(proc)
         else:
-            agent = Agent(client, [device], name=name, poll_interval_s=AGENT_POLL_S)
+            agent = Agent(Client(url, token=tokens.agents[name]), [device], name=name,
+                          poll_interval_s=AGENT_POLL_S)
             thread = threading.Thread(target=agent.run, name=f"demo-agent-{board}",
                                       daemon=True)
             thread.start()
@@ -244,11 +314,14 @@ def start_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT,
 def write_ready_file(path: Path, demo: Demo) -> None:
     """``path``: the running demo's URL, token and database as one JSON object, written
     whole (a reader polling for the file never sees half of it)."""
-    info = {"url": demo.url, "token": "", "database_url": demo.database_url,
+    info = {"url": demo.url, "token": demo.token, "database_url": demo.database_url,
             "pid": os.getpid()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(info) + "\n")
+        # Readable by this user only: it holds a token.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(info) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -336,7 +409,8 @@ def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print
              forever: bool = True, database_url: str | None = None,
              boards: list[str] | None = None, samples: bool = True,
              agent_processes: bool = False, agent_log_verbose: int | None = None,
-             ready_file: Path | None = None, stop_with_stdin: bool = False) -> None:
+             ready_file: Path | None = None, stop_with_stdin: bool = False,
+             save_token: bool = False) -> None:
     """``mcuprof demo``: start, submit, follow, then serve until Ctrl-C, or SIGTERM (which
     gives jobs in flight the agents' grace period; a signal while stopping skips it).
 
@@ -350,7 +424,7 @@ def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print
         with _signals(_raise_terminate, (signal.SIGTERM,)):
             demo = start_demo(host=host, port=port, echo=echo, database_url=database_url,
                               boards=boards, agent_processes=agent_processes,
-                              agent_log_verbose=agent_log_verbose)
+                              agent_log_verbose=agent_log_verbose, save_token=save_token)
             if stop_with_stdin:
                 threading.Thread(target=_sigterm_at_eof, name="stdin-watch",
                                  daemon=True).start()
@@ -360,9 +434,12 @@ def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print
             if ready_file is not None:
                 write_ready_file(ready_file, demo)
             echo("")
-            echo(f"dashboard and API:  {demo.url}/   (API docs {demo.url}/docs)")
+            echo(f"dashboard (this link signs your browser in, once): {demo.login_url}")
+            echo(f"API: {demo.url}/api/v1   (docs {demo.url}/docs)")
             echo("try, from a second terminal:")
-            echo(f"  MCUPROF_SERVER={demo.url} mcuprof submit "
+            server = "" if demo.url == DEFAULT_SERVER else f"MCUPROF_SERVER={demo.url} "
+            token = "" if save_token else "MCUPROF_TOKEN=<the ready file's token> "
+            echo(f"  {server}{token}mcuprof submit "
                  f"bench_firmware/samples/kws_tiny.tflite --device virtual:nucleo-f446re --wait")
             echo("Ctrl-C stops the demo.")
             while forever and not stop.wait(1.0):

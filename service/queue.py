@@ -45,7 +45,7 @@ from bench_firmware.boards import get_board
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import DoesNotFitError, McuprofError
 from profiler_client.errors import QueueError
-from profiler_client.schemas import MeasurementIn
+from profiler_client.schemas import MAX_ERROR_CHARS, MeasurementIn
 from service.db.models import (
     NAME_LENGTH,
     Agent,
@@ -67,7 +67,6 @@ logger = logging.getLogger("mcuprof.queue")
 
 EXPIRE_BATCH = 100  # expired leases handled per sweep; the rest wait for the next one
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)  # a lease refreshes device.last_seen this often
-MAX_ERROR_CHARS = 4000  # characters of one attempt's error message kept
 SIMULATED_BACKENDS = frozenset({"virtual", "renode", "host"})  # no silicon: nothing to measure
 MEASURED_CYCLE_SOURCE = "dwt-cyccnt"  # DWT CYCCNT on a physical board (bench_firmware.runner)
 ENERGY_MONITOR_BACKENDS = frozenset({"pyocd"})  # backends an energy monitor can be attached to

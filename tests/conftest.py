@@ -21,6 +21,17 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 ZOO_CACHE_DIR = REPO_ROOT / "build" / "zoo-cache"
 
+@pytest.fixture(autouse=True)
+def user_config_dir(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh XDG config folder for every test: the per-user token file that `mcuprof demo`
+    writes and the client reads (``profiler_client.settings.user_token_file``) is the
+    test's own, never the developer's (child processes inherit it)."""
+    path = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def zoo() -> dict[str, Path]:
     """name -> path of every zoo ``.tflite`` (built once, cached in ``build/zoo-cache``).

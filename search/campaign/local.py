@@ -41,9 +41,11 @@ LOCAL_START_TIMEOUT_S = 120.0  # seconds the demo gets to migrate, serve and sta
 LOCAL_STOP_GRACE_S = 40.0  # seconds a --local agent gets to stop (its own grace is 30 s)
 LOCAL_STOP_MARGIN_S = 15.0  # ... and the demo around it (its server, its agents' exits)
 READY_POLL_S = 0.1  # seconds between two looks for the ready file
-# The environment the demo must not inherit: the user's server, token and database are not
-# the campaign's; MCUPROF_AUTH off the default would lock the campaign (which has no token) out.
-CLEARED_ENV = ("MCUPROF_SERVER", "MCUPROF_TOKEN", "MCUPROF_DATABASE_URL", "MCUPROF_AUTH")
+# The environment the demo must not inherit: the user's server, tokens and database are not
+# the campaign's (the campaign uses the user token the demo writes to its ready file), and the
+# user's MCUPROF_AUTH or allowed hosts must not change how the local server guards itself.
+CLEARED_ENV = ("MCUPROF_SERVER", "MCUPROF_TOKEN", "MCUPROF_TOKEN_FILE", "MCUPROF_DATABASE_URL",
+               "MCUPROF_AUTH", "MCUPROF_ALLOWED_HOSTS")
 
 
 def mcuprof_command() -> list[str]:

@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
 from service.api.routes import agents, dashboard, devices, fits, jobs, measurements, models
-from service.config import Settings
+from service.api.security import Guard
+from service.config import ConfigError, Settings
 from service.db.engine import Database
 from service.queue import expire_leases
 
@@ -27,6 +28,9 @@ API_PREFIX = "/api/v1"
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing and form fields above the file limit
 
 logger = logging.getLogger("mcuprof.api")
+UNSAFE_WARNING = ("MCUPROF_AUTH=off: UNSAFE. No token is asked for, so any program on this "
+                  "machine and any web page open in its browser can upload, submit and "
+                  "cancel. Unset MCUPROF_AUTH unless this is a throwaway benchmark")
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with a 413 that says the limit.
@@ -90,8 +94,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     The schema must already be migrated (``mcuprof serve`` does it). ``database`` shares an
     existing engine (tests); otherwise the app makes one and disposes of it at shutdown.
+    ``ConfigError`` when the settings are unsafe (auth off on a non-loopback address).
     """
     settings = settings or Settings()
+    problem = settings.serve_problem(user_tokens=1)  # tokens are checked by `mcuprof serve`
+    if problem:
+        raise ConfigError(problem)
+    if not settings.auth_required:
+        logger.warning(UNSAFE_WARNING)
     db = database or Database.from_settings(settings)
 
     @contextlib.asynccontextmanager
@@ -120,6 +130,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
                        upload_limit=settings.max_upload_bytes)
+    # Added last, so it runs first: Host, Origin and token before any body is read.
+    app.add_middleware(Guard, settings=settings, db=db, api_prefix=API_PREFIX)
     for module in (models, jobs, devices, agents, measurements, fits):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)  # /, /device/..., /model/..., /jobs, /static/...

@@ -14,8 +14,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from service.api.security import PRINCIPAL_KEY
 from service.auth import (
     ANONYMOUS,
+    SESSION_COOKIE,
     AuthError,
     ForbiddenError,
     Principal,
@@ -54,11 +56,17 @@ def forbidden(e: ForbiddenError) -> HTTPException:
 
 
 def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
-    """The caller; anonymous when the server does not require tokens."""
+    """The caller (found by ``service.api.security.Guard`` before the body was read);
+    anonymous when auth is off."""
     if not settings.auth_required:
         return ANONYMOUS
+    found = getattr(request.state, PRINCIPAL_KEY, None)
+    if isinstance(found, Principal):
+        return found
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
     try:
-        return authenticate(session, request.headers.get("authorization"))
+        return authenticate(session, header or (f"Bearer {cookie}" if cookie else None))
     except AuthError as e:
         raise unauthorized(e) from e
 

@@ -2,7 +2,9 @@
 
 Domain errors (``McuprofError`` subclasses from the queue, the compiler and auth) map to one
 status each; routes raise ``http_error(e)``, and the app's handlers catch whatever a route did
-not, so no domain or database error reaches a client as a traceback.
+not, so no domain or database error reaches a client as a traceback. A database error is
+mapped to what it is (``service.db.engine.is_transient`` / ``is_damaged``): 503 with
+Retry-After only for a condition that passes (busy, locked, connection lost).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 
 from bench_firmware.errors import McuprofError, ModelError
+from profiler_client.schemas import TAG_PATTERN
 from service.auth import AuthError, ForbiddenError
+from service.db.engine import Database, DatabaseDamagedError, is_damaged, is_transient
 from service.queue import ConflictError, InvalidRequestError, NotFoundError, NotOwnerError
 
 logger = logging.getLogger("mcuprof.api")
@@ -30,6 +34,7 @@ STATUS: tuple[tuple[type[McuprofError], int], ...] = (
     (AuthError, status.HTTP_401_UNAUTHORIZED),
     (InvalidRequestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ModelError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (DatabaseDamagedError, status.HTTP_500_INTERNAL_SERVER_ERROR),
 )
 RETRY_AFTER = "1"  # seconds a client waits before retrying after a 503
 
@@ -48,7 +53,8 @@ _DESCRIPTIONS = {
     404: "no such resource",
     409: "conflicts with the queue's state (e.g. a lease no longer held)",
     422: "invalid request",
-    503: "database busy or unavailable; retry",
+    500: "a fault of the server or its database (the message says which); not worth a retry",
+    503: "database busy or unreachable for now; retry after Retry-After seconds",
 }
 
 
@@ -76,6 +82,14 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if p != "body") or "body"
 
 
+def _message(err: dict[str, Any]) -> str:
+    """pydantic's message, in our words where its own is a regular expression."""
+    if err.get("type") == "string_pattern_mismatch" and \
+            (err.get("ctx") or {}).get("pattern") == TAG_PATTERN:
+        return "a tag is key=value with a key that is not blank (e.g. backbone=kws)"
+    return str(err.get("msg", ""))
+
+
 def validation_message(errors: list[dict[str, Any]]) -> str:
     """One sentence for pydantic's error list."""
     parts = []
@@ -85,7 +99,7 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
             return (f"the request body is not valid JSON ({ctx.get('error', 'parse error')} "
                     f"at position {err['loc'][-1]}); send a JSON object with "
                     f"Content-Type: application/json")
-        parts.append(f"{_location(tuple(err['loc']))}: {err['msg']}")
+        parts.append(f"{_location(tuple(err['loc']))}: {_message(err)}")
     more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
     return "invalid request: " + "; ".join(parts) + more + ". See /docs for the schema"
 
@@ -111,6 +125,9 @@ async def _domain(_request: Request, e: Exception) -> JSONResponse:
 
 
 async def _database(request: Request, e: Exception) -> JSONResponse:
+    """A database error as what it is: bad values 422, a concurrent change 409, a condition
+    that passes (busy, locked, connection lost) 503 with Retry-After, a damaged SQLite file
+    500 saying how to recover (and no more writes), anything else 500."""
     if isinstance(e, sa_exc.DataError):
         return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={
             "detail": f"a value in the request cannot be stored ({_first_line(e.orig)}); "
@@ -119,11 +136,23 @@ async def _database(request: Request, e: Exception) -> JSONResponse:
         logger.info("conflict on %s %s: %s", request.method, request.url.path, e.orig)
         return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={
             "detail": "a concurrent request changed the same record; retry the request"})
-    logger.warning("database error on %s %s: %s", request.method, request.url.path, e)
-    return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                        headers={"Retry-After": RETRY_AFTER}, content={
-                            "detail": "the database is busy or unavailable; retry shortly "
-                                      "(the server log has the cause)"})
+    if is_transient(e):
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                       e)
+        return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": RETRY_AFTER}, content={
+                                "detail": "the database is busy or unreachable; retry "
+                                          "shortly (the server log has the cause)"})
+    db = getattr(request.app.state, "db", None)
+    if is_damaged(e) and isinstance(db, Database):
+        return JSONResponse(status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+                            content={"detail": db.mark_damaged(e)})
+    logger.error("database error on %s %s", request.method, request.url.path, exc_info=e)
+    return JSONResponse(status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, content={
+        "detail": f"the database refused the operation ({type(e).__name__}: "
+                  f"{_first_line(getattr(e, 'orig', None) or e)}); retrying will not help. "
+                  f"This is a bug in mcuprof or a fault of the database; the server log has "
+                  f"the cause"})
 
 
 def _first_line(e: object) -> str:
@@ -141,7 +170,6 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(McuprofError, _domain)
-    app.add_exception_handler(sa_exc.OperationalError, _database)
-    app.add_exception_handler(sa_exc.IntegrityError, _database)
-    app.add_exception_handler(sa_exc.DataError, _database)
+    app.add_exception_handler(sa_exc.DBAPIError, _database)  # every driver error
+    app.add_exception_handler(sa_exc.TimeoutError, _database)  # the pool: no connection free
     app.add_exception_handler(Exception, _unexpected)

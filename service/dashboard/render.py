@@ -118,7 +118,7 @@ def fmt_time(when: datetime | None) -> str:
 def short(text: str | None, width: int = 80) -> str:
     if not text:
         return ""
-    line = " ".join(text.split())
+    line = " ".join(text[: width * 4].split())  # a stored detail may be huge: look at its head
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

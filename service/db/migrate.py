@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc
 
-from service.db.engine import DatabaseError, make_engine
+from service.db.engine import DatabaseError, check_integrity, make_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Expression indexes Alembic cannot reflect (it would report them as changed on every
@@ -54,6 +54,12 @@ def _safe(url: str) -> str:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema at ``url`` up to ``revision``."""
+    if url.startswith("sqlite"):  # a damaged file is refused, not migrated
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        try:
+            check_integrity(engine)
+        finally:
+            engine.dispose()
     try:
         command.upgrade(alembic_config(url), revision)
     except (exc.SQLAlchemyError, OSError) as e:

@@ -289,6 +289,21 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class LoginCode(Base):
+    """A one-time dashboard login code (``/login?code=...``), stored as its SHA-256.
+
+    ``mcuprof demo`` prints a URL with one; the server exchanges it, once and before
+    ``expires_at``, for a browser session (a user token kept in an HttpOnly cookie).
+    """
+
+    __tablename__ = "login_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
 class FitPartition(Base):
     """What the fits of one (device class, kernel path) were last computed from.
 

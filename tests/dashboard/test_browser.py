@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 
+from service.auth import create_login_code
+from service.db import migrate
+from service.db.engine import Database, make_engine
 from tests.conftest import REPO_ROOT
+from tests.dashboard import seed
 from tests.dashboard.conftest import DEVICES
-from tests.service_agent.conftest import ThreadServer
+from tests.service_agent.conftest import ThreadServer, settings_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -121,3 +125,39 @@ def test_model_and_overview_pages_draw(browser: Any, served: ThreadServer) -> No
     assert open_page(browser, f"{served.url}/") == "ready"
     assert "virtual:nucleo-f746zg" in browser.page_source
     screenshot(browser, "overview.png")
+
+
+@pytest.fixture
+def signed_out(tmp_path: Path, sample: list[seed.SyntheticModel]) -> Iterator[ThreadServer]:
+    """A real server with the default auth (tokens required) over a seeded database."""
+    url = f"sqlite:///{tmp_path / 'mcuprof.db'}"
+    migrate.upgrade(url)
+    db = Database(make_engine(url))
+    try:
+        seed.seed(db, sample, DEVICES)
+    finally:
+        db.dispose()
+    with ThreadServer(settings_for(url, auth="on", expire_interval_seconds=0)) as server:
+        yield server
+
+
+def test_the_login_link_signs_chromium_in(browser: Any, signed_out: ThreadServer) -> None:
+    """The link `mcuprof demo` prints: Chromium keeps the SameSite=Strict cookie across the
+    redirect and the dashboard opens, with no token typed; script cannot read the cookie."""
+    browser.delete_all_cookies()
+    browser.get(f"{signed_out.url}/")
+    assert "Sign in" in browser.page_source
+    db = Database(make_engine(signed_out.settings.database_url))
+    try:
+        with db.transaction() as s:
+            code = create_login_code(s)
+    finally:
+        db.dispose()
+    browser.get(f"{signed_out.url}/login?code={code}&next=/device/{DEVICES[0]}")
+    assert browser.current_url == f"{signed_out.url}/device/{DEVICES[0]}"
+    assert open_page(browser, browser.current_url) == "ready"
+    assert "Sign in" not in browser.page_source
+    [cookie] = browser.get_cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert browser.execute_script("return document.cookie") == ""
+    browser.delete_all_cookies()

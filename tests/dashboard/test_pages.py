@@ -68,6 +68,21 @@ def test_overview(client: TestClient, seeded: seed.Seeded) -> None:
     assert "cdn" not in html.lower()
 
 
+def test_a_huge_health_detail_is_not_rendered_whole(client: TestClient,
+                                                   database: Database) -> None:
+    """A health detail stored before the schema capped it (1 MB) must not bloat every page."""
+    from service.db.models import Device
+
+    with database.transaction() as session:
+        session.add(Device(name="virtual:nucleo-f446re:x", device_class=F446,
+                           board="nucleo-f446re", backend="virtual", health="bad",
+                           health_detail="fault " * 200_000))
+    for page in ("/", f"/device/{F446}"):
+        r = client.get(page)
+        assert r.status_code == 200 and "bad" in r.text
+        assert len(r.text) < 200_000, page
+
+
 def test_device_page(client: TestClient, seeded: seed.Seeded) -> None:
     r = client.get(f"/device/{F446}")
     assert r.status_code == 200, r.text

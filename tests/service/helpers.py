@@ -20,13 +20,17 @@ KWS_SOFTMAX_OPCODE = 4  # operator code index of SOFTMAX in kws_tiny
 
 
 def settings_for(db_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: everything explicit, so the developer's MCUPROF_* do not leak in."""
+    """Settings for tests: everything explicit, so the developer's MCUPROF_* do not leak in.
+    Auth is off (most tests are about something else; tests/service/test_api_auth.py and
+    test_security.py turn it on), and ``testserver`` (TestClient's Host) is allowed."""
     values: dict[str, Any] = dict(database_url=db_url, host="127.0.0.1", port=8000,
-                                  auth="off", lease_seconds=60.0, max_attempts=3,
+                                  auth="off", allowed_hosts=["testserver"],
+                                  lease_seconds=60.0, max_attempts=3,
                                   max_upload_bytes=1024 * 1024, expire_interval_seconds=0,
                                   db_pool_size=10, db_max_overflow=10)
     values.update(overrides)
-    return Settings(**values)
+    # An override of None: the setting's own default (e.g. auth, as a default server has it).
+    return Settings(**{k: v for k, v in values.items() if v is not None})
 
 
 def float_model(data: bytes) -> bytes:

@@ -132,9 +132,11 @@ def test_auth_off_allows_everything_and_ignores_headers(client: TestClient,
     assert register(client, "lab1", [BOARD_1]).status_code == 200
 
 
-def test_auto_mode_requires_tokens_off_loopback(make_client: MakeClient) -> None:
-    assert make_client(auth="auto", host="127.0.0.1").get("/api/v1/jobs").status_code == 200
-    assert make_client(auth="auto", host="0.0.0.0").get("/api/v1/jobs").status_code == 401
+def test_tokens_are_required_by_default_on_loopback_too(make_client: MakeClient) -> None:
+    settings = {"auth": None}  # None: the setting's default
+    for host in ("127.0.0.1", "0.0.0.0"):
+        r = make_client(**settings, host=host).get("/api/v1/jobs")
+        assert r.status_code == 401, (host, r.text)
 
 
 def test_an_unbound_token_cannot_impersonate_a_live_agent(

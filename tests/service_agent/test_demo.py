@@ -23,7 +23,8 @@ def test_demo_profiles_the_samples_and_serves(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MCUPROF_DATABASE_URL", raising=False)
     lines: list[str] = []
-    demo = start_demo(port=free_port(), boards=["nucleo-f746zg"], echo=lines.append)
+    demo = start_demo(port=free_port(), boards=["nucleo-f746zg"], echo=lines.append,
+                      save_token=True)
     try:
         jobs = submit_samples(demo, echo=lines.append)
         finished = follow(demo, jobs, echo=lines.append, timeout_s=120)
@@ -32,7 +33,8 @@ def test_demo_profiles_the_samples_and_serves(tmp_path: Path,
         assert any("done: " in line and "cycles on virtual:nucleo-f746zg:demo-f746zg-0" in line
                    for line in lines)
         assert lines[-1] == "2 of 2 jobs done"
-        # A second terminal: the client against the demo's server.
+        # A second terminal: the client against the demo's server, with the token the
+        # demo saved for it (nobody types one).
         with Client(demo.url) as client:
             [again] = client.wait(client.submit(HEALTH_MODEL, ["virtual:nucleo-f746zg"],
                                                 runs=1), poll_s=0.2, timeout_s=60)

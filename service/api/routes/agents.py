@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from bench_firmware.errors import McuprofError
 from profiler_client.schemas import (
+    MAX_ID,
     AgentIn,
     AgentOut,
     FailureIn,
@@ -26,6 +27,7 @@ from profiler_client.schemas import (
 from service.api.convert import device_outs, job_out
 from service.api.deps import AgentPrincipal, AgentScope, Reader, SessionDep, SettingsDep
 from service.api.errors import error_responses, http_error
+from service.api.json_body import JSONRoute
 from service.auth import bind_agent
 from service.db.models import Device
 from service.queue import (
@@ -38,18 +40,13 @@ from service.queue import (
     report_result,
 )
 
-router = APIRouter(tags=["agents and leases"], responses=error_responses(404, 409))
+router = APIRouter(tags=["agents and leases"], responses=error_responses(404, 409),
+                   route_class=JSONRoute)
 
-MAX_ID = 2**31 - 1
-MAX_BOARDS = 256  # boards one agent may register
 NO_WORK_HEADER = "X-Mcuprof-Reason"  # why a lease request got 204
 
 AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="agent id from POST /agents")]
 LeaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="lease id from POST /leases")]
-
-
-def _bad(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 @router.get("/whoami")
@@ -66,8 +63,6 @@ def register(body: AgentIn, session: SessionDep, settings: SettingsDep,
     token registers only its own agent (binding an unbound token to ``name``), and never
     takes another agent's boards."""
     name = body.name.strip()
-    if len(body.boards) > MAX_BOARDS:
-        raise _bad(f"{len(body.boards)} boards; one agent registers at most {MAX_BOARDS}")
     try:
         check_name("agent name", name)
         bind_agent(session, principal, name, lease_seconds=settings.lease_seconds)

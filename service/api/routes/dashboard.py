@@ -1,9 +1,12 @@
 """The dashboard's pages: ``/`` (overview), ``/device/{class}``, ``/model/{id}``, ``/jobs``,
 and their static files (``/static/...``, plotly.js included: never a CDN).
 
-Pages are server-rendered (``service.dashboard``) and left out of the OpenAPI schema. Where
-the API requires tokens, a page asks for one once (``/login``) and keeps it in an HttpOnly,
-SameSite=Strict cookie; without auth (loopback development) pages are open.
+Pages are server-rendered (``service.dashboard``) and left out of the OpenAPI schema. A page
+asks for a user token once (``/login``), or takes a one-time login code
+(``/login?code=...``, the URL ``mcuprof demo`` prints) in exchange for a browser session, and
+keeps it in an HttpOnly, SameSite=Strict cookie (sent with the export links to ``/api/v1``
+too; a page of another site gets neither the cookie nor, for writes, past the Origin check).
+With auth off (unsafe) pages are open.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from bench_firmware.boards import get_board
 from bench_firmware.errors import McuprofError
 from profiler_client.schemas import PredictOut
 from service.api.deps import SessionDep, SettingsDep
-from service.auth import ANONYMOUS, AuthError, Principal, authenticate
+from service.auth import (
+    ANONYMOUS,
+    SESSION_COOKIE,
+    AuthError,
+    Principal,
+    authenticate,
+    exchange_login_code,
+)
 from service.config import Settings
 from service.dashboard import queries
 from service.dashboard.figures import device_figures, model_figures, scatter_kinds
@@ -37,7 +47,7 @@ from service.queue import NotFoundError, parse_device_class
 router = APIRouter(include_in_schema=False)
 logger = logging.getLogger("mcuprof.dashboard")
 
-TOKEN_COOKIE = "mcuprof_token"
+TOKEN_COOKIE = SESSION_COOKIE
 TOKEN_COOKIE_MAX_AGE = 30 * 24 * 3600  # seconds a signed-in browser keeps its token
 STATIC_MAX_AGE = 365 * 24 * 3600  # seconds: static URLs carry a version or a digest
 MAX_ID = 2**31 - 1
@@ -203,6 +213,38 @@ def _safe_next(target: str) -> str:
     return target
 
 
+def _signed_in(request: Request, token: str, next: str) -> Response:
+    """Back to ``next`` with ``token`` in this browser's cookie (HttpOnly: no script reads
+    it; SameSite=Strict: no other site's page sends it)."""
+    response = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(TOKEN_COOKIE, token, max_age=TOKEN_COOKIE_MAX_AGE, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+def _login_form(next: str, error: str | None = None,
+                status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    return _html(render("login.html", title="Sign in", nav="", next=_safe_next(next),
+                        error=error), status_code)
+
+
+@router.get("/login")
+def login_link(request: Request,
+               code: Annotated[str | None, Query(max_length=200)] = None,
+               next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    """The sign-in form; with ``code`` (a one-time login code, as in the URL ``mcuprof
+    demo`` prints) a new browser session, kept in the cookie, without typing a token."""
+    if code is None:
+        return _login_form(next)
+    try:
+        with _db(request).transaction() as session:
+            row, token = exchange_login_code(session, code)
+            logger.info("login code exchanged for browser session %r", row.name)
+    except AuthError as e:
+        return _login_form(next, error=str(e), status_code=status.HTTP_401_UNAUTHORIZED)
+    return _signed_in(request, token, next)
+
+
 @router.post("/login")
 def login(request: Request, session: SessionDep, settings: SettingsDep,
           token: Annotated[str, Form(max_length=1000)],
@@ -214,10 +256,7 @@ def login(request: Request, session: SessionDep, settings: SettingsDep,
         return _login_page(request, error=str(e), status_code=status.HTTP_401_UNAUTHORIZED)
     finally:
         session.rollback()
-    response = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(TOKEN_COOKIE, token.strip(), max_age=TOKEN_COOKIE_MAX_AGE,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
-    return response
+    return _signed_in(request, token.strip(), next)
 
 
 @router.get("/static/{name}")

@@ -13,11 +13,13 @@ from profiler_client.schemas import DeviceOut, HealthIn
 from service.api.convert import device_outs
 from service.api.deps import AgentScope, Reader, SessionDep
 from service.api.errors import error_responses, http_error
+from service.api.json_body import JSONRoute
 from service.db.models import NAME_LENGTH, Device
 from service.queue import set_health
 
 router = APIRouter(prefix="/devices", tags=["devices"],
-                   responses=error_responses(404))
+                   responses=error_responses(404),
+                   route_class=JSONRoute)
 
 DeviceName = Annotated[str, Path(max_length=NAME_LENGTH,
                                  description="full device name, e.g. virtual:nucleo-f446re:h0")]

@@ -18,9 +18,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from bench_firmware.errors import McuprofError
-from profiler_client.schemas import FitKind, FitOut, Kernels, PredictIn, PredictOut
+from profiler_client.schemas import (
+    MAX_DEVICES,
+    TAG_CHARS,
+    FitKind,
+    FitOut,
+    Kernels,
+    PredictIn,
+    PredictOut,
+)
 from service.api.deps import Reader, SessionDep, SettingsDep
 from service.api.errors import error_responses, http_error
+from service.api.json_body import JSONRoute, json_invalid, parse_json, read_body
 from service.api.storage import analyze
 from service.db.engine import Database
 from service.db.models import NAME_LENGTH, TAG_LENGTH
@@ -36,9 +45,12 @@ from service.fits_store import (
 from service.predict import predict, subject_from_analysis, subject_from_request
 from service.queue import parse_device_class
 
-router = APIRouter(tags=["fits and predictions"], responses=error_responses(404))
+router = APIRouter(tags=["fits and predictions"], responses=error_responses(404),
+                   route_class=JSONRoute)
 
-MAX_DEVICES = 64  # device classes in one prediction request
+# bytes of a JSON prediction request: PredictIn at its largest (MAX_LAYERS layers) is a
+# few hundred KiB; anything bigger is refused before it is parsed.
+MAX_PREDICT_JSON_BYTES = 1024 * 1024
 
 Version = Annotated[str, Path(max_length=NAME_LENGTH, description="a fit's version")]
 
@@ -131,15 +143,12 @@ def _refresh(db: Database, devices: list[str]) -> None:
 
 def _json_body(raw: bytes) -> PredictIn:
     """The JSON body as ``PredictIn``, with errors shaped as FastAPI's own (``body`` first in
-    every location), so the app's handler words them the same way."""
+    every location), so the app's handler words them the same way. Runs in a worker thread:
+    parsing a large body must not hold up the event loop."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        pos = e.pos if isinstance(e, json.JSONDecodeError) else e.start
-        reason = e.msg if isinstance(e, json.JSONDecodeError) else e.reason
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", pos),
-                                       "msg": "JSON decode error", "input": {},
-                                       "ctx": {"error": reason}}]) from e
+        data = parse_json(raw)
+    except json.JSONDecodeError as e:
+        raise json_invalid(e.pos, e.msg) from e
     try:
         return PredictIn.model_validate(data)
     except ValidationError as e:
@@ -201,12 +210,14 @@ async def predict_latency(request: Request, session: SessionDep, settings: Setti
                 raise _bad(f"kernels must be dsp or ref, not {kernels!r}")
             if len(devices) > MAX_DEVICES:
                 raise _bad(f"{len(devices)} devices; predict at most {MAX_DEVICES} at once")
+            if backbone is not None and len(backbone) > TAG_CHARS:
+                raise _bad(f"backbone is longer than {TAG_CHARS} characters")
             name = filename.rsplit("/", 1)[-1].removesuffix(".tflite") or "model"
             return await run_in_threadpool(_predict_upload, db, data, name, devices, backbone,
                                            kernels)
-        body = _json_body(await request.body())
-        if len(body.devices) > MAX_DEVICES:
-            raise _bad(f"{len(body.devices)} devices; predict at most {MAX_DEVICES} at once")
+        raw = await read_body(request, MAX_PREDICT_JSON_BYTES,
+                              "send fewer layers, or the .tflite file as multipart 'file'")
+        body = await run_in_threadpool(_json_body, raw)
         return await run_in_threadpool(_predict_json, db, body)
     except McuprofError as e:
         raise http_error(e) from e

@@ -8,18 +8,18 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
-from profiler_client.schemas import JobOut, JobsIn, JobState
+from profiler_client.schemas import MAX_ID, NAME_CHARS, JobOut, JobsIn, JobState
 from service.api.convert import job_out, job_outs
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import error_responses, http_error
+from service.api.json_body import JSONRoute
 from service.db.models import Job, Model
 from service.queue import cancel, enqueue, known_devices_hint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"],
-                   responses=error_responses(404, 409))
+                   responses=error_responses(404, 409),
+                   route_class=JSONRoute)
 
-MAX_ID = 2**31 - 1  # ids and priorities are 32-bit integers in the database
-MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 DEFAULT_LIMIT = 100  # rows per page
 MAX_LIMIT = 1000  # rows per page at most
 
@@ -39,10 +39,7 @@ def submit(body: JobsIn, session: SessionDep, settings: SettingsDep,
            _user: User) -> list[JobOut]:
     """One job per device class. A model that does not fit a class's board gets a job that
     is already failed, with the arena and flash figures in its error."""
-    if not MIN_PRIORITY <= body.priority <= MAX_PRIORITY:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"priority must be within {MIN_PRIORITY}..{MAX_PRIORITY}")
-    model = session.get(Model, body.model_id) if 1 <= body.model_id <= MAX_ID else None
+    model = session.get(Model, body.model_id)
     if model is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail=f"there is no model {body.model_id}; upload it first with "
@@ -65,10 +62,11 @@ def submit(body: JobsIn, session: SessionDep, settings: SettingsDep,
 def list_jobs(
     session: SessionDep, _reader: Reader,
     state: JobState | None = None,
-    device: Annotated[str | None, Query(description="device class")] = None,
+    device: Annotated[str | None, Query(max_length=NAME_CHARS,
+                                        description="device class")] = None,
     model_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")] = 0,
 ) -> list[JobOut]:
     """Jobs, newest first."""
     query = select(Job)

@@ -10,18 +10,26 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import or_, select
 
 from bench_firmware.errors import McuprofError
-from profiler_client.schemas import MeasurementOut, measurement_row
+from profiler_client.schemas import (
+    MAX_ID,
+    MAX_TAGS,
+    NAME_CHARS,
+    MeasurementOut,
+    TagFilter,
+    measurement_row,
+)
 from service.api.convert import measurement_out
 from service.api.deps import Reader, SessionDep
 from service.api.errors import error_responses, http_error
+from service.api.json_body import JSONRoute
 from service.api.storage import parse_tags, tag_filters
 from service.db.models import Measurement
 from service.fits_store import MEDIA_TYPES, measurements_export
 
 router = APIRouter(prefix="/measurements", tags=["measurements"],
-                   responses=error_responses())
+                   responses=error_responses(),
+                   route_class=JSONRoute)
 
-MAX_ID = 2**31 - 1
 DEFAULT_LIMIT = 1000  # rows per page
 MAX_LIMIT = 100_000  # rows per page at most (a CSV export of a campaign)
 
@@ -32,13 +40,15 @@ MAX_LIMIT = 100_000  # rows per page at most (a CSV export of a campaign)
                          "service.fitting.frames.measurements_frame (for pandas)"}})
 def list_measurements(
     session: SessionDep, _reader: Reader,
-    device: Annotated[str | None, Query(description="a device class or a full device name")]
+    device: Annotated[str | None, Query(max_length=NAME_CHARS,
+                                        description="a device class or a full device name")]
     = None,
     model_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    tag: Annotated[list[str] | None, Query(description="model tag key=value, repeatable")]
+    tag: Annotated[list[TagFilter] | None, Query(max_length=MAX_TAGS,
+                                                 description="model tag key=value, repeatable")]
     = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")] = 0,
     format: Literal["json", "csv", "parquet"] = "json",
 ) -> list[MeasurementOut] | Response:
     """Measurements, oldest first. CSV has one row each (layers and outputs left out)."""

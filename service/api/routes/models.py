@@ -10,24 +10,33 @@ from fastapi import APIRouter, File, Form, HTTPException, Path, Query, Response,
 from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
-from profiler_client.schemas import MeasurementOut, ModelOut
+from profiler_client.schemas import (
+    MAX_ID,
+    MAX_TAGS,
+    NAME_CHARS,
+    MeasurementOut,
+    ModelOut,
+    TagFilter,
+)
 from service.api.convert import measurement_out, model_out
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import ErrorOut, error_responses, http_error
+from service.api.json_body import JSONRoute
 from service.api.storage import analyze, parse_tags, store_model, tag_filters
 from service.db.models import Measurement, Model
 
 router = APIRouter(prefix="/models", tags=["models"],
-                   responses=error_responses(404))
+                   responses=error_responses(404),
+                   route_class=JSONRoute)
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 DEFAULT_LIMIT = 100  # rows per page
 MAX_LIMIT = 1000  # rows per page at most
 
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID, description="model id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
-Offset = Annotated[int, Query(ge=0, description="rows to skip")]
-Tags = Annotated[list[str] | None, Query(description="key=value; repeat to require several")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")]
+Tags = Annotated[list[TagFilter] | None, Query(
+    max_length=MAX_TAGS, description="key=value; repeat to require several")]
 
 
 def _model(session: SessionDep, model_id: int) -> Model:
@@ -47,8 +56,10 @@ def _model(session: SessionDep, model_id: int) -> Model:
 def upload_model(
     session: SessionDep, settings: SettingsDep, _user: User, response: Response,
     file: Annotated[UploadFile, File(description="the int8 .tflite file")],
-    name: Annotated[str | None, Form(description="defaults to the file name")] = None,
-    tag: Annotated[list[str] | None, Form(description="key=value, repeatable")] = None,
+    name: Annotated[str | None, Form(max_length=NAME_CHARS,
+                                     description="defaults to the file name")] = None,
+    tag: Annotated[list[TagFilter] | None, Form(max_length=MAX_TAGS,
+                                                description="key=value, repeatable")] = None,
 ) -> ModelOut:
     """Upload a model: 201 when new, 200 when the same bytes exist (tags are merged)."""
     # End the transaction of the token lookup: SQLite's writer lock must not be held while
