@@ -27,14 +27,15 @@ def _fmt_bytes(n: int) -> str:
 
 
 def _print_layers(layers: list[dict[str, Any]], with_cycles: bool = False) -> None:
-    head = f"{'#':>3}  {'op':<20} {'output':<18} {'MACs':>12} {'params':>10} {'plan':>10}"
+    head = (f"{'#':>3}  {'op':<20} {'output':<18} {'MACs':>12} {'params':>10} {'plan':>10} "
+            f"{'scratch':>8}")
     if with_cycles:
         head += f" {'cycles':>12} {'MAC/cyc':>8}"
     click.echo(head)
     for layer in layers:
         line = (f"{layer['index']:>3}  {layer['op']:<20} {str(layer.get('output_shape', '')):<18} "
                 f"{layer['macs']:>12,} {layer.get('param_bytes', 0):>10,} "
-                f"{layer.get('plan_bytes', 0):>10,}")
+                f"{layer.get('plan_bytes', 0):>10,} {layer.get('scratch_bytes', 0):>8,}")
         if with_cycles:
             cyc = layer.get("cycles")
             mpc = f"{layer['macs'] / cyc:.2f}" if cyc and layer["macs"] else "-"
@@ -64,7 +65,8 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
     fit_arena = "fits" if plan.arena_bytes <= b.arena_capacity else "DOES NOT FIT"
     fit_plan = "fits" if plan.plan_bytes <= b.model_region_bytes else "DOES NOT FIT"
     click.echo(f"arena: {_fmt_bytes(plan.arena_bytes)} of {_fmt_bytes(b.arena_capacity)} "
-               f"({fit_arena})")
+               f"({fit_arena}; activations alone {_fmt_bytes(plan.activation_bytes)}, the rest "
+               f"kernel scratch)")
     click.echo(f"plan:  {_fmt_bytes(plan.plan_bytes)} of {_fmt_bytes(b.model_region_bytes)} "
                f"model region ({fit_plan})")
 

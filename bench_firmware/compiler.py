@@ -50,12 +50,13 @@ class Layer:
     param_bytes: int
     plan_bytes: int
     output_shape: tuple[int, ...]
+    scratch_bytes: int = 0  # the kernel's arena scratch buffer (part of arena_bytes)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "index": self.index, "op": self.op, "macs": self.macs, "ops": self.ops,
             "param_bytes": self.param_bytes, "plan_bytes": self.plan_bytes,
-            "output_shape": list(self.output_shape),
+            "scratch_bytes": self.scratch_bytes, "output_shape": list(self.output_shape),
         }
 
 
@@ -65,12 +66,13 @@ class Plan:
     board: Board
     model_id: str  # 16 hex digits: the first 8 bytes of the .tflite's SHA-256
     sha256: str
-    arena_bytes: int
+    arena_bytes: int  # activations and kernel scratch buffers, as planned
     input_shape: tuple[int, ...]
     input_dtype: str
     output_shape: tuple[int, ...]
     output_dtype: str
     layers: list[Layer] = field(default_factory=list)
+    activation_bytes: int = 0  # the arena the activations alone would need
 
     @property
     def plan_bytes(self) -> int:
@@ -99,6 +101,8 @@ class Plan:
             "param_bytes": self.param_bytes,
             "plan_bytes": self.plan_bytes,
             "arena_bytes": self.arena_bytes,
+            "activation_arena_bytes": self.activation_bytes,
+            "scratch_bytes": max((layer.scratch_bytes for layer in self.layers), default=0),
             "arena_capacity": self.board.arena_capacity,
             "model_region_bytes": self.board.model_region_bytes,
             "input_shape": list(self.input_shape),
@@ -115,6 +119,7 @@ class _DataSection:
     def __init__(self, base: int) -> None:
         self.base = base
         self.buf = bytearray()
+        self.scratch_off = 0  # the current op's scratch buffer in the arena
 
     def add_data(self, data: bytes | np.ndarray, align: int = pf.ALIGN) -> int:
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
@@ -211,7 +216,18 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
     _check_types(graph)  # a float model is the more useful diagnosis than its ops
     _check_ops(graph)
     tensors, life = _activation_tensors(graph)
-    arena = plan_memory(list(life.values()))
+    # Kernel scratch buffers live in the arena too, each alive during its own op only.
+    # They never overlap the model input: the firmware keeps a copy of the input to restore
+    # before each run only when an operator's output overwrites it, and knows no scratch.
+    scratch: dict[int, Buffer] = {}
+    model_input = frozenset(t.index for t in graph.inputs)
+    for i, op in enumerate(graph.operators):
+        size = op_registry.REGISTRY[op.name].scratch_bytes(op)
+        if size > 0:
+            scratch[i] = Buffer(key=-1 - i, size=size, first=i, last=i, apart=model_input)
+    activation_bytes = plan_memory([Buffer(b.key, b.size, b.first, b.last)
+                                    for b in life.values()])
+    arena = plan_memory([*life.values(), *scratch.values()])
     if check_fit and arena > board.arena_capacity:
         big = max(tensors, key=lambda t: t.nbytes)
         raise DoesNotFitError(
@@ -229,8 +245,9 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
 
     op_records: list[bytes] = []
     layers: list[Layer] = []
-    for op in graph.operators:
+    for i, op in enumerate(graph.operators):
         before = len(data.buf)
+        data.scratch_off = scratch[i].offset if i in scratch else 0
         params = op_registry.REGISTRY[op.name].compile(op, data)
         params_off = data.add_data(params) if params else 0
         acts = [plan_index[t.index] for t in op.inputs if t is not None and not t.is_constant]
@@ -241,7 +258,8 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
         ))
         macs = layer_macs(op)
         layers.append(Layer(op.index, op.name, macs, layer_ops(op, macs), param_bytes(op),
-                            pf.OP.size + len(data.buf) - before, op.outputs[0].shape))
+                            pf.OP.size + len(data.buf) - before, op.outputs[0].shape,
+                            scratch[i].size if i in scratch else 0))
 
     flags = 0
     if graph.inputs[0].dtype == "float32":
@@ -283,6 +301,7 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
         data=bytes(blob), board=board, model_id=graph.sha256[:16], sha256=graph.sha256,
         arena_bytes=arena, input_shape=graph.inputs[0].shape, input_dtype=graph.inputs[0].dtype,
         output_shape=graph.outputs[0].shape, output_dtype=graph.outputs[0].dtype, layers=layers,
+        activation_bytes=activation_bytes,
     )
 
 

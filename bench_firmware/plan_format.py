@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"MCUP"
-VERSION = 1
+VERSION = 2  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -170,6 +170,10 @@ CONV = Struct("mp_conv_params_t", (
     ("bias_off", "u32"),         # i32[out_c]
     ("mult_off", "u32"),         # i32[out_c]
     ("shift_off", "u32"),        # i32[out_c]
+    ("scratch_off", "u32"),      # arena offset of the DSP path's scratch buffer (planner)
+    ("scratch_bytes", "u32"),    # its size; 0: the op needs none
+    ("dsp_off", "u32"),          # dw, depth multiplier 1: per 4 channels, [kh*kw][4] weights
+                                 # then bias[4] (i32); 0: none
 ), "CONV_2D and DEPTHWISE_CONV_2D.")
 
 FULLY_CONNECTED = Struct("mp_fc_params_t", (

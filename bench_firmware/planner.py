@@ -5,6 +5,10 @@ writes it (model inputs: from operator 0) to the last operator that reads it (mo
 to the end); buffers are placed in order of decreasing size, each at the lowest offset where it
 overlaps no already-placed buffer that is alive at the same time. Sizes are rounded up to
 TFLM's 16-byte buffer alignment so our figure is comparable to its report.
+
+A buffer may also name keys it must never share bytes with, whatever their lifetimes
+(``apart``): kernel scratch buffers stay clear of the model input, which the firmware restores
+from a copy before every run only when an operator's *output* overwrites it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ class Buffer:
     first: int  # first operator index using it
     last: int  # last operator index using it
     offset: int = -1
+    apart: frozenset[int] = frozenset()  # keys never to overlap, at any time
 
     def overlaps_in_time(self, other: Buffer) -> bool:
+        if other.key in self.apart or self.key in other.apart:
+            return True
         return not (self.last < other.first or other.last < self.first)
 
 

@@ -19,7 +19,11 @@ from bench_firmware.tflite_model import Operator, Tensor
 
 
 class DataSink(Protocol):
-    """What an op compiler may do with the plan being built."""
+    """What an op compiler may do with the plan being built. ``scratch_off`` is the arena
+    offset the memory planner gave the op's scratch buffer (the size its spec's ``scratch``
+    asked for), 0 when it asked for none."""
+
+    scratch_off: int
 
     def add_data(self, data: bytes | np.ndarray, align: int = 8) -> int:
         """Append bytes to the data section; returns their absolute offset in the plan."""
@@ -27,20 +31,28 @@ class DataSink(Protocol):
 
 
 OpCompileFn = Callable[[Operator, DataSink], bytes]
+ScratchFn = Callable[[Operator], int]
 
 
 @dataclass(frozen=True)
 class OpSpec:
     name: str
     compile: OpCompileFn
+    scratch: ScratchFn | None = None  # bytes of arena scratch the op's kernel needs
+
+    def scratch_bytes(self, op: Operator) -> int:
+        return self.scratch(op) if self.scratch is not None else 0
 
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
-def register(name: str) -> Callable[[OpCompileFn], OpCompileFn]:
+def register(name: str, *, scratch: ScratchFn | None = None,
+             ) -> Callable[[OpCompileFn], OpCompileFn]:
+    """Registers an op compiler; ``scratch`` sizes the arena scratch buffer its kernel uses
+    (planned with the activations, alive during that op only)."""
     def wrap(fn: OpCompileFn) -> OpCompileFn:
-        REGISTRY[name] = OpSpec(name, fn)
+        REGISTRY[name] = OpSpec(name, fn, scratch)
         return fn
 
     return wrap

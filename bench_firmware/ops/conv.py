@@ -133,7 +133,27 @@ def _tensors(op: Operator) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     return input_t, filter_t, bias_t, output_t
 
 
-@register("CONV_2D")
+def conv_direct(op: Operator) -> bool:
+    """Whether the DSP conv reads its columns straight from the input: a 1x1 kernel (no
+    padding, any stride) over a channel count the word loads cover exactly."""
+    _, kh, kw, in_c = op.inputs[1].shape  # type: ignore[union-attr]
+    return kh == 1 and kw == 1 and in_c % 4 == 0
+
+
+def conv_scratch_bytes(op: Operator) -> int:
+    """The DSP conv's scratch (``firmware/kernels/conv.c``): the columns of two output pixels,
+    widened to int16, ``4 * row_bytes``; their int32 accumulator rows, ``8 * out_c``; the
+    requantization table, ``8 * out_c``; and, unless it reads the input directly, one pixel's
+    int8 column (``row_bytes``) gathered from the window with padding filled in."""
+    filt = op.inputs[1]
+    if filt is None or len(filt.shape) != 4:
+        return 0  # compile_conv2d rejects the op
+    out_c, kh, kw, in_c = filt.shape
+    row_bytes = align4(kh * kw * in_c)
+    return (4 if conv_direct(op) else 5) * row_bytes + 16 * out_c
+
+
+@register("CONV_2D", scratch=conv_scratch_bytes)
 def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
     """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned."""
     input_t, filter_t, bias_t, output_t = _tensors(op)
@@ -162,10 +182,37 @@ def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
         act_min=act_min, act_max=act_max, **window, depth_multiplier=1, row_bytes=row_bytes,
         weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+        scratch_off=getattr(ctx, "scratch_off", 0), scratch_bytes=conv_scratch_bytes(op),
     )
 
 
-@register("DEPTHWISE_CONV_2D")
+def depthwise_dsp_block(weights: np.ndarray, bias: np.ndarray, channels: int) -> np.ndarray:
+    """The DSP depthwise kernel's data for depth multiplier 1, in the order it reads it: per
+    group of four channels, each tap's four weights (``[kh*kw][4]`` bytes), then the group's
+    four biases (``i32[4]``), so a group's flash reads are one sequential stream. Full groups
+    only; the kernel does the last ``channels % 4`` from the plain arrays."""
+    groups = channels // 4
+    taps = weights.shape[0]
+    w = weights[:, :groups * 4].reshape(taps, groups, 4).transpose(1, 0, 2)
+    b = bias[:groups * 4].astype("<i4").reshape(groups, 4)
+    block = np.concatenate([w.reshape(groups, taps * 4).view(np.uint8),
+                            b.view(np.uint8)], axis=1)
+    return np.ascontiguousarray(block)
+
+
+def depthwise_scratch_bytes(op: Operator) -> int:
+    """The DSP depthwise kernel's int32 accumulators of one output row (``out_w * out_c``)
+    and its requantization table, 8 bytes per channel (``firmware/kernels/depthwise_conv.c``);
+    only depth multiplier 1 takes that path."""
+    filt = op.inputs[1]
+    if filt is None or len(filt.shape) != 4 or op.options.get("depth_multiplier", 1) != 1:
+        return 0
+    out_c = filt.shape[3]
+    out_w = op.outputs[0].shape[2] if len(op.outputs[0].shape) == 4 else 1
+    return (4 * out_w + 8) * out_c if out_c >= 4 else 0
+
+
+@register("DEPTHWISE_CONV_2D", scratch=depthwise_scratch_bytes)
 def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
     """TFLite's [1][kh][kw][out_c] weights with each tap's channels padded to a word, so the
     DSP path's four-channel loads are aligned."""
@@ -193,10 +240,15 @@ def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
     tap_bytes = align4(out_c)
     weights = np.zeros((kh * kw, tap_bytes), dtype=np.int8)
     weights[:, :out_c] = np.asarray(filter_t.data, dtype=np.int8).reshape(kh * kw, out_c)
+    dsp_off = 0
+    if multiplier == 1 and out_c >= 4:
+        dsp_off = ctx.add_data(depthwise_dsp_block(weights, bias, out_c))
     return pf.CONV.pack(
         input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, **window, depth_multiplier=multiplier,
         row_bytes=tap_bytes,
         weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+        dsp_off=dsp_off, scratch_off=getattr(ctx, "scratch_off", 0),
+        scratch_bytes=depthwise_scratch_bytes(op),
     )

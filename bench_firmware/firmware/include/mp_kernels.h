@@ -13,6 +13,7 @@
 
 typedef struct {
   const uint8_t *plan;              /* the whole plan: weights are plan + offset */
+  uint32_t plan_bytes;              /* its total_bytes (validated at load) */
   const void *params;               /* the op's parameter struct, NULL when it has none */
   uint16_t n_inputs;
   const mp_tensor_t *input[MP_MAX_INPUTS];
@@ -20,7 +21,17 @@ typedef struct {
   const mp_tensor_t *output;
   void *output_data;
   mp_kernel_path_t path;
+  uint8_t *arena;                   /* the tensor arena: scratch buffers are arena + offset */
+  uint32_t arena_bytes;             /* the plan's arena size (validated at load) */
 } mp_op_ctx_t;
+
+/* The op's scratch buffer, `bytes` long at arena offset `off` (from the plan); NULL when it
+ * does not lie inside the arena or is not word-aligned. */
+static inline void *mp_scratch(const mp_op_ctx_t *ctx, uint32_t off, uint32_t bytes) {
+  if (bytes == 0 || off > ctx->arena_bytes || bytes > ctx->arena_bytes - off || (off & 3u))
+    return 0;
+  return ctx->arena + off;
+}
 
 /* A pointer to plan data at byte offset `off`. */
 #define MP_PLAN_AT(ctx, type, off) ((const type *)(const void *)((ctx)->plan + (off)))

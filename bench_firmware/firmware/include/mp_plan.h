@@ -9,7 +9,7 @@
   typedef char mp_static_assert_##name[(cond) ? 1 : -1]
 
 #define MP_PLAN_MAGIC "MCUP"
-#define MP_PLAN_VERSION 1
+#define MP_PLAN_VERSION 2
 #define MP_PLAN_CRC_START 16
 #define MP_PLAN_ALIGN 8
 #define MP_TYPE_INT8 1
@@ -106,8 +106,11 @@ typedef struct {
   uint32_t bias_off;
   uint32_t mult_off;
   uint32_t shift_off;
+  uint32_t scratch_off;
+  uint32_t scratch_bytes;
+  uint32_t dsp_off;
 } mp_conv_params_t;
-MP_STATIC_ASSERT(sizeof(mp_conv_params_t) == 56, mp_conv_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_conv_params_t) == 68, mp_conv_params_t_size);
 
 /* FULLY_CONNECTED; rows = input elements / in_features. */
 typedef struct {

@@ -5,19 +5,15 @@
  * OHWI filter (kh * kw * in_c bytes) padded to a word. Taps outside the input are skipped,
  * as in TFLM: the padded input would be -input_offset, whose offset-corrected value is 0.
  *
- * The DSP path needs no im2col buffer: in NHWC one input pixel's channels are contiguous and
- * so are one tap's weights; with dilation_w == 1 a whole kernel row's in-bounds taps are one
- * contiguous span in both. Each span is a dot product done four channels at a time with
- * SXTAB16 (input + offset) / SXTB16 (weights) and SMLAD, for two output channels and, where
- * two neighbouring output pixels see the same taps, two pixels at once (4 accumulators per
- * 2 input + 2 weight loads). Both paths requantize through mp_requantize(), so their bytes
- * are identical. */
+ * The DSP path is described above conv_dsp() below. Both paths give identical bytes. */
 #include <stdint.h>
+#include <string.h>
 
 #include "mp_acle.h"
 #include "mp_fixedpoint.h"
 #include "mp_conv_job.h"
 #include "mp_kernels.h"
+#include "mp_requant.h"
 
 
 static inline int8_t conv_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
@@ -56,187 +52,267 @@ static void conv_ref(const mp_conv_job_t *j) {
   }
 }
 
-/* acc[0], acc[1] += sum_i (x[i] + offset) * w0[i], w1[i]: one pixel, two channels. */
-static inline void dot_p1_c2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n,
-                             uint32_t off2, int32_t off, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1];
-  int32_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const uint32_t xv = mp_load32(x + i);
-    const uint32_t xe = mp_sxtab16(off2, xv), xo = mp_sxtab16_ror8(off2, xv);
-    const uint32_t v0 = mp_load32(w0 + i), v1 = mp_load32(w1 + i);
-    a0 = mp_smlad(xe, mp_sxtb16(v0), a0);
-    a0 = mp_smlad(xo, mp_sxtb16_ror8(v0), a0);
-    a1 = mp_smlad(xe, mp_sxtb16(v1), a1);
-    a1 = mp_smlad(xo, mp_sxtb16_ror8(v1), a1);
-  }
-  for (; i < n; ++i) {
-    const int32_t xi = (int32_t)x[i] + off;
-    a0 += (int32_t)w0[i] * xi;
-    a1 += (int32_t)w1[i] * xi;
-  }
-  acc[0] = a0;
-  acc[1] = a1;
+/* ---- DSP path: a blocked matrix product over a widened im2col buffer ---------------------
+ *
+ * The product is out[pixel][oc] = bias[oc] + sum_k col[pixel][k] * w[oc][k], with col the
+ * pixel's window (kernel-row spans of the NHWC input, in OHWI order like the weights) plus
+ * input_offset. Two output pixels' columns are widened to int16 once per pixel pair, with the
+ * offset added (SXTAB16), into one interleaved buffer: for each group of four k, pixel 0's
+ * {k0, k2}, {k1, k3} halfword pairs, then pixel 1's (16 bytes). The weights are extended with
+ * SXTB16 / SXTB16 ROR #8, which yields the same {k0, k2}, {k1, k3} pairing, so SMLAD sums
+ * matching products without reordering anything. Each pass of the inner loop loads four
+ * column words and two weight words (one per output channel), extends the weights, and does
+ * 8 SMLADs (16 MACs) into four accumulators: 2 channels x 2 pixels.
+ *
+ * Taps outside the input are gathered as the input zero point (-input_offset), which widens
+ * to 0, so they add nothing, as TFLM's skipped taps. A 1x1 kernel over a multiple of four
+ * channels needs no gathering: the pixel's channels are its column. Rows of weights are
+ * padded with zeros to row_bytes, so the padded column bytes add nothing either.
+ *
+ * Scratch (arena, planned by bench_firmware/planner.py): the int16 buffer, 4 * row_bytes;
+ * the two pixels' int32 accumulator rows, 8 * out_c; the requantization table (mp_requant.h),
+ * 8 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path). An odd last pixel is computed as a pair with itself, an odd last
+ * channel with its own row twice; the duplicate results are not kept. Each accumulator row
+ * is requantized by mp_requant_row(), equal to mp_requantize_output() bit for bit. */
+
+/* Whether the columns are the input pixels themselves (must agree with
+ * bench_firmware/ops/conv.py conv_direct()). */
+static int conv_direct(const mp_conv_job_t *j) {
+  const mp_conv_params_t *p = j->p;
+  return p->kernel_h == 1 && p->kernel_w == 1 && (j->d.in_c & 3) == 0 && p->pad_top == 0 &&
+         p->pad_left == 0;
 }
 
-/* Two pixels (x, y), two channels: acc = {x.w0, x.w1, y.w0, y.w1}. */
-static inline void dot_p2_c2(const int8_t *x, const int8_t *y, const int8_t *w0,
-                             const int8_t *w1, int32_t n, uint32_t off2, int32_t off,
-                             int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  int32_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const uint32_t xv = mp_load32(x + i), yv = mp_load32(y + i);
-    const uint32_t v0 = mp_load32(w0 + i), v1 = mp_load32(w1 + i);
-    const uint32_t v0e = mp_sxtb16(v0), v0o = mp_sxtb16_ror8(v0);
-    const uint32_t v1e = mp_sxtb16(v1), v1o = mp_sxtb16_ror8(v1);
-    const uint32_t xe = mp_sxtab16(off2, xv), xo = mp_sxtab16_ror8(off2, xv);
-    a0 = mp_smlad(xe, v0e, a0);
-    a0 = mp_smlad(xo, v0o, a0);
-    a1 = mp_smlad(xe, v1e, a1);
-    a1 = mp_smlad(xo, v1o, a1);
-    const uint32_t ye = mp_sxtab16(off2, yv), yo = mp_sxtab16_ror8(off2, yv);
-    a2 = mp_smlad(ye, v0e, a2);
-    a2 = mp_smlad(yo, v0o, a2);
-    a3 = mp_smlad(ye, v1e, a3);
-    a3 = mp_smlad(yo, v1o, a3);
+/* Copies n bytes; first layers copy a few bytes per kernel row (kw * in_c with in_c <= 3),
+ * less than a memcpy call costs (GCC would turn these loops back into calls). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CONV_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CONV_NO_LIBCALLS
+#endif
+static inline CONV_NO_LIBCALLS void conv_copy(int8_t *dst, const int8_t *src, int32_t n) {
+  if (n > 16) {
+    memcpy(dst, src, (size_t)n);
+    return;
   }
-  for (; i < n; ++i) {
-    const int32_t xi = (int32_t)x[i] + off, yi = (int32_t)y[i] + off;
-    a0 += (int32_t)w0[i] * xi;
-    a1 += (int32_t)w1[i] * xi;
-    a2 += (int32_t)w0[i] * yi;
-    a3 += (int32_t)w1[i] * yi;
+  /* Word at a time: LDR and STR take any alignment on Armv7-M (A3.2.1); mp_load32 and the
+   * memcpy store compile to exactly those, never to LDRD/LDM. */
+  for (; n >= 4; n -= 4, dst += 4, src += 4) {
+    const uint32_t v = mp_load32(src);
+    memcpy(dst, &v, sizeof(v));
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  for (int32_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-/* One or two pixels, one channel (the last one of an odd count): acc = {x.w, y.w}. */
-static inline void dot_c1(const int8_t *x, const int8_t *y, const int8_t *w, int32_t n,
-                          uint32_t off2, int32_t off, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1];
-  int32_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const uint32_t v = mp_load32(w + i);
-    const uint32_t ve = mp_sxtb16(v), vo = mp_sxtb16_ror8(v);
-    const uint32_t xv = mp_load32(x + i);
-    a0 = mp_smlad(mp_sxtab16(off2, xv), ve, a0);
-    a0 = mp_smlad(mp_sxtab16_ror8(off2, xv), vo, a0);
-    if (y) {
-      const uint32_t yv = mp_load32(y + i);
-      a1 = mp_smlad(mp_sxtab16(off2, yv), ve, a1);
-      a1 = mp_smlad(mp_sxtab16_ror8(off2, yv), vo, a1);
-    }
-  }
-  for (; i < n; ++i) {
-    a0 += (int32_t)w[i] * ((int32_t)x[i] + off);
-    if (y) a1 += (int32_t)w[i] * ((int32_t)y[i] + off);
-  }
-  acc[0] = a0;
-  acc[1] = a1;
+static inline CONV_NO_LIBCALLS void conv_fill(int8_t *dst, int8_t v, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) dst[i] = v;
 }
 
-/* The in-bounds part of one output pixel's (or pixel pair's) window, as spans. */
-typedef struct {
-  int32_t ky_lo, ky_hi, kx_lo, kx_hi;
-  int32_t n_spans, span;  /* spans per kernel row and bytes per span */
-  int32_t x_step;         /* input bytes between spans */
-} conv_window_t;
-
-/* One output pixel, or two (ox, ox + 1) when `pair` (same taps in bounds for both). */
-static void conv_dsp_pixels(const mp_conv_job_t *j, int32_t b, int32_t oy, int32_t ox, int pair,
-                            const conv_window_t *win) {
+/* Pixel (oy, ox)'s int8 column: its window, kernel row by kernel row, taps outside the input
+ * filled with `pad`, then `pad` up to row_bytes. */
+static CONV_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_b, int32_t oy, int32_t ox,
+                        int8_t *dst) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t in_c = d->in_c, kw = p->kernel_w;
-  const int32_t off = p->input_offset;
-  const uint32_t off2 = mp_pack16(off, off);
+  const int8_t pad = (int8_t)(-p->input_offset);
   const int32_t iy0 = oy * p->stride_h - p->pad_top;
   const int32_t ix0 = ox * p->stride_w - p->pad_left;
-  const int32_t pair_step = p->stride_w * in_c; /* the second pixel's input, further right */
-  const int32_t row_bytes = (int32_t)p->row_bytes;
-  int8_t *out0 = j->output + ((b * d->out_h + oy) * d->out_w + ox) * d->out_c;
-  int8_t *out1 = out0 + d->out_c;
-  const int8_t *in_b = j->input + b * d->in_h * d->in_w * in_c;
-  /* No tap in bounds horizontally: only the bias (and no pointer into the void). */
-  const int32_t ky_hi = win->n_spans > 0 ? win->ky_hi : win->ky_lo;
-
-  int32_t oc = 0;
-  for (; oc + 2 <= d->out_c; oc += 2) {
-    const int8_t *row0 = j->weights + oc * row_bytes;
-    int32_t acc[4] = {j->bias[oc], j->bias[oc + 1], j->bias[oc], j->bias[oc + 1]};
-    for (int32_t ky = win->ky_lo; ky < ky_hi; ++ky) {
-      const int8_t *x = in_b + ((iy0 + ky * p->dilation_h) * d->in_w +
-                                ix0 + win->kx_lo * p->dilation_w) * in_c;
-      const int8_t *w = row0 + (ky * kw + win->kx_lo) * in_c;
-      for (int32_t s = 0; s < win->n_spans; ++s) {
-        const int8_t *xs = x + s * win->x_step, *ws = w + s * in_c;
-        if (pair)
-          dot_p2_c2(xs, xs + pair_step, ws, ws + row_bytes, win->span, off2, off, acc);
-        else
-          dot_p1_c2(xs, ws, ws + row_bytes, win->span, off2, off, acc);
-      }
+  const int32_t row_span = kw * in_c;
+  int32_t kx_lo, kx_hi;
+  mp_tap_range(ix0, p->dilation_w, kw, d->in_w, &kx_lo, &kx_hi);
+  int8_t *end = dst + p->row_bytes;
+  for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_span) {
+    const int32_t iy = iy0 + ky * p->dilation_h;
+    if (iy < 0 || iy >= d->in_h || kx_hi <= kx_lo) {
+      conv_fill(dst, pad, row_span);
+      continue;
     }
-    out0[oc] = conv_out(p, acc[0], j->mult[oc], j->shift[oc]);
-    out0[oc + 1] = conv_out(p, acc[1], j->mult[oc + 1], j->shift[oc + 1]);
-    if (pair) {
-      out1[oc] = conv_out(p, acc[2], j->mult[oc], j->shift[oc]);
-      out1[oc + 1] = conv_out(p, acc[3], j->mult[oc + 1], j->shift[oc + 1]);
+    const int8_t *row = in_b + iy * d->in_w * in_c;
+    conv_fill(dst, pad, kx_lo * in_c);
+    if (p->dilation_w == 1) {
+      conv_copy(dst + kx_lo * in_c, row + (ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
+    } else {
+      for (int32_t kx = kx_lo; kx < kx_hi; ++kx)
+        conv_copy(dst + kx * in_c, row + (ix0 + kx * p->dilation_w) * in_c, in_c);
     }
+    conv_fill(dst + kx_hi * in_c, pad, (kw - kx_hi) * in_c);
   }
-  if (oc < d->out_c) {
-    const int8_t *row = j->weights + oc * row_bytes;
-    int32_t acc[2] = {j->bias[oc], j->bias[oc]};
-    for (int32_t ky = win->ky_lo; ky < ky_hi; ++ky) {
-      const int8_t *x = in_b + ((iy0 + ky * p->dilation_h) * d->in_w +
-                                ix0 + win->kx_lo * p->dilation_w) * in_c;
-      const int8_t *w = row + (ky * kw + win->kx_lo) * in_c;
-      for (int32_t s = 0; s < win->n_spans; ++s) {
-        const int8_t *xs = x + s * win->x_step;
-        dot_c1(xs, pair ? xs + pair_step : 0, w + s * in_c, win->span, off2, off, acc);
-      }
-    }
-    out0[oc] = conv_out(p, acc[0], j->mult[oc], j->shift[oc]);
-    if (pair) out1[oc] = conv_out(p, acc[1], j->mult[oc], j->shift[oc]);
+  conv_fill(dst, pad, (int32_t)(end - dst));
+}
+
+/* Widens `groups` words of int8 at src, plus the offset, into slot 0 or 1 (col already points
+ * at the slot) of the interleaved buffer. */
+static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
+  for (int32_t g = 0; g < groups; ++g, src += 4, col += 4) {
+    const uint32_t v = mp_load32(src);
+    col[0] = mp_sxtab16(off2, v);
+    col[1] = mp_sxtab16_ror8(off2, v);
   }
 }
 
-static void conv_dsp(const mp_conv_job_t *j) {
+/* One group of four k for 2 channels x 2 pixels. */
+#define CONV_MAC_GROUP(col, w0, w1, a00, a01, a10, a11)      \
+  do {                                                         \
+    const uint32_t v0_ = mp_load32(w0), v1_ = mp_load32(w1); \
+    const uint32_t v0e_ = mp_sxtb16(v0_), v0o_ = mp_sxtb16_ror8(v0_); \
+    a00 = mp_smlad((col)[0], v0e_, a00);                       \
+    a00 = mp_smlad((col)[1], v0o_, a00);                       \
+    a10 = mp_smlad((col)[2], v0e_, a10);                       \
+    a10 = mp_smlad((col)[3], v0o_, a10);                       \
+    const uint32_t v1e_ = mp_sxtb16(v1_), v1o_ = mp_sxtb16_ror8(v1_); \
+    a01 = mp_smlad((col)[0], v1e_, a01);                       \
+    a01 = mp_smlad((col)[1], v1o_, a01);                       \
+    a11 = mp_smlad((col)[2], v1e_, a11);                       \
+    a11 = mp_smlad((col)[3], v1o_, a11);                       \
+  } while (0)
+
+/* Every pair of output channels (oc, oc + 1), oc < 2 * pairs, for one pixel pair: the
+ * inner product of the pixel pair's column with the two channels' weight rows, `groups` groups
+ * of four k, started from the channels' biases and stored to the accumulator rows (pixel 0's
+ * at acc0, pixel 1's acc_stride bytes further). Rows of weights are consecutive and
+ * row_bytes = 4 * groups, so after a pair's loop its first row pointer is at the second row
+ * and the second at the next pair's first. */
+typedef struct {
+  const uint32_t *col;     /* +0 */
+  const uint32_t *col_end; /* +4 */
+  const int32_t *bias;     /* +8, advances by two channels per pair */
+  int32_t *acc0;           /* +12, likewise */
+  int32_t acc_stride;      /* +16, bytes */
+  int32_t pairs;           /* +20, counts down */
+  const int8_t *w0, *w1;   /* +24, +28 */
+} conv_pairs_t;
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* Hand-scheduled: the inner loop needs all fourteen registers (4 accumulators, 4 column
+ * words, 2 weight temporaries, 4 pointers), which GCC cannot allocate around C code, so
+ * the whole channel loop is one naked function keeping its state in `s` (on the stack).
+ * Per group: LDM of the four column words, two weight loads, four SXTB16, eight SMLAD. */
+__attribute__((naked, noinline)) static void conv_mm_pairs(conv_pairs_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "push   {r0}\n\t"
+      "ldr    r1, [r0, #4]\n\t"        /* col_end */
+      "ldr    r2, [r0, #24]\n\t"       /* w0 */
+      "ldr    r3, [r0, #28]\n\t"       /* w1 */
+      "2:\n\t"
+      "ldr    r12, [sp]\n\t"
+      "ldr    lr, [r12, #8]\n\t"       /* bias */
+      "ldrd   r4, r5, [lr], #8\n\t"
+      "str    lr, [r12, #8]\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "ldr    r0, [r12]\n\t"           /* column */
+      "1:\n\t"
+      "ldmia  r0!, {r8, r9, r10, r11}\n\t"
+      "ldr    r12, [r2], #4\n\t"
+      "sxtb16 lr, r12\n\t"
+      "sxtb16 r12, r12, ror #8\n\t"
+      "smlad  r4, r8, lr, r4\n\t"
+      "smlad  r6, r10, lr, r6\n\t"
+      "smlad  r4, r9, r12, r4\n\t"
+      "smlad  r6, r11, r12, r6\n\t"
+      "ldr    r12, [r3], #4\n\t"
+      "sxtb16 lr, r12\n\t"
+      "sxtb16 r12, r12, ror #8\n\t"
+      "smlad  r5, r8, lr, r5\n\t"
+      "smlad  r7, r10, lr, r7\n\t"
+      "smlad  r5, r9, r12, r5\n\t"
+      "smlad  r7, r11, r12, r7\n\t"
+      "cmp    r0, r1\n\t"
+      "bne    1b\n\t"
+      "ldr    r12, [sp]\n\t"
+      "ldr    lr, [r12, #12]\n\t"      /* acc0 */
+      "ldr    r8, [r12, #16]\n\t"      /* acc_stride */
+      "add    r9, lr, r8\n\t"
+      "strd   r6, r7, [r9]\n\t"
+      "strd   r4, r5, [lr], #8\n\t"
+      "str    lr, [r12, #12]\n\t"
+      "rsb    r8, r2, r3, lsl #1\n\t"  /* next pair: w0 = w1, w1 = w1 + row_bytes */
+      "mov    r2, r3\n\t"
+      "mov    r3, r8\n\t"
+      "ldr    r8, [r12, #20]\n\t"
+      "subs   r8, r8, #1\n\t"
+      "str    r8, [r12, #20]\n\t"
+      "bne    2b\n\t"
+      "pop    {r0}\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+#else
+static void conv_mm_pairs(conv_pairs_t *s) {
+  const int32_t groups = (int32_t)(s->col_end - s->col) / 4;
+  const int32_t stride = s->acc_stride / 4;
+  const int8_t *w0 = s->w0, *w1 = s->w1;
+  for (; s->pairs > 0; --s->pairs, s->bias += 2, s->acc0 += 2) {
+    int32_t a00 = s->bias[0], a01 = s->bias[1], a10 = a00, a11 = a01;
+    const uint32_t *c = s->col;
+    for (int32_t g = 0; g < groups; ++g, c += 4, w0 += 4, w1 += 4)
+      CONV_MAC_GROUP(c, w0, w1, a00, a01, a10, a11);
+    const int8_t *next = w1 + (w1 - w0);
+    w0 = w1;
+    w1 = next;
+    s->acc0[0] = a00;
+    s->acc0[1] = a01;
+    s->acc0[stride] = a10;
+    s->acc0[stride + 1] = a11;
+  }
+}
+#endif
+
+static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
-  const int32_t in_c = d->in_c;
+  const int32_t row_bytes = (int32_t)p->row_bytes, groups = row_bytes / 4;
+  const int32_t in_c = d->in_c, out_c = d->out_c;
+  const int32_t n_pix = d->out_h * d->out_w;
+  const uint32_t off2 = mp_pack16(p->input_offset, p->input_offset);
+  const int direct = conv_direct(j);
+  uint32_t *col = (uint32_t *)(void *)scratch;
+  int32_t *acc0 = (int32_t *)(void *)(scratch + 4 * row_bytes), *acc1 = acc0 + out_c;
+  int32_t *table = acc1 + out_c;
+  int8_t *tmp = (int8_t *)(table + 2 * out_c);
+  mp_requant_t rq;
+  mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
+                  table);
   for (int32_t b = 0; b < d->batches; ++b) {
-    for (int32_t oy = 0; oy < d->out_h; ++oy) {
-      conv_window_t win;
-      mp_tap_range(oy * p->stride_h - p->pad_top, p->dilation_h, p->kernel_h, d->in_h,
-                     &win.ky_lo, &win.ky_hi);
-      int32_t ox = 0;
-      while (ox < d->out_w) {
-        const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        mp_tap_range(ix0, p->dilation_w, p->kernel_w, d->in_w, &win.kx_lo, &win.kx_hi);
-        const int32_t taps = win.kx_hi - win.kx_lo;
-        if (p->dilation_w == 1) {
-          /* Neighbouring taps are neighbouring pixels: one span per kernel row. */
-          win.n_spans = taps > 0 ? 1 : 0;
-          win.span = taps * in_c;
-          win.x_step = 0;
+    const int8_t *in_b = j->input + b * d->in_h * d->in_w * in_c;
+    int8_t *out_b = j->output + b * n_pix * out_c;
+    for (int32_t pix = 0; pix < n_pix; pix += 2) {
+      const int pair = pix + 1 < n_pix;
+      for (int32_t s = 0; s < 2; ++s) {
+        const int32_t q = pix + (pair ? s : 0);
+        const int32_t oy = q / d->out_w, ox = q - oy * d->out_w;
+        const int8_t *src;
+        if (direct) {
+          src = in_b + (oy * p->stride_h * d->in_w + ox * p->stride_w) * in_c;
         } else {
-          win.n_spans = taps;
-          win.span = in_c;
-          win.x_step = p->dilation_w * in_c;
+          conv_gather(j, in_b, oy, ox, tmp);
+          src = tmp;
         }
-        int pair = 0;
-        if (ox + 1 < d->out_w) {
-          int32_t lo, hi;
-          mp_tap_range(ix0 + p->stride_w, p->dilation_w, p->kernel_w, d->in_w, &lo, &hi);
-          pair = lo == win.kx_lo && hi == win.kx_hi;
-        }
-        conv_dsp_pixels(j, b, oy, ox, pair, &win);
-        ox += pair ? 2 : 1;
+        conv_widen(src, col + 2 * s, groups, off2);
       }
+      const int32_t pairs = out_c / 2;
+      if (pairs > 0) {
+        conv_pairs_t st = {col, col + 4 * groups, j->bias, acc0, 4 * out_c, pairs,
+                           j->weights, j->weights + row_bytes};
+        conv_mm_pairs(&st);
+      }
+      if (out_c & 1) { /* the last channel, as a pair with itself */
+        const int32_t oc = out_c - 1;
+        const int8_t *w0 = j->weights + oc * row_bytes;
+        int32_t a00 = j->bias[oc], a01 = a00, a10 = a00, a11 = a00;
+        const uint32_t *c = col;
+        for (int32_t g = 0; g < groups; ++g, c += 4) {
+          const int8_t *wg = w0 + 4 * g;
+          CONV_MAC_GROUP(c, wg, wg, a00, a01, a10, a11);
+        }
+        acc0[oc] = a00;
+        acc1[oc] = a10;
+      }
+      int8_t *out0 = out_b + pix * out_c;
+      mp_requant_row(&rq, acc0, out0, out_c);
+      if (pair) mp_requant_row(&rq, acc1, out0 + out_c, out_c);
     }
   }
 }
@@ -246,8 +322,13 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   if (mp_conv_job_init(ctx, &j) != MP_OK) return MP_ERR_OP;
   const mp_conv_params_t *p = j.p;
   if (p->row_bytes < (uint32_t)p->kernel_h * p->kernel_w * (uint32_t)j.d.in_c) return MP_ERR_OP;
-  if (ctx->path == MP_KERNELS_DSP)
-    conv_dsp(&j);
+  uint8_t *scratch = (uint8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
+  const uint32_t needed = (conv_direct(&j) ? 4u : 5u) * p->row_bytes + 16u * (uint32_t)j.d.out_c;
+  /* A plan without the scratch buffer (not from our compiler) still runs, on the reference
+   * loops. */
+  if (ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
+      p->row_bytes >= 4u && (p->row_bytes & 3u) == 0)
+    conv_dsp(&j, scratch);
   else
     conv_ref(&j);
   return MP_OK;

@@ -6,17 +6,15 @@
  * to a word; output channel oc = ic * depth_multiplier + m reads input channel ic. Taps
  * outside the input are skipped, as in TFLM.
  *
- * DSP path, depth_multiplier == 1: SIMD over channels, four at a time. One word of input and
- * one of weights per tap give four int8 lanes each; SXTAB16 (input + offset) / SXTB16
- * (weights), plain and with ROR #8, split them into the (0, 2) and (1, 3) halfword pairs, and
- * SMLABB / SMLATT accumulate each lane into its channel. Other depth multipliers use the
- * reference loops. Both paths requantize through mp_requantize(). */
+ * The DSP path (depth multiplier 1) is described above dw_dsp_m1() below; other depth
+ * multipliers use the reference loops. Both paths give identical bytes. */
 #include <stdint.h>
 
 #include "mp_acle.h"
 #include "mp_fixedpoint.h"
 #include "mp_conv_job.h"
 #include "mp_kernels.h"
+#include "mp_requant.h"
 
 
 static inline int8_t dw_out(const mp_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift) {
@@ -56,57 +54,194 @@ static void dw_ref(const mp_conv_job_t *j) {
   }
 }
 
-/* depth_multiplier == 1: output channel c reads input channel c. */
-static void dw_dsp_m1(const mp_conv_job_t *j) {
+/* ---- DSP path, depth_multiplier == 1 ---------------------------------------------------
+ *
+ * Output channel c reads input channel c, so channels go four at a time through the SIMD
+ * lanes: one word of input per tap, SXTAB16 (plus input_offset) and SXTAB16 ROR #8 split it
+ * into the halfword pairs of channels (0, 2) and (1, 3), the tap's weight word likewise with
+ * SXTB16, and SMLABB / SMLATT accumulate each lane into its channel's accumulator.
+ *
+ * The plan's DSP block (bench_firmware/ops/conv.py depthwise_dsp_block) holds, per group of
+ * four channels, the kh*kw weight words in tap order, then the group's four biases: every
+ * flash read of a group is sequential. A pixel whose 3x3 window lies inside the
+ * input (dilation 1) runs the nine taps unrolled; border pixels loop over their in-bounds
+ * taps (TFLM skips the others). Channels past the last multiple of four use plain loops.
+ * A pixel's accumulators go to the scratch row (arena, 4 bytes per channel) and are
+ * requantized together by mp_requant_row(), equal to mp_requantize_output() bit for bit; its
+ * table (8 bytes per channel) follows the row in the scratch buffer. */
+
+static inline void dw_tap4(const int8_t *x, const int8_t *w, uint32_t off2, int32_t *a0,
+                           int32_t *a1, int32_t *a2, int32_t *a3) {
+  const uint32_t xv = mp_load32(x), wv = mp_load32(w);
+  const uint32_t xe = mp_sxtab16(off2, xv), xo = mp_sxtab16_ror8(off2, xv);
+  const uint32_t we = mp_sxtb16(wv), wo = mp_sxtb16_ror8(wv);
+  *a0 = mp_smlabb(xe, we, *a0);
+  *a2 = mp_smlatt(xe, we, *a2);
+  *a1 = mp_smlabb(xo, wo, *a1);
+  *a3 = mp_smlatt(xo, wo, *a3);
+}
+
+/* The nine taps of a 3x3 window inside the input for four channels: x is the window's
+ * top-left input (channel 0 of the group), c the bytes per pixel, row the bytes per input
+ * row, w the group's nine weight words; acc[0..3] in and out. Hand-scheduled on the target,
+ * where GCC spills the accumulators of the unrolled C. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+#define DW_TAP_ASM(xaddr)                         \
+  "ldr    r8, " xaddr "\n\t"                      \
+  "ldr    r10, [%[w]], #4\n\t"                    \
+  "sxtab16 r9, %[off2], r8\n\t"                   \
+  "sxtab16 r8, %[off2], r8, ror #8\n\t"           \
+  "sxtb16 r11, r10\n\t"                           \
+  "sxtb16 r10, r10, ror #8\n\t"                   \
+  "smlabb %[a0], r9, r11, %[a0]\n\t"              \
+  "smlatt %[a2], r9, r11, %[a2]\n\t"              \
+  "smlabb %[a1], r8, r10, %[a1]\n\t"              \
+  "smlatt %[a3], r8, r10, %[a3]\n\t"
+#define DW_ROW_ASM                                \
+  DW_TAP_ASM("[%[x]]")                            \
+  DW_TAP_ASM("[%[x], %[c]]")                      \
+  "add    %[x], %[x], %[c], lsl #1\n\t"           \
+  DW_TAP_ASM("[%[x]]")
+static inline void dw_3x3_group(const int8_t *x, int32_t c, int32_t row, const int8_t *w,
+                                uint32_t off2, int32_t *acc) {
+  /* Explicit registers: left to itself GCC finds no allocation for 13 of them. */
+  register const int8_t *xr __asm__("r0") = x;
+  register const int8_t *wr __asm__("r1") = w;
+  register int32_t cr __asm__("r2") = c;
+  register int32_t step __asm__("r3") = row - 2 * c; /* third tap -> next row's first */
+  register uint32_t offr __asm__("r12") = off2;
+  register int32_t a0 __asm__("r4") = acc[0];
+  register int32_t a1 __asm__("r5") = acc[1];
+  register int32_t a2 __asm__("r6") = acc[2];
+  register int32_t a3 __asm__("r7") = acc[3];
+  __asm__ volatile(
+      DW_ROW_ASM
+      "add    %[x], %[x], %[step]\n\t"
+      DW_ROW_ASM
+      "add    %[x], %[x], %[step]\n\t"
+      DW_ROW_ASM
+      : [x] "+r"(xr), [w] "+r"(wr), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+      : [c] "r"(cr), [step] "r"(step), [off2] "r"(offr)
+      : "r8", "r9", "r10", "r11", "memory");
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#else
+static inline void dw_3x3_group(const int8_t *x, int32_t c, int32_t row, const int8_t *w,
+                                uint32_t off2, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  for (int32_t ky = 0; ky < 3; ++ky, x += row)
+    for (int32_t kx = 0; kx < 3; ++kx, w += 4) dw_tap4(x + kx * c, w, off2, &a0, &a1, &a2, &a3);
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#endif
+
+/* The in-bounds taps [lo, hi) of a window starting at input position `origin`. */
+static inline void dw_taps(int32_t origin, int32_t dilation, int32_t k, int32_t size,
+                           int32_t *lo, int32_t *hi) {
+  if (dilation == 1) { /* no division */
+    const int32_t l = origin < 0 ? -origin : 0;
+    int32_t h = size - origin < k ? size - origin : k;
+    *lo = l;
+    *hi = h < l ? l : h;
+    return;
+  }
+  mp_tap_range(origin, dilation, k, size, lo, hi);
+}
+
+/* One output row at a time, group of four channels outermost, so a group's weights and
+ * biases (one sequential run of flash, kh*kw*4 + 16 bytes) stay in the flash accelerator's
+ * data cache across the row's pixels instead of being read again for every pixel. The row's
+ * accumulators (out_w * channels) go to the scratch buffer, then each pixel's are requantized
+ * together; the requantization table follows them. */
+static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *acc) {
   const mp_conv_params_t *p = j->p;
-  const int32_t kw = p->kernel_w, c_all = j->d.in_c;
+  const mp_conv_dims_t *d = &j->d;
+  const int32_t kh = p->kernel_h, kw = p->kernel_w, c_all = d->in_c;
+  const int32_t groups = c_all / 4, taps = kh * kw;
+  const int32_t blk_bytes = taps * 4 + 16;
+  const int32_t row = d->in_w * c_all;
   const int32_t tap_bytes = (int32_t)p->row_bytes;
   const int32_t off = p->input_offset;
   const uint32_t off2 = mp_pack16(off, off);
-  for (int32_t b = 0; b < j->d.batches; ++b) {
-    const int8_t *in_b = j->input + b * j->d.in_h * j->d.in_w * c_all;
-    for (int32_t oy = 0; oy < j->d.out_h; ++oy) {
+  const int32_t x_col = p->dilation_w * c_all, x_row = p->dilation_h * row;
+  mp_requant_t rq;
+  mp_requant_init(&rq, j->mult, j->shift, c_all, p->output_offset, p->act_min, p->act_max,
+                  acc + d->out_w * c_all);
+  const int unrolled = kh == 3 && kw == 3 && p->dilation_h == 1 && p->dilation_w == 1;
+  /* The output columns whose 3-wide window lies inside the input: ix0 = ox * stride -
+   * pad_left >= 0 and ix0 + 3 <= in_w. */
+  const int32_t sw = p->stride_w, pl = p->pad_left;
+  const int32_t ox_lo = (pl + sw - 1) / sw;
+  const int32_t ox_hi = d->in_w - 3 + pl >= 0 ? (d->in_w - 3 + pl) / sw + 1 : 0;
+  for (int32_t b = 0; b < d->batches; ++b) {
+    const int8_t *in_b = j->input + b * d->in_h * row;
+    for (int32_t oy = 0; oy < d->out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
       int32_t ky_lo, ky_hi;
-      mp_tap_range(iy0, p->dilation_h, p->kernel_h, j->d.in_h, &ky_lo, &ky_hi);
-      for (int32_t ox = 0; ox < j->d.out_w; ++ox) {
+      mp_tap_range(iy0, p->dilation_h, kh, d->in_h, &ky_lo, &ky_hi);
+      const int rows_full = ky_lo == 0 && ky_hi == kh;
+      const uint8_t *blk = blocks;
+      const int run3 = unrolled && rows_full; /* pixels [ox_lo, ox_hi) take the 3x3 path */
+      for (int32_t g = 0; g < groups; ++g, blk += blk_bytes) {
+        const int32_t *q = (const int32_t *)(const void *)(blk + taps * 4);
+        const int8_t *wg = (const int8_t *)blk;
+        for (int32_t ox = 0; ox < d->out_w; ++ox) {
+          int32_t *a = acc + ox * c_all + 4 * g;
+          a[0] = q[0];
+          a[1] = q[1];
+          a[2] = q[2];
+          a[3] = q[3];
+          if (run3 && ox >= ox_lo && ox < ox_hi) {
+            /* The window's rows and columns are all inside the input. */
+            const int8_t *x = in_b + iy0 * row + (ox * p->stride_w - p->pad_left) * c_all + 4 * g;
+            dw_3x3_group(x, c_all, row, wg, off2, a);
+            continue;
+          }
+          const int32_t ix0 = ox * p->stride_w - p->pad_left;
+          int32_t kx_lo, kx_hi;
+          dw_taps(ix0, p->dilation_w, kw, d->in_w, &kx_lo, &kx_hi);
+          if (ky_hi <= ky_lo || kx_hi <= kx_lo) continue;
+          const int8_t *x = in_b + (iy0 + ky_lo * p->dilation_h) * row +
+                            (ix0 + kx_lo * p->dilation_w) * c_all + 4 * g;
+          int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+          const int8_t *w_row = wg + (ky_lo * kw + kx_lo) * 4;
+          for (int32_t ky = ky_lo; ky < ky_hi; ++ky, x += x_row, w_row += 4 * kw) {
+            const int8_t *xt = x, *wt = w_row;
+            for (int32_t kx = kx_lo; kx < kx_hi; ++kx, xt += x_col, wt += 4)
+              dw_tap4(xt, wt, off2, &a0, &a1, &a2, &a3);
+          }
+          a[0] = a0;
+          a[1] = a1;
+          a[2] = a2;
+          a[3] = a3;
+        }
+      }
+      int8_t *out = j->output + (b * d->out_h + oy) * d->out_w * d->out_c;
+      for (int32_t ox = 0; ox < d->out_w; ++ox) {
+        int32_t *a = acc + ox * c_all;
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         int32_t kx_lo, kx_hi;
-        mp_tap_range(ix0, p->dilation_w, kw, j->d.in_w, &kx_lo, &kx_hi);
-        int8_t *out = j->output + ((b * j->d.out_h + oy) * j->d.out_w + ox) * j->d.out_c;
-        int32_t c = 0;
-        for (; c + 4 <= c_all; c += 4) {
-          int32_t a0 = j->bias[c], a1 = j->bias[c + 1], a2 = j->bias[c + 2], a3 = j->bias[c + 3];
-          for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-            const int8_t *x_row = in_b + (iy0 + ky * p->dilation_h) * j->d.in_w * c_all + c;
-            const int8_t *w_row = j->weights + ky * kw * tap_bytes + c;
-            for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
-              const uint32_t xv = mp_load32(x_row + (ix0 + kx * p->dilation_w) * c_all);
-              const uint32_t wv = mp_load32(w_row + kx * tap_bytes);
-              const uint32_t xe = mp_sxtab16(off2, xv), xo = mp_sxtab16_ror8(off2, xv);
-              const uint32_t we = mp_sxtb16(wv), wo = mp_sxtb16_ror8(wv);
-              a0 = mp_smlabb(xe, we, a0);
-              a2 = mp_smlatt(xe, we, a2);
-              a1 = mp_smlabb(xo, wo, a1);
-              a3 = mp_smlatt(xo, wo, a3);
+        dw_taps(ix0, p->dilation_w, kw, d->in_w, &kx_lo, &kx_hi);
+        for (int32_t c = groups * 4; c < c_all; ++c) {
+          int32_t sum = j->bias[c];
+          if (ky_hi > ky_lo && kx_hi > kx_lo) {
+            const int8_t *x = in_b + (iy0 + ky_lo * p->dilation_h) * row +
+                              (ix0 + kx_lo * p->dilation_w) * c_all + c;
+            for (int32_t ky = ky_lo; ky < ky_hi; ++ky, x += x_row) {
+              const int8_t *xt = x;
+              for (int32_t kx = kx_lo; kx < kx_hi; ++kx, xt += x_col)
+                sum += (int32_t)j->weights[(ky * kw + kx) * tap_bytes + c] * ((int32_t)*xt + off);
             }
           }
-          out[c] = dw_out(p, a0, j->mult[c], j->shift[c]);
-          out[c + 1] = dw_out(p, a1, j->mult[c + 1], j->shift[c + 1]);
-          out[c + 2] = dw_out(p, a2, j->mult[c + 2], j->shift[c + 2]);
-          out[c + 3] = dw_out(p, a3, j->mult[c + 3], j->shift[c + 3]);
+          a[c] = sum;
         }
-        for (; c < c_all; ++c) {
-          int32_t acc = j->bias[c];
-          for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-            const int32_t row = (b * j->d.in_h + iy0 + ky * p->dilation_h) * j->d.in_w;
-            for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
-              const int32_t x = j->input[(row + ix0 + kx * p->dilation_w) * c_all + c];
-              acc += (int32_t)j->weights[(ky * kw + kx) * tap_bytes + c] * (x + off);
-            }
-          }
-          out[c] = dw_out(p, acc, j->mult[c], j->shift[c]);
-        }
+        mp_requant_row(&rq, a, out + ox * d->out_c, c_all);
       }
     }
   }
@@ -119,8 +254,15 @@ mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
   if (p->depth_multiplier == 0 || j.d.out_c != j.d.in_c * (int32_t)p->depth_multiplier ||
       p->row_bytes < (uint32_t)j.d.out_c)
     return MP_ERR_OP;
-  if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1)
-    dw_dsp_m1(&j);
+  const uint32_t taps = (uint32_t)p->kernel_h * p->kernel_w;
+  const uint32_t blocks_bytes = (uint32_t)(j.d.in_c / 4) * (taps * 4u + 16u);
+  /* The DSP block is part of the plan, which the runtime checked as a whole at load; a
+   * plan without one (depth multiplier > 1, fewer than 4 channels) runs the reference loops. */
+  int32_t *acc = (int32_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
+  if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1 && p->dsp_off != 0 && acc != 0 &&
+      p->scratch_bytes >= (4u * (uint32_t)j.d.out_w + 8u) * (uint32_t)j.d.in_c &&
+      (p->dsp_off & 3u) == 0 && p->dsp_off + (uint64_t)blocks_bytes <= ctx->plan_bytes)
+    dw_dsp_m1(&j, ctx->plan + p->dsp_off, acc);
   else
     dw_ref(&j);
   return MP_OK;

@@ -110,6 +110,7 @@ mp_status_t mp_runtime_load(mp_runtime_t *rt, const uint8_t *plan, uint32_t regi
 static void make_ctx(const mp_runtime_t *rt, const mp_op_t *op, mp_op_ctx_t *ctx) {
   const uint16_t *ins = (const uint16_t *)(const void *)(rt->plan + op->inputs_off);
   ctx->plan = rt->plan;
+  ctx->plan_bytes = rt->header->total_bytes;
   ctx->params = op->params_off ? rt->plan + op->params_off : 0;
   ctx->n_inputs = op->n_inputs;
   for (uint16_t k = 0; k < op->n_inputs; ++k) {
@@ -119,6 +120,8 @@ static void make_ctx(const mp_runtime_t *rt, const mp_op_t *op, mp_op_ctx_t *ctx
   ctx->output = &rt->tensors[op->output];
   ctx->output_data = rt->arena + rt->tensors[op->output].arena_off;
   ctx->path = rt->kernel_path;
+  ctx->arena = rt->arena;
+  ctx->arena_bytes = rt->header->arena_bytes;
 }
 
 mp_status_t mp_runtime_invoke(mp_runtime_t *rt) {

@@ -1,0 +1,94 @@
+/* The DSP kernels' requantization: the same integers as mp_requantize() in mp_fixedpoint.h
+ * (TFLM MultiplyByQuantizedMultiplier, default double rounding), in fewer instructions.
+ *
+ * gemmlowp's SaturatingRoundingDoublingHighMul computes (a*b + nudge) / 2^31 truncated toward
+ * zero, nudge = 2^30 for a*b >= 0 and 1 - 2^30 otherwise. For a*b < 0 the truncation is a
+ * ceiling, and ceil((a*b + 1 - 2^30) / 2^31) = floor((a*b + 1 - 2^30 + 2^31 - 1) / 2^31)
+ * = floor((a*b + 2^30) / 2^31): both signs are one arithmetic shift of a*b + 2^30 (SMULL,
+ * ADDS, ADC and a funnel shift on the target, no sign test). The saturating case
+ * a = b = INT32_MIN is kept. The rounding right shift (RoundingDivideByPOT, ties away from
+ * zero) is written with an unsigned mask so a shift of 31 is defined.
+ *
+ * The common case, shift < 0 (a multiplier below 1) and |acc| < 2^30, is shorter still:
+ * floor((v + 2^30) / 2^31) = floor((2v + 2^31) / 2^32) is SMMULR(2 * acc, multiplier) (Armv7-M
+ * ARM A7.7.132: the high word of the product, rounded by adding 2^31), exact because 2 * acc
+ * does not overflow; |y| < 2^30 then, so the rounding shift by e >= 1 is
+ * (y + 2^(e-1) - (y < 0)) >> e without overflow (ties away from zero, as RoundingDivideByPOT).
+ * The saturating case needs acc = INT32_MIN and so never takes this path.
+ * tests/unit/test_requant_fast.py checks the equality on the host build. */
+#ifndef MP_REQUANT_H
+#define MP_REQUANT_H
+
+#include <stdint.h>
+
+static inline int32_t mp_high_mul_q31(int32_t a, int32_t b) {
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  /* >> of a negative int64 is an arithmetic shift on every compiler the firmware uses
+   * (GCC, Clang: implementation-defined, documented as sign-extending). */
+  return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
+}
+
+static inline int32_t mp_requant_fast(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  const int32_t y = mp_high_mul_q31((int32_t)((uint32_t)x << left), multiplier);
+  const int32_t mask = (int32_t)((UINT32_C(1) << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (y < 0 ? 1 : 0);
+  return (y >> right) + ((y & mask) > threshold ? 1 : 0);
+}
+
+/* (a * b + 2^31) >> 32: SMMULR. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+static inline int32_t mp_smmulr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+#else
+static inline int32_t mp_smmulr(int32_t a, int32_t b) {
+  return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 31)) >> 32);
+}
+#endif
+
+/* mp_requantize(): the short path where it applies, else mp_requant_fast(). */
+static inline int32_t mp_requant_any(int32_t acc, int32_t multiplier, int32_t shift) {
+  if (shift < 0 && (uint32_t)acc + UINT32_C(0x40000000) < UINT32_C(0x80000000)) {
+    const int32_t right = -shift;
+    const int32_t y = mp_smmulr((int32_t)((uint32_t)acc << 1), multiplier);
+    return (y + (INT32_C(1) << (right - 1)) + (y >> 31)) >> right;
+  }
+  return mp_requant_fast(acc, multiplier, shift);
+}
+
+/* mp_requantize_output() with the fast requantization. */
+static inline int8_t mp_requant_out_fast(int32_t acc, int32_t multiplier, int32_t shift,
+                                         int32_t output_offset, int32_t act_min,
+                                         int32_t act_max) {
+  int32_t v = mp_requant_any(acc, multiplier, shift) + output_offset;
+  v = v < act_min ? act_min : v;
+  v = v > act_max ? act_max : v;
+  return (int8_t)v;
+}
+
+/* A layer's output stage: per-channel multipliers and shifts, output offset, clamp. */
+typedef struct {
+  const int32_t *mult, *shift;
+  int32_t *table;  /* {multiplier, -shift} per channel, in SRAM: filled when all_right */
+  int32_t output_offset, act_min, act_max;
+  int all_right;  /* every shift < 0, so the short path needs no per-channel shift test */
+  int full_range; /* act_min == -128 and act_max == 127: the clamp is SSAT #8 */
+} mp_requant_t;
+
+/* Fills `rq` for `channels` channels, once per invocation of a layer: reads the shifts and,
+ * when all are negative, copies {multiplier, right shift} pairs to `table` (2 * channels
+ * words of arena scratch), so the per-output loop reads SRAM, not flash, with one LDRD. */
+void mp_requant_init(mp_requant_t *rq, const int32_t *mult, const int32_t *shift,
+                     int32_t channels, int32_t output_offset, int32_t act_min,
+                     int32_t act_max, int32_t *table);
+
+/* out[c] = mp_requant_out_fast(acc[c], mult[c], shift[c], ...) for channels c < n: the DSP
+ * kernels gather a row of accumulators first and requantize it here, in a loop with the
+ * registers to itself (kernels/requant_row.c). */
+void mp_requant_row(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n);
+
+#endif /* MP_REQUANT_H */
