@@ -43,9 +43,10 @@ def seeded(database: Database, sample: list[seed.SyntheticModel]) -> seed.Seeded
     return seed.seed(database, sample, DEVICES)
 
 
-@pytest.fixture
-def served(tmp_path: Path, sample: list[seed.SyntheticModel]) -> Iterator[ThreadServer]:
-    """A real server (uvicorn on a free loopback port) over a seeded SQLite database."""
+def seeded_server(tmp_path: Path, sample: list[seed.SyntheticModel],
+                  **settings: object) -> ThreadServer:
+    """A real server (uvicorn on a free loopback port, not yet started) over a seeded SQLite
+    database; ``settings`` override the test settings (e.g. ``auth``)."""
     url = f"sqlite:///{tmp_path / 'mcuprof.db'}"
     migrate.upgrade(url)
     db = Database(make_engine(url))
@@ -53,5 +54,11 @@ def served(tmp_path: Path, sample: list[seed.SyntheticModel]) -> Iterator[Thread
         seed.seed(db, sample, DEVICES)
     finally:
         db.dispose()
-    with ThreadServer(settings_for(url, expire_interval_seconds=0)) as server:
+    return ThreadServer(settings_for(url, expire_interval_seconds=0, **settings))
+
+
+@pytest.fixture
+def served(tmp_path: Path, sample: list[seed.SyntheticModel]) -> Iterator[ThreadServer]:
+    """A real server over a seeded SQLite database."""
+    with seeded_server(tmp_path, sample) as server:
         yield server

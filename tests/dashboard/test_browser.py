@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from service.auth import create_login_code
-from service.db import migrate
 from service.db.engine import Database, make_engine
 from tests.conftest import REPO_ROOT
 from tests.dashboard import seed
-from tests.dashboard.conftest import DEVICES
-from tests.service_agent.conftest import ThreadServer, settings_for
+from tests.dashboard.conftest import DEVICES, seeded_server
+from tests.service_agent.conftest import ThreadServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -130,14 +129,7 @@ def test_model_and_overview_pages_draw(browser: Any, served: ThreadServer) -> No
 @pytest.fixture
 def signed_out(tmp_path: Path, sample: list[seed.SyntheticModel]) -> Iterator[ThreadServer]:
     """A real server with the default auth (tokens required) over a seeded database."""
-    url = f"sqlite:///{tmp_path / 'mcuprof.db'}"
-    migrate.upgrade(url)
-    db = Database(make_engine(url))
-    try:
-        seed.seed(db, sample, DEVICES)
-    finally:
-        db.dispose()
-    with ThreadServer(settings_for(url, auth="on", expire_interval_seconds=0)) as server:
+    with seeded_server(tmp_path, sample, auth="on") as server:
         yield server
 
 
