@@ -9,6 +9,7 @@ No TensorFlow import: the flatbuffer is read with the ``tflite`` schema package.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from dataclasses import dataclass, field
 
@@ -19,7 +20,9 @@ from bench_firmware import plan_format as pf
 from bench_firmware.analysis import layer_macs, layer_ops, param_bytes
 from bench_firmware.boards import Board
 from bench_firmware.errors import (
+    CorruptModelError,
     DoesNotFitError,
+    McuprofError,
     ModelError,
     NotInt8Error,
     PlanError,
@@ -307,8 +310,22 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
 
 def compile_model(data: bytes, board: Board, *, name: str = "model",
                   check_fit: bool = True) -> Plan:
-    """Compile the bytes of a ``.tflite`` file for ``board``."""
-    return compile_graph(read_tflite(data, name=name), board, check_fit=check_fit)
+    """Compile the bytes of a ``.tflite`` file for ``board``.
+
+    Every failure is a ``ModelError``: a value the validator let through but the arithmetic
+    cannot take (a requantization multiplier out of range, a field too wide for the plan
+    format) is reported as a corrupt model rather than as a traceback.
+    """
+    graph = read_tflite(data, name=name)
+    try:
+        return compile_graph(graph, board, check_fit=check_fit)
+    except McuprofError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, IndexError, KeyError, struct.error) as e:
+        raise CorruptModelError(
+            f"{name} cannot be compiled: {type(e).__name__}: {e}. Its parameters are out of "
+            f"the range TensorFlow Lite produces; re-export it with tf.lite.TFLiteConverter."
+        ) from e
 
 
 @dataclass

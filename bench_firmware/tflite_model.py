@@ -9,12 +9,14 @@ traceback.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tflite
 
+from bench_firmware import validate
 from bench_firmware.errors import CorruptModelError
 
 _TENSOR_TYPES = {
@@ -172,6 +174,7 @@ def _read(data: bytes) -> Graph:
     if model.SubgraphsLength() < 1:
         raise CorruptModelError("the model has no subgraph")
     sg = model.Subgraphs(0)
+    validate.check_flatbuffer(model, BUILTIN_NAMES)  # indices are in range from here on
     tensors: list[Tensor] = []
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
@@ -184,20 +187,31 @@ def _read(data: bytes) -> Graph:
             scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32)
             zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
             qdim = q.QuantizedDimension()
-        buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        buf = model.Buffers(t.Buffer())
         const: np.ndarray | None = None
+        raw: bytes | None = None
         if buf is not None and buf.DataLength():
             raw = buf.DataAsNumpy().tobytes()
-            np_type = _NUMPY.get(dtype)
-            if np_type is None:
-                raise CorruptModelError(
-                    f"tensor {t.Name().decode()!r} has unsupported type {dtype}")
-            const = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
         elif buf is not None and buf.Offset() > 1:
             # Models over 2 GB keep buffers outside the flatbuffer; none fits an MCU anyway.
             start, size = buf.Offset(), buf.Size()
-            np_type = _NUMPY.get(dtype, np.int8)
-            const = np.frombuffer(data[start : start + size], dtype=np_type).reshape(shape)
+            raw = data[start : start + size]
+        if raw is not None:
+            np_type = _NUMPY.get(dtype)
+            if np_type is None:
+                raise CorruptModelError(
+                    f"tensor {t.Name().decode(errors='replace')!r} has unsupported type {dtype}")
+            if any(d <= 0 for d in shape):
+                raise CorruptModelError(
+                    f"tensor {i} ({t.Name().decode(errors='replace')!r}) has shape "
+                    f"{list(shape)}; every dimension must be >= 1. {validate.REEXPORT}")
+            want = math.prod(shape) * np.dtype(np_type).itemsize
+            if len(raw) != want:
+                raise CorruptModelError(
+                    f"tensor {i} ({t.Name().decode(errors='replace')!r}) has shape "
+                    f"{list(shape)} ({dtype}, {want} bytes) but its buffer {t.Buffer()} holds "
+                    f"{len(raw)} bytes. {validate.REEXPORT}")
+            const = np.frombuffer(raw, dtype=np_type).reshape(shape if shape else ())
         tensors.append(Tensor(i, t.Name().decode(errors="replace"), shape, dtype, scales, zps,
                               qdim, const))
 
@@ -217,5 +231,7 @@ def _read(data: bytes) -> Graph:
     inputs = [tensors[j] for j in sg.InputsAsNumpy()]
     outputs = [tensors[j] for j in sg.OutputsAsNumpy()]
     desc = model.Description().decode(errors="replace") if model.Description() else ""
-    return Graph(tensors, operators, inputs, outputs, hashlib.sha256(data).hexdigest(), len(data),
-                 desc)
+    graph = Graph(tensors, operators, inputs, outputs, hashlib.sha256(data).hexdigest(),
+                  len(data), desc)
+    validate.check_graph(graph)
+    return graph
