@@ -8,13 +8,16 @@ One :class:`Agent` per host (``mcuprof agent --server URL --token T --board DEVI
 - one :class:`~service.board_worker.BoardWorker` thread per board (``service/board_worker.py``)
   loops: lease a job → fetch the model (cached by SHA-256) → compile the plan for the board →
   ``load_plan`` → warm-up + timed runs → report the measurement, or the failure (retryable
-  for board and serial errors, final for model errors);
+  for board and serial errors, final for model errors and for runs that exceed the board's
+  budget, which fail the job and leave the board in service);
 - a heartbeat thread extends the leases in flight and abandons work the server says is lost
   (expired, cancelled);
 - every board passes a health check before its first lease and periodically after: a known
   model (``bench_firmware/samples/kws_tiny.tflite``) whose output must equal the host build's
   and whose cycle count must stay within :data:`HEALTH_CYCLE_TOLERANCE` of the first check. A
   board that fails is reported bad and gets no work until it passes again;
+- a lease refused because the board is no longer this agent's (detached: 403 or 409, or
+  unknown: 404) makes the agent register again (:meth:`Agent.reregister`);
 - :meth:`Agent.stop` (SIGTERM, SIGINT) stops leasing, gives jobs in flight
   :data:`SHUTDOWN_GRACE_S` to finish, releases the others as a retryable failure
   ("agent shutting down"), and closes the backends. A second stop skips the grace.
@@ -76,6 +79,7 @@ HEARTBEAT_S = 10.0  # seconds between heartbeats (at most a third of the lease t
 HEARTBEAT_TICK_S = 0.1  # seconds between looks at the heartbeat clock
 HEARTBEATS_PER_LEASE = 3  # heartbeats within one lease time, so one lost beat costs nothing
 REGISTER_RETRY_S = 5.0  # seconds between registration attempts while the server is down
+REREGISTER_MIN_S = 5.0  # seconds between re-registrations asked for by refused leases
 HEALTH_RETRY_S = 300.0  # seconds between health checks of a board that failed one
 SHUTDOWN_ERROR = "agent shutting down"
 
@@ -176,6 +180,8 @@ class Agent:
         self._lease_seconds: float | None = None
         self._reference: HealthReference | None = None
         self._reference_lock = threading.Lock()
+        self._reregister_lock = threading.Lock()
+        self._last_reregister: float | None = None  # time.monotonic() of the last one
         self.workers = [BoardWorker(self, device) for device in self.devices]
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,
                                            name=f"agent-{self.name}-heartbeat")
@@ -235,6 +241,28 @@ class Agent:
                         self.client.url)
             return True
         return False
+
+    def reregister(self, reason: str) -> bool:
+        """Registers the agent and its boards again once, e.g. after the server detached a
+        board (a lease refused with 403/409) or forgot it (404). Called by every board's
+        worker, so at most one attempt per :data:`REREGISTER_MIN_S`; True when it succeeded."""
+        with self._reregister_lock:
+            now = time.monotonic()
+            if (self._last_reregister is not None
+                    and now - self._last_reregister < REREGISTER_MIN_S):
+                return False
+            self._last_reregister = now
+            logger.warning("registering agent %s again: %s", self.name, reason)
+            try:
+                out = self.client.register_agent(self.name, self.devices, version=self.version,
+                                                 energy_monitors=self.energy_monitors)
+            except McuprofError as e:
+                logger.error("registering agent %s again failed (next try in %.0f s at the "
+                             "earliest): %s", self.name, REREGISTER_MIN_S, e)
+                return False
+            self.agent_id = out.id
+            logger.info("registered again as agent %s (id %d)", self.name, out.id)
+            return True
 
     def _shutdown(self) -> None:
         logger.info("agent %s stopping: no new leases; %d job(s) in flight", self.name,

@@ -29,11 +29,18 @@ import numpy as np
 import bench_firmware
 from bench_firmware.backends.base import BoardBackend, RunResult
 from bench_firmware.backends.registry import parse_device
+from bench_firmware.backends.virtual.backend import RunBudgetError
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import Plan, compile_model
 from bench_firmware.errors import BoardError, McuprofError, ModelError, ProtocolError
 from bench_firmware.runner import CYCLE_SOURCES, build_result, decode_output, make_input
-from profiler_client.client import ApiError, LeaseLostError, ServerUnavailableError
+from profiler_client.client import (
+    ApiError,
+    AuthError,
+    LeaseLostError,
+    NotFoundError,
+    ServerUnavailableError,
+)
 from profiler_client.schemas import LeaseOut, MeasurementIn, log_tail
 
 if TYPE_CHECKING:  # the agent owns its workers; they only call back into it
@@ -48,6 +55,8 @@ SAMPLES_DIR = Path(bench_firmware.__file__).resolve().parent / "samples"
 HEALTH_MODEL = SAMPLES_DIR / "kws_tiny.tflite"  # a small model every board can run
 MAX_BOARD_ERRORS = 3  # board errors in a row that take a board out of service
 REPORT_PATIENCE_S = 120.0  # seconds an agent keeps trying to upload a finished result
+HTTP_FORBIDDEN = 403  # a lease on a board that belongs to no agent (auth on)
+HTTP_CONFLICT = 409  # a lease on a board not attached to an agent (auth off)
 INPUT_SEED = 0  # the seeded random input every measurement runs on (as `mcuprof run`)
 
 
@@ -189,6 +198,10 @@ class BoardWorker(threading.Thread):
             self.log.warning("cannot lease: %s", e)
         except ApiError as e:
             self.log.warning("the server refused a lease: %s", e)
+            if _unregistered(e):
+                # The board was detached (re-registered elsewhere without it, or the server
+                # forgot it): every lease would be refused until the agent registers again.
+                self.agent.reregister(f"the server refused a lease for {self.device}: {e}")
         return None
 
     # -- one job -------------------------------------------------------------------------
@@ -222,6 +235,12 @@ class BoardWorker(threading.Thread):
                               is not None else "outputs only", extra=extra)
         except ModelError as e:
             self._report_failure(held, f"model error: {e}", retryable=False, log=transcript)
+        except RunBudgetError as e:
+            # Too much work for one run: the job's fault, so it fails for good and the board,
+            # which the budget stopped cleanly, stays in service (reopened for the next job).
+            self.close_backend()
+            self._report_failure(held, f"job error on {self.device}: {e}", retryable=False,
+                                 log=transcript or self._transcript_of(e))
         except (BoardError, ProtocolError) as e:
             self.close_backend()
             self._report_failure(held, f"board error on {self.device}: {e}", retryable=True,
@@ -391,6 +410,16 @@ class BoardWorker(threading.Thread):
         except McuprofError as e:
             self.log.warning("cannot report health: %s", e)
         return ok
+
+
+def _unregistered(error: ApiError) -> bool:
+    """Whether a refused lease says the board is not (or no longer) this agent's: 403 (it
+    belongs to no agent, with auth on), 409 (not attached, auth off) or 404 (unknown)."""
+    if isinstance(error, NotFoundError):
+        return True
+    if isinstance(error, AuthError):
+        return error.status_code == HTTP_FORBIDDEN
+    return error.status_code == HTTP_CONFLICT and "not attached" in str(error)
 
 
 def output_difference(got: bytes, expected: bytes, *, from_host: bool) -> str:

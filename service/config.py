@@ -86,6 +86,11 @@ class Settings(BaseSettings):
                                  description="seconds a job lease lives without a heartbeat")
     max_attempts: int = Field(default=3, ge=1, le=100,
                               description="attempts before a job is failed for good")
+    physical_run_seconds: float = Field(
+        default=60.0, gt=0, le=86_400,
+        description="seconds of board time one job's warm-up and timed runs may take on a "
+                    "physical (pyocd) or Renode board; a job estimated longer is refused at "
+                    "submit (virtual boards use their own budget)")
     auth: AuthMode = Field(default="on", description="whether API tokens are required: on, "
                            "or off (loopback only, unsafe: any web page can then submit)")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(

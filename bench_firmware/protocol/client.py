@@ -42,6 +42,12 @@ logger = logging.getLogger("mcuprof.serial")
 DEFAULT_TIMEOUT_S = 5.0  # seconds for any one command's answer
 BOOT_TIMEOUT_S = 10.0  # seconds from reset to the boot banner's m-ready
 DEFAULT_INFER_BUDGET_S = 60.0  # seconds `infer` may take, on top of DEFAULT_TIMEOUT_S
+# Commands whose work grows with their data get the fixed timeout above as a floor plus a
+# share per unit of work, sized for the slowest target: a virtual board on a loaded host
+# (~4 M emulated cycles/s, bench_firmware/backends/virtual/backend.py MIN_EMULATED_HZ).
+RELOAD_S_PER_KIB = 0.05  # seconds per KiB of plan that `mp-reload` checks (CRC, layout)
+CRC_S_PER_KIB = 0.02  # seconds per KiB of input that `mp-crc` checks
+INFER_SLACK = 2.0  # times the expected time of all runs that `infer` may take at most
 POLL_INTERVAL_S = 0.05  # seconds one serial read blocks before the deadline is checked
 SYNC_QUIET_S = 0.2  # seconds without a line after an m-ready that end a resync
 TRANSCRIPT_MAX_LINES = 100_000  # oldest transcript lines are dropped beyond this
@@ -288,8 +294,8 @@ class DutClient:
         """``mp-info%``: board, code, clock, arena, region, kernels, plan, version, ..."""
         return self.command("mp-info").one("info").fields(INFO_NUMBERS)
 
-    def _plan(self, command: str) -> dict[str, int | str]:
-        answer = self.command(command, check=False)
+    def _plan(self, command: str, timeout_s: float | None = None) -> dict[str, int | str]:
+        answer = self.command(command, check=False, timeout_s=timeout_s)
         if answer.errors:
             found = answer.find("plan")
             status = found.fields().get("status", "?") if found else "?"
@@ -303,9 +309,12 @@ class DutClient:
         """``mp-plan%``: the loaded plan's facts; :class:`FirmwareError` without a valid plan."""
         return self._plan("mp-plan")
 
-    def reload_plan(self) -> dict[str, int | str]:
-        """``mp-reload%``: validates the model region again; as :meth:`plan_status`."""
-        return self._plan("mp-reload")
+    def reload_plan(self, plan_bytes: int = 0) -> dict[str, int | str]:
+        """``mp-reload%``: validates the model region again; as :meth:`plan_status`.
+        ``plan_bytes``: the size of the plan written there, which the check takes time for
+        (:data:`RELOAD_S_PER_KIB` on top of the command timeout)."""
+        return self._plan("mp-reload",
+                          timeout_s=self.timeout_s + plan_bytes / 1024 * RELOAD_S_PER_KIB)
 
     def kernels(self) -> str:
         """``mp-kernels%``: the kernel path in use, "ref" or "dsp"."""
@@ -344,7 +353,8 @@ class DutClient:
                                     f"{offset + DB_CHUNK_BYTES} of {len(data)} bytes; the serial "
                                     f"link altered the upload")
         expected = zlib.crc32(data)
-        got_text = self.command("mp-crc").one("input-crc").payload
+        got_text = self.command("mp-crc", timeout_s=self._crc_timeout(len(data))
+                                ).one("input-crc").payload
         try:
             got = int(got_text, 16)
         except ValueError:
@@ -356,21 +366,30 @@ class DutClient:
                 f"{'' if done else ' and never reported m-load-done'}; the serial link "
                 f"dropped or altered bytes (check the cable and the baud rate)")
 
-    def input_crc(self) -> int:
-        """``mp-crc%``: CRC-32 of the bytes received since ``db load``."""
-        return int(self.command("mp-crc").one("input-crc").payload, 16)
+    def _crc_timeout(self, size: int) -> float:
+        return self.timeout_s + size / 1024 * CRC_S_PER_KIB
+
+    def input_crc(self, size: int = 0) -> int:
+        """``mp-crc%``: CRC-32 of the bytes received since ``db load`` (``size`` of them)."""
+        return int(self.command("mp-crc", timeout_s=self._crc_timeout(size)
+                                ).one("input-crc").payload, 16)
 
     def buffer(self) -> bytes:
         """``db print%``: the input bytes the board received."""
         return bytes.fromhex("".join(self.command("db print").list_items("buffer")))
 
     def infer(self, runs: int, warmup: int = 1, *,
-              budget_s: float = DEFAULT_INFER_BUDGET_S) -> InferResult:
+              budget_s: float = DEFAULT_INFER_BUDGET_S,
+              run_s: float | None = None) -> InferResult:
         """``infer N W%``: W warm-up and N timed runs. ``budget_s``: how long the runs may
-        take, added to the command timeout."""
+        take, added to the command timeout; ``run_s``: the expected seconds of one run (its
+        cycles over the cycles per second), which raises that to :data:`INFER_SLACK` times
+        the expected time of all runs when that is longer."""
         if runs < 1 or warmup < 0:
             raise McuprofError(f"infer needs runs >= 1 and warmup >= 0, got {runs} and {warmup}")
         command = f"infer {runs} {warmup}"
+        if run_s is not None:
+            budget_s = max(budget_s, INFER_SLACK * (runs + warmup) * run_s)
         answer = self.command(command, timeout_s=self.timeout_s + budget_s)
         for name, value in (("warmup-start", warmup), ("infer-start", runs)):
             if answer.one(name).number != value:

@@ -296,3 +296,56 @@ def test_the_agent_waits_for_the_server(env: Env) -> None:
     assert agent.agent_id is None and running.thread.is_alive()
     running.stop()
     assert env.farm.opened == []
+
+
+@pytest.mark.parametrize("auth", ["off", "on"])
+def test_a_detached_board_is_registered_again(env: Env, sqlite_url: str, auth: str) -> None:
+    """The agent's board is detached behind its back (its agent name re-registered without
+    it): leases are refused (409 with auth off, 403 with auth on), and the agent registers
+    again by itself instead of failing every poll until it is restarted."""
+    from service.auth import create_token
+    from service.db.engine import Database, make_engine
+
+    tokens: dict[str, str] = {}
+    if auth == "on":
+        db = Database(make_engine(sqlite_url))
+        try:
+            with db.transaction() as s:
+                tokens = {"user": create_token(s, role="user", name="u")[1],
+                          "agent": create_token(s, role="agent", name="rack1")[1]}
+        finally:
+            db.dispose()
+    server = env.server(auth=auth)
+    user = env.client(server.url, token=tokens.get("user"))
+    options: dict[str, object] = dict(name="rack1", cache_dir=env.cache, poll_interval_s=0.05,
+                                      heartbeat_s=0.5, backend_factory=env.farm.factory,
+                                      health_checks=False)
+    agent = Agent(env.client(server.url, retries=1, backoff_s=0.05,
+                             token=tokens.get("agent")), [F446], **options)  # type: ignore[arg-type]
+    env.running.append(Running(agent))
+    wait_for(lambda: any(d.agent == "rack1" for d in user.devices()), "the board registered")
+    detacher = env.client(server.url, token=tokens.get("agent"))
+    detacher.register_agent("rack1", [])  # the same agent name, now without the board
+    assert all(d.agent is None for d in user.devices())
+    [done] = wait_jobs(user, user.submit(KWS, [F446]))
+    assert done.state == "done" and done.attempts == 1
+    assert [d.agent for d in user.devices()] == ["rack1"]
+
+
+def test_a_run_over_the_twins_budget_fails_the_job_not_the_board(env: Env) -> None:
+    """A job whose runs exceed the virtual board's budget fails at once (a job error, not
+    retried) and leaves the board in service: the next job runs on it."""
+    from bench_firmware.backends.virtual.backend import VirtualBoard
+
+    server = env.server(max_attempts=3)
+    # kws_tiny takes ~14 ms of board time per run on the F446: 20 runs exceed 0.1 s, one does not.
+    env.agent(server, [F446], health_checks=False, health_retry_s=60.0,
+              backend_factory=lambda device: VirtualBoard(device, budget_s=0.1))
+    user = env.client(server.url)
+    [failed] = wait_jobs(user, user.submit(KWS, [F446], runs=20, warmup=0))
+    assert failed.state == "failed" and failed.attempts == 1
+    assert "job error" in (failed.error or "") and "fewer runs" in (failed.error or "")
+    [device] = user.devices()
+    assert device.health != "bad"
+    [done] = wait_jobs(user, user.submit(KWS, [F446], runs=1, warmup=0))
+    assert done.state == "done" and done.attempts == 1

@@ -47,9 +47,33 @@ from bench_firmware.protocol import BOOT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Answer, D
 
 T = TypeVar("T")
 
+BUDGET_STOPS = frozenset({"budget", "wall"})  # machine stop reasons that are a run's budget
+# The slowest emulation a twin is expected to run at (board cycles per host second): a loaded
+# host emulating the DSP kernels of kws_tiny measured ~14 M cycles/s on one core (2026-12,
+# nucleo-f446re); a third of that leaves room for a busy host.
+MIN_EMULATED_HZ = 4_000_000
+
 INFER_MARGIN_S = 30.0  # seconds the client waits for `infer` beyond the machine's own guard
 DEATH_GRACE_S = 0.2  # seconds a failed client call waits to see whether the machine died
 BOOT_BANNER_END = "init-done"  # the boot banner's last line before m-ready (protocol.py)
+
+
+class RunBudgetError(BoardError):
+    """A run took longer than the virtual board's budget: the job asked for too much work
+    (fewer runs), the board itself is fine."""
+
+    def __init__(self, message: str, budget_s: float) -> None:
+        super().__init__(message)
+        self.budget_s = budget_s
+
+
+def twin_budget_s(board: Board, *, budget_s: float = DEFAULT_BUDGET_S,
+                  wall_budget_s: float = DEFAULT_WALL_BUDGET_S,
+                  min_emulated_hz: float = MIN_EMULATED_HZ) -> float:
+    """The most board time one command (``infer``) may take on a virtual ``board`` before
+    the machine stops it: its board-time budget, or its host-time budget at the slowest
+    expected emulation speed, whichever is less."""
+    return min(budget_s, wall_budget_s * min_emulated_hz / board.clock_hz)
 
 
 class VirtualBoard:
@@ -167,8 +191,17 @@ class VirtualBoard:
             if machine.error is None and not isinstance(e, FirmwareError | ProtocolError):
                 machine.wait(DEATH_GRACE_S)
             if machine.error is not None:
-                raise machine.error from e
+                raise self._budget_error(machine) or machine.error from e
             raise
+
+    def _budget_error(self, machine: VirtualMachine) -> RunBudgetError | None:
+        """The machine's error as a :class:`RunBudgetError` when a budget stopped it."""
+        reason = machine.stop_reason
+        if not reason or reason[0] not in BUDGET_STOPS:
+            return None
+        return RunBudgetError(
+            f"{machine.error} (the job asked for more work than the virtual board runs in "
+            f"one command: ask for fewer runs)", self.budget_s)
 
     def command(self, command: str, *, timeout_s: float | None = None,
                 check: bool = True) -> Answer:
@@ -191,7 +224,7 @@ class VirtualBoard:
         assert machine is not None
         machine.raise_if_failed()
         machine.program_flash(board.model_region_base, plan)
-        return self._guard(client.reload_plan)
+        return self._guard(lambda: client.reload_plan(len(plan)))
 
     def run(self, input_bytes: bytes, *, runs: int, warmup: int,
             kernels: str = "dsp") -> RunResult:

@@ -285,6 +285,12 @@ class VirtualMachine(UartBridge):
         return self._model.instructions
 
     @property
+    def stop_reason(self) -> tuple[str, ...] | None:
+        """Why the run was stopped (its first element names the cause, e.g. a budget), or
+        None while nothing stopped it."""
+        return self._stop_reason
+
+    @property
     def pin_edges(self) -> list[PinEdge]:
         """(cycles, level) of every change of the D7 timestamp pin since it became an output."""
         return list(self.peripherals.pin_edges)

@@ -14,6 +14,8 @@ from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import error_responses, http_error
 from service.api.json_body import JSONRoute
 from service.db.models import Job, Model
+from service.fitting.frames import BACKBONE_TAG
+from service.predict import predict, subject_from_analysis
 from service.queue import cancel, enqueue, known_devices_hint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"],
@@ -47,14 +49,31 @@ def submit(body: JobsIn, session: SessionDep, settings: SettingsDep,
     if any(not d.strip() for d in body.devices):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail=f"empty device class; {known_devices_hint()}")
+    devices = [d.strip() for d in body.devices]
     try:
-        jobs = enqueue(session, model, [d.strip() for d in body.devices], runs=body.runs,
+        jobs = enqueue(session, model, devices, runs=body.runs,
                        warmup=body.warmup, kernels=body.kernels, priority=body.priority,
-                       max_attempts=settings.max_attempts)
+                       max_attempts=settings.max_attempts,
+                       physical_run_s=settings.physical_run_seconds,
+                       latency_ms=_predicted_ms(session, model, devices, body.kernels))
     except McuprofError as e:
         raise http_error(e) from e
     out = job_outs(session, jobs)
     session.commit()
+    return out
+
+
+def _predicted_ms(session: SessionDep, model: Model, devices: list[str],
+                  kernels: str) -> dict[str, float]:
+    """Each device class's predicted latency of ``model`` from its current fit (the upper
+    end of the interval, for the cost check), where a fit has one."""
+    backbone = next((t.value for t in model.tags if t.key == BACKBONE_TAG), None)
+    subject = subject_from_analysis(model.analysis, name=model.name, backbone=backbone)
+    out: dict[str, float] = {}
+    for p in predict(session, subject, devices, kernels=kernels).predictions:
+        value = p.latency_hi_ms if p.latency_hi_ms is not None else p.latency_ms
+        if value is not None:
+            out[p.device] = value
     return out
 
 
