@@ -71,11 +71,6 @@ LAST_SEEN_RESOLUTION = timedelta(seconds=5)  # a lease refreshes device.last_see
 SIMULATED_BACKENDS = frozenset({"virtual", "renode", "host"})  # no silicon: nothing to measure
 MEASURED_CYCLE_SOURCE = "dwt-cyccnt"  # DWT CYCCNT on a physical board (bench_firmware.runner)
 ENERGY_MONITOR_BACKENDS = frozenset({"pyocd"})  # backends an energy monitor can be attached to
-# Board cycles per MAC at least, where a device has no latency fit yet: the submit-time cost
-# check must not refuse work a board could do, so these are floors. Measured on the F446
-# twin (2026-12): kws_tiny 5.0 (dsp) / 39 (ref), mobilenet_tiny 6.9 / 39; larger models spend
-# less on per-op overhead, so the floors sit well below.
-CYCLES_PER_MAC_FLOOR = {"dsp": 2.0, "ref": 10.0}
 
 
 class NotFoundError(QueueError):
@@ -161,58 +156,6 @@ def _fit_error(model: Model, board_name: str) -> str | None:
             f"{board.model_region_bytes} bytes")
 
 
-def run_budget_s(cls: DeviceClass, *, physical_run_s: float) -> tuple[float, str] | None:
-    """The board time one job's runs (one ``infer`` command) may take on ``cls``, and where
-    that limit comes from; None for the host build (no clock, no limit)."""
-    if cls.backend == "host":
-        return None
-    if cls.backend == "virtual":
-        # Imported here: it loads the emulator, which the API needs only for this figure.
-        from bench_firmware.backends.virtual.backend import (
-            DEFAULT_BUDGET_S,
-            DEFAULT_WALL_BUDGET_S,
-            MIN_EMULATED_HZ,
-            twin_budget_s,
-        )
-
-        return twin_budget_s(get_board(cls.board)), (
-            f"the virtual board's budget: {DEFAULT_BUDGET_S:g} s of board time or "
-            f"{DEFAULT_WALL_BUDGET_S:g} s of host time at {MIN_EMULATED_HZ / 1e6:g} M "
-            f"emulated cycles/s")
-    return physical_run_s, (f"MCUPROF_PHYSICAL_RUN_SECONDS={physical_run_s:g} for "
-                            f"{cls.backend} boards")
-
-
-def check_cost(model: Model, cls: DeviceClass, *, runs: int, warmup: int, kernels: str,
-               latency_ms: float | None, physical_run_s: float) -> None:
-    """Refuses (:class:`InvalidRequestError`) a job whose warm-up and timed runs would take
-    longer than the board's budget: ``latency_ms`` is the device's predicted latency (from
-    its fit), else a floor of :data:`CYCLES_PER_MAC_FLOOR` cycles per MAC at the board clock."""
-    budget = run_budget_s(cls, physical_run_s=physical_run_s)
-    if budget is None:
-        return
-    budget_s, why = budget
-    board = get_board(cls.board)
-    if latency_ms is not None:
-        run_s, source = latency_ms / 1e3, f"the {cls.name} latency fit"
-    else:
-        per_mac = CYCLES_PER_MAC_FLOOR.get(kernels, min(CYCLES_PER_MAC_FLOOR.values()))
-        macs = int(model.analysis.get("macs") or 0)
-        run_s = macs * per_mac / board.clock_hz
-        source = (f"at least {per_mac:g} cycles per MAC x {macs:,} MACs at "
-                  f"{board.clock_mhz:g} MHz; no latency fit for {cls.name} yet")
-    estimate_s = (warmup + runs) * run_s
-    if estimate_s <= budget_s:
-        return
-    most = math.floor(budget_s / run_s) - warmup if run_s > 0 else runs
-    advice = (f"ask for at most {most} runs (--runs {most})" if most >= 1 else
-              "even one run exceeds it: profile a smaller model or use a faster board")
-    raise InvalidRequestError(
-        f"{runs} runs + {warmup} warm-up of model {model.id} on {cls.name} would take about "
-        f"{estimate_s:,.1f} s of board time ({run_s * 1e3:,.2f} ms per run, {source}), over "
-        f"the {budget_s:,.1f} s one job may take there ({why}); {advice}")
-
-
 def enqueue(session: Session, model: Model, devices: Sequence[str], *, runs: int, warmup: int,
             kernels: str, priority: int, max_attempts: int,
             physical_run_s: float = math.inf,
@@ -220,9 +163,11 @@ def enqueue(session: Session, model: Model, devices: Sequence[str], *, runs: int
             now: datetime | None = None) -> list[Job]:
     """One job per device class. A model that does not fit a class's board gets a job that
     is failed at once with the arena/flash numbers (no board time is spent on it). A job
-    estimated to take longer than its board's budget is refused (:func:`check_cost`;
-    ``latency_ms``: predicted latency per device class, where a fit has one), and then no
-    job is made."""
+    estimated to take longer than its board's budget is refused
+    (:func:`service.job_cost.check_cost`; ``latency_ms``: predicted latency per device
+    class, where a fit has one), and then no job is made."""
+    from service.job_cost import check_cost  # it builds on this module's errors
+
     now = now or utcnow()
     classes = [parse_device_class(d) for d in dict.fromkeys(devices)]  # all valid, or none
     misfits = {cls.name: _fit_error(model, cls.board) for cls in classes}
