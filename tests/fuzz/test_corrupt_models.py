@@ -248,19 +248,24 @@ CLI_COMMANDS: list[tuple[str, Callable[[Path], list[str]]]] = [
 
 # ---------------------------------------------------------------- tests
 
-CORPUS = corpus(seed=20261205, targeted_per_model=12, random_per_model=4)
+@pytest.fixture(scope="module")
+def corpus_files(zoo: dict[str, Path]) -> list[Corrupt]:
+    """The test corpus: the samples and the zoo (the ``zoo`` fixture builds it into the cache
+    on a fresh checkout, where this folder runs before the integration tests)."""
+    return corpus(seed=20261205, targeted_per_model=12, random_per_model=4)
 
 
-def test_corpus_is_a_few_hundred_files_with_every_family() -> None:
-    families = {c.name.split("/")[1] for c in CORPUS if c.must_reject}
+def test_corpus_is_a_few_hundred_files_with_every_family(corpus_files: list[Corrupt]) -> None:
+    families = {c.name.split("/")[1] for c in corpus_files if c.must_reject}
     assert {"scale", "zero-point", "version", "options-type", "model-input", "dim",
             "model-output-is-input", "op-input", "op-input-order"} <= families
-    assert 200 <= len(CORPUS) <= 1200
+    assert 200 <= len(corpus_files) <= 1200
 
 
-def test_compiler_refuses_every_targeted_corruption_without_a_traceback() -> None:
+def test_compiler_refuses_every_targeted_corruption_without_a_traceback(
+        corpus_files: list[Corrupt]) -> None:
     tracebacks, accepted = [], []
-    for item in CORPUS:
+    for item in corpus_files:
         out = compile_outcome(item.data)
         if out.traceback:
             tracebacks.append(f"{item.name}:\n{out.traceback}")
@@ -283,9 +288,10 @@ def test_refusal_names_the_value() -> None:
         compile_model(version.data, HOST)
 
 
-def test_cli_gives_one_error_line_and_status_2(tmp_path: Path) -> None:
+def test_cli_gives_one_error_line_and_status_2(tmp_path: Path,
+                                                corpus_files: list[Corrupt]) -> None:
     runner = CliRunner()
-    items = CORPUS[::3]  # every third file: the CLI adds no logic of its own per file
+    items = corpus_files[::3]  # every third file: the CLI adds no logic of its own per file
     bad = []
     for k, item in enumerate(items):
         path = tmp_path / f"m{k}.tflite"
