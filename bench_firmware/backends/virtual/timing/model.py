@@ -26,15 +26,15 @@ How the cost of a run is put together (the rules themselves are in ``m4.py``, ``
   target costs the wait states unless it is the current or the prefetched unit; lines that
   cost nothing are delivered in time and never looked up. A looked-up line that is resident
   costs nothing; one that is not is charged and copied into the cache. On the Cortex-M7 every
-  line a block spans goes through the L1 cache at the wait states per miss. A per-plan epoch
-  against the refill counter skips the lookups while no line was refilled since the plan last
-  found its lines resident.
+  line a block spans goes through the L1 cache at the wait states per miss. A plan that found
+  its lines resident is not looked up again until some line is refilled (a refill marks every
+  such plan to look again), so the block hook tests one flag.
 * **Data from flash.** A memory-read hook restricted to the flash address range runs the data
   cache (ART data cache / Cortex-M7 D-cache, LRU) on every flash read: exact. A refill stalls the
   wait states once per flash read it takes (``FlashPath.dline_reads``: four 64-bit reads for the
   L4+'s 32-byte rows, one for the F4's 128-bit rows and the Cortex-M7's critical word). Only flash
   reads reach Python (SRAM, DTCM and peripheral reads never leave the emulator), and a read of the
-  line just used returns after one comparison. It is the largest cost of the model (about 0.35 µs
+  line just used returns after two comparisons. It is the largest cost of the model (about 0.35 µs
   per flash read, measured; ``benchmarks/cycle_model_speed.py``); learning per-block miss rates
   instead was rejected because the Cortex-M7's 4-16 KB D-cache keeps whole layers' weights across
   output pixels, which no short learning window can see.
@@ -113,13 +113,15 @@ _INFO = 2  # _BlockInfo
 _PLAN = 3  # Cortex-M7: the fetch plan every entry into the block shares (see below)
 _IT_READS = 4  # the block reads memory from inside an IT block (see _clear_it_state)
 _SELF = -1  # key of a successor dict that leads back to its own record
-# Fetch plan (a list): [epoch, self-evicting, ((line, its LRU set, cycles if missing), ...)].
-# epoch: refill count when the plan's lines were last found resident (-1: look again);
-# self-evicting: the plan's own lines overflow a set, so it looks them up every time.
-_PLAN_EPOCH = 0
-# Edge tuple: (value, successor's _SUCC dict, successor size, kind, source record, fetch plan
-# or None, successor record, successor's _IT_READS). ``kind`` is how the source block's last
-# instruction picks its successor, and decides what ``value`` is:
+# Fetch plan (a list): [look, self-evicting, ((line, its LRU set, cycles if missing), ...)].
+# look: True while the lines must be looked up (set again for every plan found resident when
+# a line is refilled); self-evicting: the plan's own lines overflow a set, so it looks them up
+# every time. Edges that wait for nothing share a plan that never looks (no lines).
+_PLAN_LOOK = 0
+# Edge tuple, unpacked whole by the block hook: (value, successor's _SUCC dict, successor
+# size, fetch plan, successor's _IT_READS), and on the Cortex-M7 also (kind, source record).
+# ``kind`` is how the source block's last instruction picks its successor, and decides what
+# ``value`` is:
 _KIND_STATIC = 0  # value: packed cost (no prediction, or Cortex-M4)
 _KIND_CONDITIONAL = 1  # value: per 2-bit counter state, (packed cost, next state)
 _KIND_INDIRECT = 2  # value: (packed cost if the last target repeats, packed cost otherwise)
@@ -227,7 +229,10 @@ class CycleModel:
         blocks: dict[int, list[Any]] = {}
         timed_divides: dict[int, Insn] = {}  # address -> divide with a code hook
         total = 0  # cycles << COUNT_BITS | instructions
-        iepoch = 0  # instruction-cache refills so far: the epoch of the per-block check
+        iepoch = 0  # instruction-cache refills so far
+        no_plan: list[Any] = [False, False, ()]  # for edges that wait for nothing
+        resident: list[list[Any]] = []  # plans that found their lines resident since the last
+        # refill (their _PLAN_LOOK is False)
         start: list[Any] = [{}, 0, None, None, False]  # "block" before the first
         start[_SUCC][_SELF] = start
         succ: dict[int, Any] = start[_SUCC]  # successors of the block that ran last
@@ -280,7 +285,7 @@ class CycleModel:
             if not entries:
                 return None
             per_set = Counter(id(lines_of_set) for _, lines_of_set, _ in entries)
-            return [-1, any(n > iways for n in per_set.values()), entries]
+            return [True, any(n > iways for n in per_set.values()), entries]
 
         def untimed_divides(info: _BlockInfo) -> int:
             """Hook the block's divides not hooked yet; cost their first execution."""
@@ -349,7 +354,11 @@ class CycleModel:
             else:
                 value = m4_edge(prev_info, info, address) << COUNT_BITS | count
                 plan = edge_plan(prev_info, info, address)
-            edge = (value, record[_SUCC], size, kind, source, plan, record, record[_IT_READS])
+            if plan is None:
+                plan = no_plan
+            edge: tuple[Any, ...] = (value, record[_SUCC], size, plan, record[_IT_READS])
+            if m7_core:
+                edge += (kind, source)
             source_succ[address] = edge
             return edge
 
@@ -358,6 +367,7 @@ class CycleModel:
             made most recent, or charged and refilled (``LruCache.touch``, inlined)."""
             nonlocal iepoch
             penalty = 0
+            refills = iepoch
             for line, lines, cost in plan[2]:
                 if line in lines:
                     lines.move_to_end(line)
@@ -368,7 +378,13 @@ class CycleModel:
                             lines.popitem(last=False)
                         lines[line] = None
                     iepoch += 1
-            plan[0] = -1 if plan[1] else iepoch  # _PLAN_EPOCH; self-evicting plans look again
+            if iepoch != refills:  # a refill may have evicted lines of plans found resident
+                for other in resident:
+                    other[0] = True  # _PLAN_LOOK
+                resident.clear()
+            if not plan[1]:  # self-evicting plans look again
+                plan[0] = False  # _PLAN_LOOK
+                resident.append(plan)
             return penalty << COUNT_BITS
 
         def data_miss(address: int, size: int) -> int:
@@ -381,52 +397,48 @@ class CycleModel:
             return penalty << COUNT_BITS
 
         # ---- hot paths: every block, every flash read ----
-        def on_block_m4(_handle: Any, address: int, size: int, _data: Any) -> None:
+        def on_block_m4(_handle: Any, address: int, size: int) -> None:
             nonlocal total, succ, it_reads
             try:
                 try:
-                    edge = succ[address]
+                    value, following, bounds, plan, reads = succ[address]
                 except KeyError:
-                    edge = new_edge(succ, address, size)
-                if edge[2] != size:  # re-translated with other bounds
-                    edge = new_edge(succ, address, size)
-                total += edge[0]
-                plan = edge[5]
-                if plan is not None and plan[0] != iepoch:  # _PLAN_EPOCH
+                    value, following, bounds, plan, reads = new_edge(succ, address, size)
+                if bounds != size:  # re-translated with other bounds
+                    value, following, bounds, plan, reads = new_edge(succ, address, size)
+                total += value
+                if plan[0]:  # _PLAN_LOOK
                     total += fetch(plan)
-                succ = edge[1]
-                it_reads = edge[7]
+                succ = following
+                it_reads = reads
             except BaseException as exc:  # noqa: BLE001 - re-raised by emu_start
                 fail(exc)
 
-        def on_block_m7(_handle: Any, address: int, size: int, _data: Any) -> None:
+        def on_block_m7(_handle: Any, address: int, size: int) -> None:
             nonlocal total, succ, it_reads
             try:
                 try:
-                    edge = succ[address]
+                    value, following, bounds, plan, reads, kind, source = succ[address]
                 except KeyError:
-                    edge = new_edge(succ, address, size)
-                if edge[2] != size:  # re-translated with other bounds
-                    edge = new_edge(succ, address, size)
-                kind = edge[3]
+                    value, following, bounds, plan, reads, kind, source = new_edge(
+                        succ, address, size)
+                if bounds != size:  # re-translated with other bounds
+                    value, following, bounds, plan, reads, kind, source = new_edge(
+                        succ, address, size)
                 if kind == 0:  # _KIND_STATIC
-                    total += edge[0]
+                    total += value
                 elif kind == 1:  # _KIND_CONDITIONAL: per counter state (cost, next state)
-                    source = edge[4]
-                    cost, source[1] = edge[0][source[1]]  # _PRED
+                    cost, source[1] = value[source[1]]  # _PRED
                     total += cost
-                else:  # _KIND_INDIRECT: predicted when the target repeats
-                    source = edge[4]
-                    if source[1] == address:  # _PRED
-                        total += edge[0][0]
-                    else:
-                        total += edge[0][1]
-                        source[1] = address
-                plan = edge[5]
-                if plan is not None and plan[0] != iepoch:  # _PLAN_EPOCH
+                elif source[1] == address:  # _KIND_INDIRECT, predicted: the target repeats
+                    total += value[0]
+                else:
+                    total += value[1]
+                    source[1] = address
+                if plan[0]:  # _PLAN_LOOK
                     total += fetch(plan)
-                succ = edge[1]
-                it_reads = edge[7]
+                succ = following
+                it_reads = reads
             except BaseException as exc:  # noqa: BLE001 - re-raised by emu_start
                 fail(exc)
 
@@ -434,53 +446,81 @@ class CycleModel:
         dmask = len(dsets) - 1
         dlines = dsets[0]
         dtouch = dlines.move_to_end
+        dpop = dlines.popitem
+        dways = dcache.ways
         dline_mask = flash.dcache.line_bytes - 1
         dline_bytes = flash.dcache.line_bytes
-        dlast = -1  # the most recently used data line: already the most recent of its set
-        dcache_on = dcache.ways > 0
+        drefill_packed = drefill << COUNT_BITS
+        # The bytes [dlo, dhi) of the most recently used data line (already the most recent of
+        # its set): a read inside them returns after two comparisons. Empty until a line is used.
+        dlo = dhi = 0
 
-        def on_flash_read_one_set(_handle: Any, _access: int, address: int, size: int,
-                                  _value: int, _data: Any) -> None:
-            """Fully associative data cache (the ART's)."""
-            nonlocal total, dlast
+        def on_flash_read_one_set(_handle: Any, _access: int, address: int, size: int) -> None:
+            """Fully associative data cache (the ART's), on."""
+            nonlocal total, dlo, dhi
             try:
                 if it_reads:
                     clear_it_state()
-                line = address >> dshift
+                if dlo <= address and address + size <= dhi:
+                    return
                 if (address & dline_mask) + size <= dline_bytes:  # within one line
-                    if line == dlast:
-                        return
+                    line = address >> dshift
                     if line in dlines:
                         dtouch(line)  # LRU recency
-                        dlast = line
-                        return
+                    else:  # a refill (LruCache.touch, inlined)
+                        if len(dlines) >= dways:
+                            dpop(last=False)
+                        dlines[line] = None
+                        total += drefill_packed
+                        dcache.misses += 1
+                    dlo = line << dshift
+                    dhi = dlo + dline_bytes
+                    return
                 total += data_miss(address, size)
-                dlast = (address + size - 1) >> dshift if dcache_on else -1
+                dlo = (address + size - 1) >> dshift << dshift
+                dhi = dlo + dline_bytes
             except BaseException as exc:  # noqa: BLE001
                 fail(exc)
 
-        def on_flash_read_sets(_handle: Any, _access: int, address: int, size: int,
-                               _value: int, _data: Any) -> None:
-            """Set-associative data cache (the Cortex-M7's)."""
-            nonlocal total, dlast
+        def on_flash_read_sets(_handle: Any, _access: int, address: int, size: int) -> None:
+            """Set-associative data cache (the Cortex-M7's), on."""
+            nonlocal total, dlo, dhi
             try:
                 if it_reads:
                     clear_it_state()
-                line = address >> dshift
+                if dlo <= address and address + size <= dhi:
+                    return
                 if (address & dline_mask) + size <= dline_bytes:  # within one line
-                    if line == dlast:
-                        return
+                    line = address >> dshift
                     lines = dsets[line & dmask]
                     if line in lines:
                         lines.move_to_end(line)  # LRU recency
-                        dlast = line
-                        return
+                    else:  # a refill (LruCache.touch, inlined)
+                        if len(lines) >= dways:
+                            lines.popitem(last=False)
+                        lines[line] = None
+                        total += drefill_packed
+                        dcache.misses += 1
+                    dlo = line << dshift
+                    dhi = dlo + dline_bytes
+                    return
                 total += data_miss(address, size)
-                dlast = (address + size - 1) >> dshift if dcache_on else -1
+                dlo = (address + size - 1) >> dshift << dshift
+                dhi = dlo + dline_bytes
             except BaseException as exc:  # noqa: BLE001
                 fail(exc)
 
-        def on_divide(_handle: Any, address: int, _size: int, _data: Any) -> None:
+        def on_flash_read_uncached(_handle: Any, _access: int, address: int, size: int) -> None:
+            """Data cache off: every read stalls."""
+            nonlocal total
+            try:
+                if it_reads:
+                    clear_it_state()
+                total += data_miss(address, size)
+            except BaseException as exc:  # noqa: BLE001
+                fail(exc)
+
+        def on_divide(_handle: Any, address: int, _size: int) -> None:
             nonlocal total
             try:
                 insn = timed_divides[address]
@@ -493,7 +533,12 @@ class CycleModel:
                 fail(exc)
 
         on_block = on_block_m7 if m7_core else on_block_m4
-        on_flash_read = on_flash_read_one_set if len(dsets) == 1 else on_flash_read_sets
+        if not dways:
+            on_flash_read = on_flash_read_uncached
+        elif len(dsets) == 1:
+            on_flash_read = on_flash_read_one_set
+        else:
+            on_flash_read = on_flash_read_sets
         hooks.block(on_block)
         hooks.mem_read(on_flash_read, flash_lo, flash_hi - 1)
         if not m7_core:
