@@ -76,6 +76,7 @@ class Plan:
     output_dtype: str
     layers: list[Layer] = field(default_factory=list)
     activation_bytes: int = 0  # the arena the activations alone would need
+    mlperf_name: str | None = None  # EEMBC model name `profile%` answers (kws01, ...)
 
     @property
     def plan_bytes(self) -> int:
@@ -98,6 +99,7 @@ class Plan:
         return {
             "board": self.board.name,
             "model_id": self.model_id,
+            "mlperf_name": self.mlperf_name,
             "sha256": self.sha256,
             "ops": self.ops,
             "macs": self.macs,
@@ -214,8 +216,16 @@ def _tensor_record(t: Tensor, offset: int) -> bytes:
     )
 
 
-def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan:
-    """Compile a parsed graph for ``board``."""
+def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
+                  mlperf_name: str | None = None) -> Plan:
+    """Compile a parsed graph for ``board``. ``mlperf_name``: the EEMBC model name the board
+    answers to ``profile%`` (``kws01``, ``vww01``, ``ic01``, ``ad01``; see
+    :data:`bench_firmware.plan_format.MLPERF_NAMES`), so the MLPerf Tiny runner picks its
+    script for the model; without one the board answers the model id."""
+    try:
+        name_flags = pf.mlperf_flags(mlperf_name)
+    except ValueError as e:
+        raise McuprofError(str(e)) from None
     _check_types(graph)  # a float model is the more useful diagnosis than its ops
     _check_ops(graph)
     tensors, life = _activation_tensors(graph)
@@ -264,7 +274,7 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
                             pf.OP.size + len(data.buf) - before, op.outputs[0].shape,
                             scratch[i].size if i in scratch else 0))
 
-    flags = 0
+    flags = name_flags
     if graph.inputs[0].dtype == "float32":
         flags |= pf.CONSTANTS["MP_FLAG_FLOAT_INPUT"]
     if graph.outputs[0].dtype == "float32":
@@ -304,12 +314,12 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True) -> Plan
         data=bytes(blob), board=board, model_id=graph.sha256[:16], sha256=graph.sha256,
         arena_bytes=arena, input_shape=graph.inputs[0].shape, input_dtype=graph.inputs[0].dtype,
         output_shape=graph.outputs[0].shape, output_dtype=graph.outputs[0].dtype, layers=layers,
-        activation_bytes=activation_bytes,
+        activation_bytes=activation_bytes, mlperf_name=mlperf_name or None,
     )
 
 
 def compile_model(data: bytes, board: Board, *, name: str = "model",
-                  check_fit: bool = True) -> Plan:
+                  check_fit: bool = True, mlperf_name: str | None = None) -> Plan:
     """Compile the bytes of a ``.tflite`` file for ``board``.
 
     Every failure is a ``ModelError``: a value the validator let through but the arithmetic
@@ -318,7 +328,7 @@ def compile_model(data: bytes, board: Board, *, name: str = "model",
     """
     graph = read_tflite(data, name=name)
     try:
-        return compile_graph(graph, board, check_fit=check_fit)
+        return compile_graph(graph, board, check_fit=check_fit, mlperf_name=mlperf_name)
     except McuprofError:
         raise
     except (ArithmeticError, ValueError, TypeError, IndexError, KeyError, struct.error) as e:
@@ -357,6 +367,30 @@ def read_plan(data: bytes, board: Board | None = None) -> PlanInfo:
                         f"run `mcuprof compile MODEL --board {board.name}`")
     model_id = bytes(hdr["model_id"])  # type: ignore[call-overload]
     return PlanInfo(hdr, model_id.hex())
+
+
+# Which EEMBC model a preset or backbone tag (the sidecar ``mcuprof sample`` writes next to a
+# model) stands for: the MLPerf Tiny task it solves.
+_MLPERF_BY_PREFIX = (
+    ("mlperf-kws", "kws01"), ("micronet-kws", "kws01"), ("ds-cnn", "kws01"), ("kws", "kws01"),
+    ("mlperf-vww", "vww01"), ("vww", "vww01"), ("mobilenet-v1", "vww01"),
+    ("mlperf-ic", "ic01"), ("ic", "ic01"), ("resnet", "ic01"),
+    ("mlperf-ad", "ad01"), ("micronet-ad", "ad01"), ("ad", "ad01"), ("fc-autoencoder", "ad01"),
+)
+
+
+def default_mlperf_name(preset: str | None = None,
+                        tags: dict[str, str] | None = None) -> str | None:
+    """The EEMBC model name for a model's preset (``mlperf-kws``, ``micronet-ad-s``, ...) or,
+    without one, its ``preset`` or ``backbone`` tag; None when neither says."""
+    tags = tags or {}
+    for key in (preset, tags.get("preset"), tags.get("backbone")):
+        if not key:
+            continue
+        for prefix, name in _MLPERF_BY_PREFIX:
+            if key == prefix or key.startswith(prefix + "-"):
+                return name
+    return None
 
 
 def sha256(data: bytes) -> str:

@@ -308,7 +308,36 @@ CONSTANTS = {
     "MP_QUANT_REQUANT": 1,
     "MP_FLAG_FLOAT_INPUT": 1,
     "MP_FLAG_FLOAT_OUTPUT": 2,
+    # Bits 2-4 of the header's flags: the plan's EEMBC model name (MLPERF_NAMES), which
+    # `profile%` answers as m-model-[...]; 0: none, the model id is answered instead.
+    "MP_FLAG_MLPERF_SHIFT": 2,
+    "MP_FLAG_MLPERF_MASK": 0x1C,
 }
+
+# The EEMBC / MLPerf Tiny model names a DUT answers in `m-model-[...]`, by their code in the
+# flags (the index here; 0 is none). The MLPerf Tiny runner picks its test script by this name
+# (mlcommons/tiny benchmark/runner tests_performance.yaml / tests_accuracy.yaml keys;
+# benchmark/api/internally_implemented.h EE_MODEL_VERSION_*). The firmware keeps the same
+# table (firmware/protocol/cmd_mlperf.c); append only.
+MLPERF_NAMES = ("", "kws01", "vww01", "ic01", "ad01")
+
+
+def mlperf_flags(name: str | None) -> int:
+    """The header flag bits for an EEMBC model name (0 for None or "")."""
+    if not name:
+        return 0
+    try:
+        code = MLPERF_NAMES.index(name)
+    except ValueError:
+        raise ValueError(f"unknown MLPerf Tiny model name {name!r}; use one of "
+                         f"{', '.join(MLPERF_NAMES[1:])}") from None
+    return code << CONSTANTS["MP_FLAG_MLPERF_SHIFT"]
+
+
+def mlperf_name(flags: int) -> str | None:
+    """The EEMBC model name in a header's flags, or None."""
+    code = (flags & CONSTANTS["MP_FLAG_MLPERF_MASK"]) >> CONSTANTS["MP_FLAG_MLPERF_SHIFT"]
+    return MLPERF_NAMES[code] if 0 < code < len(MLPERF_NAMES) else None
 
 
 def render_c_header() -> str:

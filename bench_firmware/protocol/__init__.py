@@ -18,8 +18,8 @@ Framing
     its own lines, by ``m-ready``.
 
 Boot
-    ``m-timestamp-mode-performance``, ``m-plan-[...]`` (as for ``mp-plan``, never an ``e-``
-    line), ``m-init-done``, ``m-ready``.
+    ``m-timestamp-mode-performance`` (it boots in performance mode), ``m-plan-[...]`` (as
+    for ``mp-plan``, never an ``e-`` line), ``m-init-done``, ``m-ready``.
 
 Lists
     A list is one line ``m-<name>-[v0,v1,...]`` when that line has at most 200 characters
@@ -30,16 +30,26 @@ Lists
     (:func:`assemble_list`). An empty list is ``m-<name>-[]``. ``m-results`` is the exception:
     always one line, however long, because the MLPerf Tiny runner reads it that way.
 
+Boot, and the UART without a host
+    As on a Nucleo's ST-LINK virtual COM port, nothing is kept for a host that has not opened
+    the port: a virtual board drops what it prints while no client is connected, so a host
+    that opens the port late misses the banner and should :meth:`DutClient.sync`.
+
 MLPerf Tiny commands
     ``name%``
         ``m-name-dut-[<board name>]``
     ``profile%``
-        ``m-profile-[mcuprof-<firmware version>]``, ``m-model-[<16 hex model id> | none]``
+        ``m-profile-[mcuprof-<firmware version>]``, then ``m-model-[<EEMBC name>]``
+        (``kws01``, ``vww01``, ``ic01``, ``ad01``: ``mcuprof compile --mlperf-name``; the MLPerf
+        Tiny runner picks its test script by it), else ``m-model-[<16 hex model id>]``, or
+        ``m-model-[none]`` without a plan. ``mp-plan`` always gives the model id.
     ``timestamp%``
         ``m-lap-us-<microseconds since boot>`` (and a pulse on the timestamp pin)
     ``db load N%``
-        ``m-[Expecting N bytes]``. N must equal the plan's input tensor size, else
-        ``e-[db load: the model input is M bytes, not N]``; without a valid plan
+        ``m-[Expecting N bytes]`` for any N from 1 up to the plan's input tensor size M, as
+        the reference: the upload fills the input's first N bytes, the rest keep what they
+        held. Else ``e-[db load: N must be at least 1 byte]`` or
+        ``e-[db load: N bytes exceed the model input of M bytes]``; without a valid plan
         ``e-[db load: no valid plan (<status>)]``.
     ``db <hex>%``
         appends bytes (two hex digits each) to the input; ``m-load-done`` after the byte that
@@ -59,13 +69,15 @@ MLPerf Tiny commands
         measured. Between them, each run also reads the µs clock (so laps stay right across
         cycle-counter wraps) and, when the plan overwrites its input, first restores the input
         from a copy kept in the arena; ``mp-cycles`` count the runtime's invoke alone.
-        Incomplete input: ``e-[input incomplete: got X of N bytes]``, nothing runs.
+        Fewer bytes than the last ``db load N``: ``e-[input incomplete: got X of N bytes]``,
+        nothing runs.
         A failing run: ``e-[infer: <status>]``. When the plan overwrites its own input and the
         arena has no room for a copy, ``m-warning-[...]`` precedes the results.
     ``results%``
-        the ``results`` list of the last infer: an int8 output as signed decimals; a float32
-        output (plan flag ``MP_FLAG_FLOAT_OUTPUT``) as the raw IEEE-754 bits of each value,
-        8 lowercase hex digits (``3f800000`` is 1.0). An int8 item never has 8 characters.
+        the ``results`` line of the last infer: the output dequantized, as the EEMBC
+        reference DUTs send it (``(q - zero_point) * scale`` of an int8 output, the values of a
+        float32 one), decimal fractions with six digits after the point (``-0.003906``),
+        ``d.dddddde<exp>`` from 1e9 up, ``nan``, ``inf``, ``-inf``. One line, however long.
     anything else
         ``e-[Unknown command: <command>]``
 
@@ -89,12 +101,24 @@ mcuprof commands
     ``mp-crc%``
         ``m-input-crc-[<8 hex>]``: CRC-32 (as ``zlib.crc32``) of the bytes received since
         ``db load``
+    ``mp-results%``
+        list ``raw-results``: the last output as the board holds it, for bit-exact checks:
+        an int8 output as signed decimals; a float32 output (plan flag
+        ``MP_FLAG_FLOAT_OUTPUT``) as the raw IEEE-754 bits of each value, 8 lowercase hex
+        digits (``3f800000`` is 1.0). An int8 item never has 8 characters. :class:`DutClient`
+        reads outputs here (``infer``, ``results``), so its checks stay bit-exact.
+    ``mp-timestamp-mode%``, ``mp-timestamp-mode energy%``, ``mp-timestamp-mode performance%``
+        ``m-timestamp-mode-performance|energy``: EEMBC's timestamp mode (after selecting one).
+        In energy mode ``timestamp%`` and ``infer`` print no ``m-lap-us`` lines: a timestamp
+        is the timestamp pin's falling edge alone (D7, held low >= 1 us, then high), which an
+        energy monitor takes through the IO manager; ``mp-cycles`` still counts the runs. The
+        UART stays at 115200 baud. A reset returns to performance mode.
     ``mp-info%``
         ``m-info-[board=<name>,code=<plan board code>,clock=<Hz>,arena=<bytes>,
         region=<model region bytes>,kernels=ref|dsp,plan=<token>,version=<firmware>,
         max-runs=64,max-ops=256]``
-    ``results``, ``mp-cycles`` and ``mp-layers`` before an infer (or after a new upload or
-    reload): ``e-[<command>: no inference since the last upload; run infer first]``.
+    ``results``, ``mp-results``, ``mp-cycles`` and ``mp-layers`` before an infer (or after a
+    new upload or reload): ``e-[<command>: no inference since the last upload; run infer first]``.
     Too many arguments: ``e-[<command>: too many arguments]``.
 
 Lifecycle of a :class:`DutClient`: ``open`` → ``wait_ready`` (after a reset) or ``sync`` →
@@ -137,8 +161,11 @@ from bench_firmware.protocol.messages import (
     Message,
     Output,
     assemble_list,
+    format_dequantized,
     format_list,
     format_output,
+    is_raw_output,
+    parse_dequantized,
     parse_line,
     parse_output,
 )
@@ -168,9 +195,12 @@ __all__ = [
     "Output",
     "Transport",
     "assemble_list",
+    "format_dequantized",
     "format_list",
     "format_output",
+    "is_raw_output",
     "logger",
+    "parse_dequantized",
     "parse_line",
     "parse_output",
 ]

@@ -33,6 +33,8 @@ from bench_firmware.protocol.messages import (
     InferResult,
     Message,
     Output,
+    is_raw_output,
+    parse_dequantized,
     parse_line,
     parse_output,
 )
@@ -82,6 +84,7 @@ class DutClient:
         self._rx = bytearray()
         self._transcript: deque[str] = deque(maxlen=TRANSCRIPT_MAX_LINES)
         self.boot_lines: list[str] = []
+        self.energy_mode = False  # as last set or read with timestamp_mode()
 
     @classmethod
     def open(cls, url: str, baudrate: int = BAUDRATE, timeout_s: float = DEFAULT_TIMEOUT_S, *,
@@ -290,6 +293,23 @@ class DutClient:
         """``timestamp%``: microseconds since boot."""
         return self.command("timestamp").one("lap-us").number
 
+    def timestamp_mode(self, mode: Literal["performance", "energy"] | None = None) -> str:
+        """``mp-timestamp-mode [mode]%``: selects (or reads) EEMBC's timestamp mode. In
+        ``energy`` mode the firmware prints no ``m-lap-us`` lines: each timestamp is the
+        timestamp pin's falling edge alone, for an energy monitor; :meth:`infer` then returns
+        ``lap_us`` (0, 0) and the cycles come from :meth:`cycles`."""
+        if mode not in (None, "performance", "energy"):
+            raise McuprofError(f"unknown timestamp mode {mode!r}; use 'performance' or 'energy'")
+        command = "mp-timestamp-mode" + (f" {mode}" if mode else "")
+        answer = self.command(command)
+        names = [m.name for m in answer.messages if m.kind == "m"]
+        got = next((n.removeprefix("timestamp-mode-") for n in names
+                    if n in ("timestamp-mode-performance", "timestamp-mode-energy")), None)
+        if got is None:
+            raise answer.missing("m-timestamp-mode-performance or -energy")
+        self.energy_mode = got == "energy"
+        return got
+
     def info(self) -> dict[str, int | str]:
         """``mp-info%``: board, code, clock, arena, region, kernels, plan, version, ..."""
         return self.command("mp-info").one("info").fields(INFO_NUMBERS)
@@ -398,17 +418,37 @@ class DutClient:
         answer.one("warmup-done")
         answer.one("infer-done")
         laps = [m.number for m in answer.all("lap-us")]
+        if self.energy_mode and not laps:
+            laps = [0, 0]  # energy mode: the timestamps are pin edges only
         if len(laps) != 2:
             raise answer.missing("two m-lap-us lines")
         warnings = tuple(m.payload for m in answer.all("warning"))
         for w in warnings:
             logger.warning("%s: %s", self.port_name, w)
-        return InferResult(runs, warmup, (laps[0], laps[1]),
-                           parse_output(answer.list_items("results")), warnings)
+        output, dequantized = self._output(answer.list_items("results"))
+        return InferResult(runs, warmup, (laps[0], laps[1]), output, warnings, dequantized)
+
+    def _output(self, items: list[str]) -> tuple[Output, tuple[float, ...]]:
+        """The raw output and the dequantized values for ``m-results`` items: the firmware
+        sends the dequantized values there (as MLPerf Tiny wants them), so the output as the
+        board holds it comes from ``mp-results``; raw items (an older firmware) are used as
+        they are."""
+        if is_raw_output(items):
+            return parse_output(items), ()
+        return self.raw_results(), parse_dequantized(items)
 
     def results(self) -> Output:
-        """``results%``: the output of the last inference."""
-        return parse_output(self.command("results").list_items("results"))
+        """The output of the last inference as the board holds it (``mp-results%``; the
+        ``results%`` of a firmware that sends raw values there)."""
+        return self._output(self.command("results").list_items("results"))[0]
+
+    def dequantized_results(self) -> tuple[float, ...]:
+        """``results%``: the last output dequantized, as the MLPerf Tiny runner reads it."""
+        return parse_dequantized(self.command("results").list_items("results"))
+
+    def raw_results(self) -> Output:
+        """``mp-results%``: the last output as the board holds it (int8 or float32 bits)."""
+        return parse_output(self.command("mp-results").list_items("raw-results"))
 
     def cycles(self) -> list[int]:
         """``mp-cycles%``: total cycles of each timed run of the last infer (the first 64)."""

@@ -27,6 +27,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*", re.ASCII)
 _CHUNK_RE = re.compile(r"(?P<name>.+)-(?P<start>\d+)/(?P<total>\d+)", re.ASCII)
 _INT_RE = re.compile(r"\d+", re.ASCII)
 _WORD_RE = re.compile(r"[0-9a-f]{8}", re.ASCII)
+_RAW_ITEM_RE = re.compile(r"-?\d{1,3}|[0-9a-f]{8}", re.ASCII)
+_FLOAT_ITEM_RE = re.compile(r"-?(?:\d+\.\d+(?:e\d+)?|nan|inf)", re.ASCII)
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +207,34 @@ def parse_output(items: Sequence[str]) -> Output:
     return Output("int8", values, bytes(v & 0xFF for v in values))
 
 
+def is_raw_output(items: Sequence[str]) -> bool:
+    """Whether ``results`` items are the raw form (int8 decimals or float32 words, as
+    ``mp-results`` and firmware before MLPerf-compatible results send them) rather than the
+    dequantized decimal fractions ``m-results`` carries."""
+    return all(_RAW_ITEM_RE.fullmatch(i) for i in items)
+
+
+def parse_dequantized(items: Sequence[str]) -> tuple[float, ...]:
+    """``m-results`` items (dequantized decimal fractions) as floats."""
+    if not all(_FLOAT_ITEM_RE.fullmatch(i) for i in items):
+        raise ProtocolError(f"results are not decimal fractions: {','.join(items)[:80]!r}")
+    return tuple(float(i) for i in items)
+
+
+def format_dequantized(values: Iterable[float]) -> list[str]:
+    """``m-results`` items for dequantized values, as the firmware formats them
+    (``mp_fmt_float``) for values below 1e9: six digits after the point."""
+    out = []
+    for v in values:
+        if v != v:
+            out.append("nan")
+        elif abs(v) == float("inf"):
+            out.append("-inf" if v < 0 else "inf")
+        else:
+            out.append(f"{v:.6f}")
+    return out
+
+
 def format_output(output: Output) -> list[str]:
     """The ``results`` list's items for an output (the inverse of :func:`parse_output`)."""
     if output.dtype == "float32":
@@ -223,6 +253,7 @@ class InferResult:
     lap_us: tuple[int, int]
     output: Output
     warnings: tuple[str, ...] = ()
+    dequantized: tuple[float, ...] = ()  # m-results as MLPerf Tiny reads it (when sent so)
 
     @property
     def elapsed_us(self) -> int:

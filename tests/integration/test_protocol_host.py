@@ -26,6 +26,7 @@ from bench_firmware.protocol import (
     DutClient,
     HostDut,
     Transport,
+    format_dequantized,
     format_list,
 )
 
@@ -38,7 +39,8 @@ def _align(n: int) -> int:
 
 
 def copy_plan(input_bytes: int = 8, *, n_ops: int = 1, reuse_input: bool = False,
-              float_io: bool = False, arena_bytes: int | None = None) -> bytes:
+              float_io: bool = False, arena_bytes: int | None = None,
+              mlperf_name: str | None = None) -> bytes:
     """A valid plan of RESHAPE operators chained input → t1 → ... → output: the output equals
     the input. ``reuse_input``: two operators, the second writing its output one byte into the
     input's space, as a memory planner may once the input is consumed; run twice without a
@@ -51,7 +53,8 @@ def copy_plan(input_bytes: int = 8, *, n_ops: int = 1, reuse_input: bool = False
     elem = 4 if float_io else 1
     tensors = b"".join(
         pf.TENSOR.pack(arena_off=off, bytes=size, shape=[1, 1, 1, size // elem],
-                       type=pf.TYPE_CODES["float32" if float_io else "int8"], rank=2)
+                       type=pf.TYPE_CODES["float32" if float_io else "int8"], rank=2,
+                       zero_point=-1, scale=0.5)
         for off in offsets)
     tensors_off = pf.HEADER.size
     ops_off = _align(tensors_off + len(tensors))
@@ -65,6 +68,7 @@ def copy_plan(input_bytes: int = 8, *, n_ops: int = 1, reuse_input: bool = False
     body = (tensors.ljust(ops_off - tensors_off, b"\0") + ops.ljust(data_off - ops_off, b"\0")
             + data)
     flags = 3 if float_io else 0  # MP_FLAG_FLOAT_INPUT | MP_FLAG_FLOAT_OUTPUT
+    flags |= pf.mlperf_flags(mlperf_name)
     header = pf.HEADER.pack(
         magic=list(pf.MAGIC), version=pf.VERSION, header_bytes=pf.HEADER.size,
         total_bytes=pf.HEADER.size + len(body), crc32=0, model_id=list(MODEL_ID), board_code=0,
@@ -204,7 +208,9 @@ def test_unknown_and_malformed_commands(dut: DutClient) -> None:
     assert dut.command("infer x", check=False).errors[0].payload == "infer: bad run count 'x'"
     assert dut.command("infer 0 0", check=False).errors[0].payload.endswith("at least 1")
     assert dut.command("db load 9", check=False).errors[0].payload == (
-        "db load: the model input is 8 bytes, not 9")
+        "db load: 9 bytes exceed the model input of 8 bytes")
+    assert dut.command("db load 0", check=False).errors[0].payload == (
+        "db load: N must be at least 1 byte")
     assert dut.command("db 00", check=False).errors[0].payload.startswith(
         "db: no upload announced")
     # \r, \n and NUL are ignored; an empty command answers m-ready alone
@@ -247,6 +253,42 @@ def test_infer_before_upload_is_complete(dut: DutClient) -> None:
         dut.results()
 
 
+def test_db_load_takes_any_size_up_to_the_input(dut: DutClient) -> None:
+    """As the MLPerf Tiny reference: `db load N` for N up to the buffer fills its first N
+    bytes; the rest keep what they held."""
+    dut.load_input(bytes([1, 2, 3, 4, 5, 6, 7, 8]))
+    assert dut.infer(1, 0).output_bytes == bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    assert dut.command("db load 3").one("").payload == "Expecting 3 bytes"
+    with pytest.raises(FirmwareError, match=r"input incomplete: got 0 of 3 bytes"):
+        dut.infer(1, 0)
+    assert dut.command("db 090a0b").one("load-done")
+    assert dut.infer(1, 0).output_bytes == bytes([9, 10, 11, 4, 5, 6, 7, 8])
+
+
+@pytest.mark.parametrize("name", ["kws01", "ad01"])
+def test_profile_answers_the_eembc_model_name(host_exe: Path, name: str) -> None:
+    with HostDut(copy_plan(8, mlperf_name=name), exe=host_exe) as client:
+        assert client.profile() == {"firmware": "mcuprof-0.1.0", "model": name}
+        assert client.plan_status()["model"] == MODEL_ID.hex()  # the id stays in mp-plan
+
+
+def test_energy_timestamp_mode(dut: DutClient) -> None:
+    """EEMBC energy mode: timestamps are pin edges only, no m-lap-us lines."""
+    assert dut.timestamp_mode() == "performance"
+    assert dut.timestamp_mode("energy") == "energy"
+    assert dut.command("timestamp").messages == []
+    dut.load_input(bytes(range(8)))
+    result = dut.infer(2, 1)
+    assert result.lap_us == (0, 0) and result.output_bytes == bytes(range(8))
+    assert not any(t.startswith("< m-lap-us") for t in dut.transcript)
+    assert dut.reload_plan()["status"] == "ok"
+    assert dut.timestamp_mode() == "energy"  # a reload keeps it
+    with pytest.raises(FirmwareError, match="expected energy or performance"):
+        dut.command("mp-timestamp-mode idle")
+    assert dut.timestamp_mode("performance") == "performance"
+    assert dut.timestamp() >= 0
+
+
 def test_reload(dut: DutClient) -> None:
     dut.load_input(bytes(8))
     dut.infer(1, 0)
@@ -275,12 +317,18 @@ def test_long_lists_are_chunked(host_exe: Path, transport: Transport) -> None:
         assert answer.one("cycles-truncated").number == MAX_RUNS + 6
 
         # The firmware's chunking is format_list's, line for line; m-results stays one line,
-        # however long, as the MLPerf Tiny runner expects.
+        # however long, as the MLPerf Tiny runner expects, and carries the output dequantized
+        # (this plan's output has scale 0.5, zero point -1); mp-results the raw values, chunked.
         received = [t[2:] for t in client.transcript if t.startswith("< m-")]
         values = [str(v) for v in np.frombuffer(data, np.int8)]
         result_lines = [t for t in received if t.startswith("m-results-")]
-        assert result_lines[-1] == "m-results-[" + ",".join(values) + "]"
+        assert result_lines[-1] == "m-results-[" + ",".join(
+            format_dequantized((int(v) + 1) * 0.5 for v in values)) + "]"
         assert len(result_lines[-1]) > LIST_LINE_MAX
+        assert result.dequantized == tuple((int(v) + 1) * 0.5 for v in values)
+        raw_lines = [t for t in received if t.startswith("m-raw-results-")]
+        assert raw_lines[-len(format_list("raw-results", values)):] == format_list(
+            "raw-results", values)
         layer_lines = [t for t in received if t.startswith("m-layers-")]
         assert len(layer_lines) > 1
         assert layer_lines == format_list("layers", [str(v) for v in layers])
@@ -297,8 +345,29 @@ def test_float_output(host_exe: Path) -> None:
         assert result.output.dtype == "float32"
         assert result.output.values == tuple(values.tolist())
         assert result.output_bytes == values.tobytes()
+        assert client.command("mp-results").messages[0].format() == (
+            "m-raw-results-[3f800000,c0200000,3b54fdf4,7f800000]")
         assert client.command("results").messages[0].format() == (
-            "m-results-[3f800000,c0200000,3b54fdf4,7f800000]")
+            "m-results-[1.000000,-2.500000,0.003250,inf]")
+        assert result.dequantized == (1.0, -2.5, 0.00325, float("inf"))
+
+
+def test_dequantized_results_format(host_exe: Path) -> None:
+    """m-results items as the runner's float() reads them: fractions, large values in
+    scientific form, nan and infinities; mp-results keeps the exact bits."""
+    values = np.array([1e10, np.nan, -0.0, 123456.789, -1e-7, 0.99999994, 3.4e38, -np.inf],
+                      dtype=np.float32)
+    with HostDut(copy_plan(32, float_io=True), exe=host_exe) as client:
+        client.load_input(values.tobytes())
+        result = client.infer(1, 0)
+        items = client.command("results").list_items("results")
+    assert result.output_bytes == values.tobytes()
+    assert items[1] == "nan" and items[7] == "-inf" and items[2] == "0.000000"
+    assert items[4] == "-0.000000" and items[5] == "1.000000"
+    assert items[0] == "1.000000e10" and items[3] == "123456.789063"  # half up
+    for item, v in zip(items, values.tolist(), strict=True):
+        if not np.isnan(v):
+            assert float(item) == pytest.approx(v, rel=1e-5, abs=1e-6)
 
 
 def test_input_reused_by_the_plan_is_restored(host_exe: Path) -> None:

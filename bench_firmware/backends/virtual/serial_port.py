@@ -9,10 +9,14 @@ Only the emulator thread reads and writes an endpoint; other threads only read :
 The emulator thread closes it when the board stops, so a client's next read fails at once
 (EIO on a pty, "socket disconnected" on TCP) instead of waiting for its timeout.
 
-Output is held until the host has sent its first byte (on each TCP connection), then sent
-with it: pyserial flushes pending input when it opens a port, which would otherwise eat the
-boot banner. Send a newline (the firmware ignores it) after opening, as :class:`HostDut`
-does. At most :data:`HELD_OUTPUT_MAX` bytes are held (the latest).
+Like the ST-LINK virtual COM port of a real Nucleo, the UART keeps nothing for a host that
+is not there: what the firmware prints while no client has the port open (no process holds
+the pty, or no TCP client is connected) is dropped, and a client that connects later sees only
+what is printed from then on. So a host that wants the boot banner opens the port before the
+board starts (as :class:`~bench_firmware.backends.virtual.backend.VirtualBoard` does); one
+that comes later resynchronises (:meth:`bench_firmware.protocol.DutClient.sync`), as the
+MLPerf Tiny runner's first ``name%`` does with a board that booted long ago. The bytes dropped
+are counted in :attr:`SerialEndpoint.dropped`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from bench_firmware.errors import BoardError
 Transport = Literal["pty", "socket"]
 
 READ_CHUNK = 4096  # bytes read from the host at once
-HELD_OUTPUT_MAX = 64 * 1024  # bytes of output kept for a host that has not spoken yet
 WRITE_POLL_S = 0.05  # seconds a blocked write waits before it checks the stop flag
 
 
@@ -43,8 +46,11 @@ class SerialEndpoint(ABC):
 
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop  # set when the board stops: blocked writes give up
-        self._spoken = False  # the host has sent a byte (on this connection)
-        self._held = bytearray()
+        self.dropped = 0  # bytes printed while no host was connected
+
+    @abstractmethod
+    def connected(self) -> bool:
+        """Whether a host has the port open now."""
 
     @property
     @abstractmethod
@@ -68,31 +74,24 @@ class SerialEndpoint(ABC):
         """Closes the endpoint; the client's next read or write fails. Safe to call twice."""
 
     def read(self) -> bytes:
-        """What the host sent (b"" when nothing); its first byte releases held output."""
-        data = self._read()
-        if data and not self._spoken:
-            self._spoken = True
-            if self._held:
-                held, self._held = bytes(self._held), bytearray()
-                self._write(held, self._stop, None)
-        return data
+        """What the host sent (b"" when nothing)."""
+        return self._read()
 
     def write(self, data: bytes, deadline: float | None = None) -> None:
-        """Sends ``data`` to the host, or holds it until the host has spoken. Blocks while the
-        host does not read: until the stop event is set or, when given, until ``deadline``
-        (``time.monotonic()``; then the stop event does not count: a stopped board's last
-        words)."""
-        if not self._spoken:
-            self._held += data
-            if len(self._held) > HELD_OUTPUT_MAX:
-                del self._held[: len(self._held) - HELD_OUTPUT_MAX]
+        """Sends ``data`` to the host, or drops it when no host is connected (as the ST-LINK
+        virtual COM port does). Blocks while a connected host does not read: until the stop
+        event is set or, when given, until ``deadline`` (``time.monotonic()``; then the stop
+        event does not count: a stopped board's last words)."""
+        if not self.connected():
+            self.dropped += len(data)
             return
         self._write(data, None if deadline is not None else self._stop, deadline)
 
 
 class PtyEndpoint(SerialEndpoint):
-    """A pseudo-terminal in raw mode; clients open the slave by its path. We keep a slave
-    descriptor of our own open, so the master never sees EIO between clients."""
+    """A pseudo-terminal in raw mode; clients open the slave by its path. We keep no slave
+    descriptor of our own, so the master tells whether a client has the port open: with none,
+    it polls as hung up (POLLHUP) and reads fail with EIO."""
 
     def __init__(self, stop: threading.Event) -> None:
         super().__init__(stop)
@@ -105,18 +104,28 @@ class PtyEndpoint(SerialEndpoint):
             os.close(master)
             os.close(slave)
             raise BoardError(f"cannot set up a pseudo-terminal for the virtual board: {e}") from e
+        os.close(slave)  # the path stays valid while the master is open
         self._master: int | None = master
-        self._slave: int | None = slave
+        self._poll = select.poll()
+        self._poll.register(master, select.POLLIN | select.POLLHUP)
 
     @property
     def url(self) -> str:
         return self._url
 
+    def connected(self) -> bool:
+        if self._master is None:
+            return False
+        return not any(ev & select.POLLHUP for _, ev in self._poll.poll(0))
+
     def wait_readable(self, timeout_s: float) -> bool:
         if self._master is None:
             return False
-        ready, _, _ = select.select([self._master], [], [], timeout_s)
-        return bool(ready)
+        events = self._poll.poll(timeout_s * 1000)
+        if any(ev & select.POLLHUP for _, ev in events):
+            time.sleep(timeout_s)  # no client: a hung-up master would poll ready at once
+            return False
+        return bool(events)
 
     def _read(self) -> bytes:
         if self._master is None:
@@ -139,17 +148,17 @@ class PtyEndpoint(SerialEndpoint):
                 select.select([], [self._master], [], WRITE_POLL_S)
 
     def close(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
+        master, self._master = self._master, None
+        if master is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._poll.unregister(master)  # its number may soon name another file
+            with contextlib.suppress(OSError):
+                os.close(master)
 
 
 class SocketEndpoint(SerialEndpoint):
     """A TCP server on 127.0.0.1 (ephemeral port) that serves one client at a time; when it
-    hangs up the next may connect. Output while no client is connected is held for the next
-    one (the latest :data:`HELD_OUTPUT_MAX` bytes)."""
+    hangs up the next may connect. Output while no client is connected is dropped."""
 
     def __init__(self, stop: threading.Event, host: str = "127.0.0.1") -> None:
         super().__init__(stop)
@@ -176,7 +185,11 @@ class SocketEndpoint(SerialEndpoint):
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
-        self._spoken = False  # output is held again until this client speaks
+
+    def connected(self) -> bool:
+        if self._conn is None:
+            self._accept()
+        return self._conn is not None
 
     def _hang_up(self) -> None:
         if self._conn is not None:
@@ -212,9 +225,8 @@ class SocketEndpoint(SerialEndpoint):
     def _write(self, data: bytes, stop: threading.Event | None, deadline: float | None) -> None:
         view = memoryview(data)
         while view and _going(stop, deadline):
-            if self._conn is None:  # the client left: keep the rest for the next one
-                self._spoken = False
-                self._held += view
+            if self._conn is None:  # the client left: the rest is lost, as on a real port
+                self.dropped += len(view)
                 return
             try:
                 view = view[self._conn.send(view):]

@@ -158,3 +158,24 @@ void mp_cmd_info(uint32_t argc, char **argv) {
   mp_out_str("]");
   mp_out_end();
 }
+
+void mp_print_timestamp_mode(void) {
+  mp_out_line(mp_session.energy_mode ? "m-timestamp-mode-energy" : "m-timestamp-mode-performance");
+}
+
+void mp_cmd_timestamp_mode(uint32_t argc, char **argv) {
+  if (argc == 2) {
+    if (strcmp(argv[1], "energy") == 0) {
+      mp_session.energy_mode = 1;
+    } else if (strcmp(argv[1], "performance") == 0) {
+      mp_session.energy_mode = 0;
+    } else {
+      mp_out_str("e-[mp-timestamp-mode: expected energy or performance, not '");
+      mp_out_text(argv[1]);
+      mp_out_str("']");
+      mp_out_end();
+      return;
+    }
+  }
+  mp_print_timestamp_mode();
+}

@@ -5,14 +5,21 @@
 
 #include <stdint.h>
 
-/* Longest text one list item formats to ("-2147483648" is 11 characters). */
-#define MP_ITEM_MAX 12
+/* Longest text one list item formats to ("-2147483648" is 11 characters; a float,
+ * "-999999999.999999" or "-3.402823e38", 17). */
+#define MP_ITEM_MAX 20
+/* Digits after the point of a float item (the EEMBC reference DUTs print 3). */
+#define MP_FLOAT_DIGITS 6
 
 /* Formatters: write into `buf` (no terminating NUL) and return the number of characters. */
 uint32_t mp_fmt_u32(char *buf, uint32_t v);
 uint32_t mp_fmt_i32(char *buf, int32_t v);
 /* `digits` lowercase hex digits, zero-padded (1..8). */
 uint32_t mp_fmt_hex(char *buf, uint32_t v, uint32_t digits);
+/* A float as a decimal fraction with MP_FLOAT_DIGITS digits after the point ("-0.003906"),
+ * "d.dddddde<exp>" from 1e9 up, or "nan", "inf", "-inf": all of which Python's float() and
+ * C's strtod read. */
+uint32_t mp_fmt_float(char *buf, float v);
 
 /* Pieces of the current line; mp_out_end() adds "\r\n" and sends it. */
 void mp_out_chars(const char *s, uint32_t n);

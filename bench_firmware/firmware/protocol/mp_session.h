@@ -10,6 +10,9 @@
 typedef struct {
   mp_runtime_t *rt;
   mp_status_t plan_status; /* of the last mp_runtime_load */
+  /* EEMBC energy timestamp mode (mp-timestamp-mode energy): timestamps are the pin's falling
+   * edges alone, no m-lap-us lines. Survives mp-reload; a reset returns to performance. */
+  int energy_mode;
 
   /* The input upload (`db load N`, `db <hex>`): bytes go straight into the input tensor. */
   uint8_t *input;        /* the input tensor in the arena (NULL without a plan) */
@@ -62,12 +65,24 @@ void mp_cmd_cycles(uint32_t argc, char **argv);
 void mp_cmd_layers(uint32_t argc, char **argv);
 void mp_cmd_crc(uint32_t argc, char **argv);
 void mp_cmd_info(uint32_t argc, char **argv);
+void mp_cmd_raw_results(uint32_t argc, char **argv);
+void mp_cmd_timestamp_mode(uint32_t argc, char **argv);
+
+/* `m-timestamp-mode-performance` or `m-timestamp-mode-energy`, as the boot banner says it. */
+void mp_print_timestamp_mode(void);
 
 /* The `m-plan-[...]` line (and, for a plan that did not load and `with_error`, the
  * `e-[plan: <status>]` line after it). */
 void mp_print_plan(int with_error);
 
-/* `m-results-[...]`: the output tensor, int8 as signed decimal, float32 as 8-hex-digit words. */
+/* `m-results-[...]`: the output tensor dequantized, as decimal fractions (MLPerf Tiny). */
 void mp_print_results(void);
+
+/* The `raw-results` list: the output tensor's values as the board holds them, int8 as signed
+ * decimal, float32 as 8-hex-digit words (IEEE-754 bits), for bit-exact checks. */
+void mp_print_raw_results(void);
+
+/* The plan's EEMBC model name (kws01, vww01, ic01, ad01), or NULL when it has none. */
+const char *mp_mlperf_name(void);
 
 #endif /* MP_SESSION_H */

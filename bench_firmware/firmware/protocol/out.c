@@ -44,6 +44,61 @@ uint32_t mp_fmt_hex(char *buf, uint32_t v, uint32_t digits) {
   return digits;
 }
 
+/* 10^MP_FLOAT_DIGITS */
+static uint32_t float_unit(void) {
+  uint32_t unit = 1, i;
+  for (i = 0; i < MP_FLOAT_DIGITS; i++) unit *= 10u;
+  return unit;
+}
+
+uint32_t mp_fmt_float(char *buf, float v) {
+  const uint32_t unit = float_unit();
+  uint32_t n = 0, whole, frac, i, exp10 = 0;
+  char digits[10];
+  if (v != v) {
+    memcpy(buf, "nan", 3);
+    return 3;
+  }
+  if (v < 0.0f) {
+    buf[n++] = '-';
+    v = -v;
+  }
+  if (v > 3.402823466e38f) {
+    memcpy(buf + n, "inf", 3);
+    return n + 3;
+  }
+  /* Past 1e9 the integer part no longer fits the fraction's arithmetic: scientific form. */
+  while (v >= 1e9f) {
+    v /= 10.0f;
+    exp10++;
+  }
+  if (exp10 != 0u) {
+    while (v >= 10.0f) {
+      v /= 10.0f;
+      exp10++;
+    }
+  }
+  whole = (uint32_t)v;
+  frac = (uint32_t)((v - (float)whole) * (float)unit + 0.5f);
+  if (frac >= unit) { /* rounding carried into the integer part */
+    frac -= unit;
+    whole++;
+  }
+  n += mp_fmt_u32(buf + n, whole);
+  buf[n++] = '.';
+  for (i = 0; i < MP_FLOAT_DIGITS; i++) {
+    digits[MP_FLOAT_DIGITS - 1u - i] = (char)('0' + frac % 10u);
+    frac /= 10u;
+  }
+  memcpy(buf + n, digits, MP_FLOAT_DIGITS);
+  n += MP_FLOAT_DIGITS;
+  if (exp10 != 0u) {
+    buf[n++] = 'e';
+    n += mp_fmt_u32(buf + n, exp10);
+  }
+  return n;
+}
+
 static void out_flush(void) {
   if (out_len != 0u) {
     board_uart_write(out_buf, out_len);

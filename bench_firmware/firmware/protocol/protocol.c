@@ -15,7 +15,8 @@
  *   Every command is answered, after its own lines, by `m-ready`.
  *
  * BOOT
- *   m-timestamp-mode-performance
+ *   m-timestamp-mode-performance  (the firmware boots in performance mode, see
+ *                                 mp-timestamp-mode)
  *   m-plan-[...]                  as for mp-plan, without the e- line
  *   m-init-done
  *   m-ready
@@ -31,11 +32,17 @@
  * MLPERF TINY COMMANDS
  *   name%            m-name-dut-[<board name>]            (bench_firmware/boards.py name)
  *   profile%         m-profile-[mcuprof-<firmware version>]
- *                    m-model-[<model id: 16 hex digits>]  or m-model-[none] without a plan
- *   timestamp%       m-lap-us-<microseconds since boot>   (and a pulse on the timestamp pin)
- *   db load N%       m-[Expecting N bytes]; N must be the plan's input tensor size:
- *                    e-[db load: the model input is M bytes, not N]; without a valid plan:
- *                    e-[db load: no valid plan (<status>)]
+ *                    m-model-[<EEMBC model name>]: kws01, vww01, ic01 or ad01 when the plan
+ *                    has one (`mcuprof compile --mlperf-name`; the MLPerf Tiny runner picks
+ *                    its test script by it), else m-model-[<model id: 16 hex digits>], or
+ *                    m-model-[none] without a plan. mp-plan always gives the model id.
+ *   timestamp%       m-lap-us-<microseconds since boot>   (and a pulse on the timestamp pin;
+ *                    in energy mode the pulse alone)
+ *   db load N%       m-[Expecting N bytes]; any N from 1 up to the plan's input tensor size
+ *                    M, as the reference: the upload fills the input's first N bytes, the
+ *                    rest keep what they held. Else e-[db load: N must be at least 1 byte] or
+ *                    e-[db load: N bytes exceed the model input of M bytes]; without a valid
+ *                    plan: e-[db load: no valid plan (<status>)]
  *   db <hex>%        appends bytes (two hex digits each, any case) to the input; after the
  *                    byte that completes N: m-load-done. Errors (nothing is appended):
  *                    e-[Insufficent number of hex digits]   (odd count; MLPerf's spelling)
@@ -46,7 +53,8 @@
  *   infer N W%       N timed runs (default 1, at least 1) after W untimed warm-up runs
  *                    (default 10, as MLPerf); answers
  *                      m-warmup-start-W, m-warmup-done, m-infer-start-N,
- *                      m-lap-us-<t0>, m-lap-us-<t1>, m-infer-done, the results list.
+ *                      m-lap-us-<t0>, m-lap-us-<t1>, m-infer-done, the results list
+ *                    (no m-lap-us lines in energy mode).
  *                    t0 and t1 are taken just before the first and after the last timed run;
  *                    each also drives the timestamp pin low for >= 1 us (the energy monitor's
  *                    falling edge). Both lap lines are printed after the timed loop, so UART
@@ -54,15 +62,17 @@
  *                    (so laps stay right across cycle-counter wraps) and, when the plan
  *                    overwrites its input, first restores the input from a copy kept in the
  *                    arena; mp-cycles count the runtime's invoke alone. If the input is
- *                    incomplete:
+ *                    incomplete (fewer than the N of the last db load):
  *                    e-[input incomplete: got X of N bytes] and nothing runs.
  *                    A failing run: e-[infer: <status>]. When the plan overwrites its input
  *                    and the arena has no room to keep a copy: m-warning-[...] before results.
  *   results%         the results list of the last infer again:
- *                    m-results-[v0,...]: an int8 output as signed decimals; a float32 output
- *                    (plan flag MP_FLAG_FLOAT_OUTPUT) as the raw IEEE-754 bits of each value,
- *                    8 lowercase hex digits (3f800000 is 1.0). An int8 item never has 8
- *                    characters, so the two forms cannot be confused.
+ *                    m-results-[v0,...]: the output dequantized, as the EEMBC reference DUTs
+ *                    send it: (q - zero_point) * scale of an int8 output, the values of a
+ *                    float32 output, each as a decimal fraction with 6 digits after the point
+ *                    (-0.003906), d.dddddde<exp> from 1e9 up, nan, inf or -inf. Always one
+ *                    line, however long (the runner knows no chunk lines). The values as the
+ *                    board holds them, for bit-exact checks: mp-results.
  *   anything else    e-[Unknown command: <command>]
  *
  * MCUPROF COMMANDS
@@ -85,10 +95,25 @@
  *   mp-layers%       list `layers`: cycles of each operator in the last timed run
  *   mp-crc%          m-input-crc-[<8 hex>]: CRC-32 (zlib's) of the bytes received since
  *                    `db load`, so the host can tell a dropped or altered byte
+ *   mp-results%      list `raw-results`: the last infer's output as the board holds it: an
+ *                    int8 output as signed decimals; a float32 output (plan flag
+ *                    MP_FLAG_FLOAT_OUTPUT) as the raw IEEE-754 bits of each value, 8 lowercase
+ *                    hex digits (3f800000 is 1.0). An int8 item never has 8 characters, so the
+ *                    two forms cannot be confused. Chunked like any list.
+ *   mp-timestamp-mode%              m-timestamp-mode-performance | m-timestamp-mode-energy
+ *   mp-timestamp-mode energy%       EEMBC energy mode: `timestamp%` and `infer` print no
+ *                    m-lap-us lines; each timestamp is the timestamp pin's falling edge alone
+ *                    (D7, held low >= 1 us, then driven high again), which an energy monitor
+ *                    takes through the IO manager. mp-cycles still counts every run. The UART
+ *                    stays at 115200 baud (the reference switches to 9600 for the IO manager;
+ *                    set the runner's DUT baud to 115200 instead). A reset returns to
+ *   mp-timestamp-mode performance%  performance mode (m-lap-us lines, and the same pulses).
+ *                    Answers the mode as the boot banner names it.
  *   mp-info%         m-info-[board=<name>,code=<plan board code>,clock=<Hz>,arena=<bytes>,
  *                      region=<model region bytes>,kernels=ref|dsp,plan=<token>,
  *                      version=<firmware version>,max-runs=64,max-ops=256]
- *   mp-cycles, mp-layers (and results) before an infer, or after a new upload or reload:
+ *   mp-cycles, mp-layers, mp-results (and results) before an infer, or after a new upload
+ *   or reload:
  *                    e-[<command>: no inference since the last upload; run infer first]
  *   Any command given more arguments than it takes: e-[<command>: too many arguments].
  */
@@ -122,6 +147,8 @@ static const mp_command_t commands[] = {
     {"mp-layers", mp_cmd_layers, 0},
     {"mp-crc", mp_cmd_crc, 0},
     {"mp-info", mp_cmd_info, 0},
+    {"mp-results", mp_cmd_raw_results, 0},
+    {"mp-timestamp-mode", mp_cmd_timestamp_mode, 1},
 };
 
 static char cmd_buf[MP_CMD_MAX + 1];
@@ -198,7 +225,7 @@ void mp_protocol_boot(mp_runtime_t *rt) {
   cmd_len = 0;
   cmd_too_long = 0;
   mp_session_reload();
-  mp_out_line("m-timestamp-mode-performance");
+  mp_print_timestamp_mode();
   mp_print_plan(0);
   mp_out_line("m-init-done");
   mp_out_line("m-ready");
