@@ -1,11 +1,13 @@
-"""Server-side commands: ``mcuprof serve`` and ``mcuprof token create|list|revoke``.
+"""Server-side commands: ``mcuprof serve``, ``mcuprof token create|list|revoke`` and
+``mcuprof prune``.
 
-Both read the database from ``MCUPROF_DATABASE_URL`` (SQLite ``./mcuprof.db`` by default)
+All read the database from ``MCUPROF_DATABASE_URL`` (SQLite ``./mcuprof.db`` by default)
 and migrate it to the newest schema first.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import click
@@ -27,20 +29,23 @@ def _database(settings: Settings) -> Database:
 @click.command("serve")
 @click.option("--host", default=None, help="Address to bind (MCUPROF_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="TCP port (MCUPROF_PORT, default 8000).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--workers", type=int, default=None,
+              help="API processes (MCUPROF_WORKERS; default one per CPU, at most 4, on "
+                   "PostgreSQL, one on SQLite).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API (migrating the database first).
 
     API tokens are required, on loopback too (any web page could otherwise submit), so the
     database must hold a user token: `mcuprof token create --role user --save`. On loopback
     it prints a link that signs a browser in to the dashboard once.
     """
-    import uvicorn
-
+    from bench_firmware.settings import ENV_PREFIX
+    from service.api import http
     from service.api.app import UNSAFE_WARNING, create_app
     from service.auth import count_user_tokens, create_login_code
     from service.config import ConfigError, is_loopback, load_settings
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, workers=workers)
     db = _database(settings)
     login_code = None
     try:
@@ -62,8 +67,16 @@ def serve(host: str | None, port: int | None) -> None:
                        f"{url}/login?code={login_code}", err=True)
     else:
         click.echo(f"mcuprof API on {url}, WITHOUT AUTH. {UNSAFE_WARNING}", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+    processes = settings.worker_processes
+    if processes > 1:
+        # Each worker process builds its own app (and connection pool) from the
+        # environment, so the command line's choices go there first.
+        os.environ.update({f"{ENV_PREFIX}HOST": settings.host,
+                           f"{ENV_PREFIX}PORT": str(settings.port),
+                           f"{ENV_PREFIX}WORKERS": str(processes)})
+        click.echo(f"{processes} API worker processes", err=True)
+    http.run(create_app(settings) if processes == 1 else None, host=settings.host,
+             port=settings.port, workers=processes)
 
 
 @click.group("token")
@@ -146,3 +159,41 @@ def token_revoke(name: str) -> None:
         raise ConfigError(f"there is no token named {name!r}; see `mcuprof token list`")
     click.echo(f"revoked token {name!r}", err=True)
 
+
+
+@click.command("prune")
+@click.option("--days", type=float, default=None,
+              help="Retention in days for this pass (MCUPROF_RETENTION_DAYS; required when "
+                   "that is unset).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+def prune(days: float | None, dry_run: bool) -> None:
+    """Apply retention once (no server needed) and show the storage used.
+
+    Clears the serial logs of finished jobs' attempts and of measurements older than the
+    retention (their numbers stay), and deletes the models older than it that have no queued
+    or leased job, no measurement and no job activity within it, with their finished jobs.
+    """
+    from service.config import ConfigError, load_settings
+    from service.retention import prune as prune_pass
+    from service.retention import storage_usage
+
+    settings = load_settings(retention_days=days)
+    if settings.retention_days <= 0:
+        raise ConfigError("retention is off (MCUPROF_RETENTION_DAYS is 0 or unset): pass "
+                          "--days N to delete what is older than N days")
+    db = _database(settings)
+    try:
+        with db.transaction(write=not dry_run) as session:
+            result = prune_pass(session, days=settings.retention_days, dry_run=dry_run)
+            usage = storage_usage(session)
+    finally:
+        db.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"retention of {settings.retention_days:g} day(s) {verb} {result.summary()}",
+               err=True)
+    if result.model_ids:
+        click.echo(f"models: {', '.join(map(str, result.model_ids))}", err=True)
+    quota = (f"{settings.storage_quota_bytes:,} bytes" if settings.storage_quota_bytes
+             else "no quota")
+    click.echo(f"stored models: {usage.models}, {usage.bytes:,} bytes "
+               f"(MCUPROF_STORAGE_QUOTA_BYTES: {quota})", err=True)

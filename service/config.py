@@ -29,6 +29,7 @@ page cannot read the API. State-changing requests from a page of another origin 
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -38,9 +39,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bench_firmware.settings import ENV_PREFIX, ConfigError, load
 
 MIB = 1024 * 1024  # bytes
+GIB = 1024 * MIB  # bytes
 DEFAULT_MAX_UPLOAD_BYTES = 16 * MIB
+DEFAULT_STORAGE_QUOTA_BYTES = 5 * GIB  # stored model files, all together
+DEFAULT_RETENTION_INTERVAL_SECONDS = 3600.0  # seconds between background retention passes
 DEFAULT_LEASE_SECONDS = 60.0  # seconds a lease lives without a heartbeat
 DEFAULT_EXPIRE_INTERVAL_SECONDS = 15.0  # seconds between the app's background expiry sweeps
+MAX_AUTO_WORKERS = 4  # API processes `mcuprof serve` starts by itself, at most
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 AuthMode = Literal["on", "off"]
@@ -104,6 +109,27 @@ class Settings(BaseSettings):
         description="seconds between the app's background sweeps for expired leases "
                     "(0: only on lease and heartbeat requests)",
     )
+    storage_quota_bytes: int = Field(
+        default=DEFAULT_STORAGE_QUOTA_BYTES, ge=0,
+        description="total bytes of stored model files (as uploaded) the server keeps; an "
+                    "upload of new bytes that would go over it is refused with 507 and "
+                    "nothing is stored (0: no limit) [default: `5368709120` (5 GiB)]")
+    retention_days: float = Field(
+        default=0.0, ge=0, le=36_500,
+        description="days after which retention clears the serial logs of finished jobs' "
+                    "attempts and of measurements (their numbers stay) and deletes models "
+                    "with no queued or leased job, no measurement and no job activity in "
+                    "that time, with their finished jobs; run by the server every "
+                    "MCUPROF_RETENTION_INTERVAL_SECONDS and by `mcuprof prune` (0: keep "
+                    "everything)")
+    retention_interval_seconds: float = Field(
+        default=DEFAULT_RETENTION_INTERVAL_SECONDS, ge=0,
+        description="seconds between the server's background retention passes, when "
+                    "MCUPROF_RETENTION_DAYS is set (0: only `mcuprof prune`)")
+    workers: int = Field(
+        default=0, ge=0, le=64,
+        description="API worker processes `mcuprof serve` runs (0: one per CPU, at most 4, "
+                    "on PostgreSQL; one on SQLite, whose writes take turns anyway)")
     db_pool_size: int = Field(default=20, ge=1,
                               description="PostgreSQL connections kept open per API process")
     db_max_overflow: int = Field(default=20, ge=0,
@@ -127,6 +153,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def worker_processes(self) -> int:
+        """How many API processes `mcuprof serve` runs (``workers``, or its automatic value)."""
+        if self.workers:
+            return self.workers
+        return 1 if self.is_sqlite else max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
 
     @property
     def auth_required(self) -> bool:

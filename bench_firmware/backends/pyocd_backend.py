@@ -18,6 +18,12 @@ serial number is the probe's unique id (ST-LINK/V2-1 and V3 report the same seri
 interfaces); ``serial_port=`` overrides it. With ``energy_port=`` an X-NUCLEO-LPM01A measures
 energy per inference (``energy_source`` "measured").
 
+Serial timeouts grow with the work, as a virtual twin's do
+(:mod:`bench_firmware.backends.timing`): the boot after a plan write waits longer for a larger
+plan (the firmware validates the model region before ``m-ready``), and ``infer`` waits at
+least twice the expected time of all its runs at the board's clock, so a large model or many
+runs is not taken for a board that stopped answering.
+
 pyOCD needs a CMSIS pack for every target but the F767 (``pyocd pack install stm32f446re``;
 pyOCD's built-in targets are listed in ``pyocd/target/builtin/__init__.py``).
 """
@@ -35,9 +41,11 @@ from serial.tools import list_ports
 from bench_firmware.backends.base import RunResult
 from bench_firmware.backends.lpm01a import Lpm01a
 from bench_firmware.backends.registry import parse_device
+from bench_firmware.backends.timing import PlanWork
 from bench_firmware.boards import Board, get_board
 from bench_firmware.errors import BoardError, DoesNotFitError, McuprofError
-from bench_firmware.protocol import BOOT_TIMEOUT_S, DutClient
+from bench_firmware.protocol import BOOT_TIMEOUT_S, DEFAULT_TIMEOUT_S, DutClient
+from bench_firmware.protocol.client import DEFAULT_INFER_BUDGET_S
 
 logger = logging.getLogger("mcuprof.pyocd")
 
@@ -142,11 +150,18 @@ def find_probe(unique_id: str | None) -> Any:
 
 
 class PyocdBoard:
-    """A Nucleo board behind its ST-LINK. See the module docstring."""
+    """A Nucleo board behind its ST-LINK. See the module docstring.
+
+    ``timeout_s``: the serial client's fixed timeout for one command's answer;
+    ``boot_timeout_s``: from a reset to the boot banner's ``m-ready``; ``infer_budget_s``: how
+    long ``infer`` may take at least. The plan's size and work add to them.
+    """
 
     def __init__(self, device: str, *, serial_port: str | None = None,
                  energy_port: str | None = None, firmware_dir: Path | None = None,
-                 boot_timeout_s: float = BOOT_TIMEOUT_S) -> None:
+                 boot_timeout_s: float = BOOT_TIMEOUT_S,
+                 timeout_s: float = DEFAULT_TIMEOUT_S,
+                 infer_budget_s: float = DEFAULT_INFER_BUDGET_S) -> None:
         backend, _board, ident = parse_device(device)
         if backend != "pyocd":
             raise McuprofError(f"{device} is not a pyocd:<board>:<probe id> device")
@@ -159,6 +174,8 @@ class PyocdBoard:
         self.energy_port = energy_port
         self.firmware_dir = firmware_dir
         self.boot_timeout_s = boot_timeout_s
+        self.timeout_s = timeout_s
+        self.infer_budget_s = infer_budget_s
         self.firmware_id: str | None = None
         self.firmware_bytes: int | None = None
         self._stack: contextlib.ExitStack | None = None
@@ -166,6 +183,7 @@ class PyocdBoard:
         self._client: DutClient | None = None
         self._monitor: Lpm01a | None = None
         self._plan_loaded = False
+        self._work: PlanWork | None = None  # of the plan loaded
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -184,8 +202,9 @@ class PyocdBoard:
             port = self.serial_port or match_serial_port(probe.unique_id, list_ports.comports())
             # The port opens before the reset: pyserial flushes its input on open, which would
             # eat the boot banner.
-            self._client = stack.enter_context(DutClient.open(port))
-            self._reset_and_wait()
+            self._client = stack.enter_context(DutClient.open(port, timeout_s=self.timeout_s))
+            # Whatever plan the region holds is validated at boot: wait as for the largest.
+            self._reset_and_wait(PlanWork(self.board.model_region_bytes, 0, 0, 0))
         except BaseException:
             stack.close()
             self._session = self._client = self._monitor = None
@@ -201,6 +220,7 @@ class PyocdBoard:
                 logger.warning("%s: closing failed: %s", self.device, e)
         self._session = self._client = self._monitor = None
         self._plan_loaded = False
+        self._work = None
 
     def __enter__(self) -> PyocdBoard:
         self.open()
@@ -272,7 +292,9 @@ class PyocdBoard:
                              f"Flash protection (RDP/WRP) set? `pyocd erase --chip` clears "
                              f"it") from e
 
-    def _reset_and_wait(self) -> None:
+    def _reset_and_wait(self, work: PlanWork) -> None:
+        """Resets the target and waits for its boot banner: ``boot_timeout_s`` plus the time
+        the firmware's check of the plan in ``work`` may take."""
         from pyocd.core.exceptions import Error as PyocdError
 
         session, client = self._require()
@@ -280,7 +302,7 @@ class PyocdBoard:
             session.target.reset()
         except PyocdError as e:
             raise BoardError(f"{self.device}: reset failed: {e}") from e
-        client.wait_ready(self.boot_timeout_s)
+        client.wait_ready(self.boot_timeout_s + work.check_s)
 
     # -- BoardBackend --------------------------------------------------------------------
 
@@ -290,17 +312,19 @@ class PyocdBoard:
         logger.info("%s: writing a %d-byte plan into %d sector(s) from %#010x", self.device,
                     len(plan), len(sectors), sectors[0][0])
         self._plan_loaded = False
+        work = PlanWork.of(plan)
         self._program(self.board.model_region_base, plan, "the plan")
-        self._reset_and_wait()
+        self._reset_and_wait(work)
         status = client.plan_status()
-        self._plan_loaded = True
+        self._plan_loaded, self._work = True, work
         return status
 
     def run(self, input_bytes: bytes, *, runs: int, warmup: int,
             kernels: str = "dsp") -> RunResult:
         _, client = self._require()
-        if not self._plan_loaded:
+        if not self._plan_loaded or self._work is None:
             raise BoardError(f"{self.device}: load_plan() must come before run()")
+        run_s = self._work.run_s(self.board.clock_hz)
         client.set_kernels(kernels)
         client.load_input(input_bytes)
         energy_mj: float | None = None
@@ -308,7 +332,7 @@ class PyocdBoard:
         if self._monitor is not None:
             self._monitor.start()
         try:
-            result = client.infer(runs, warmup)
+            result = client.infer(runs, warmup, budget_s=self.infer_budget_s, run_s=run_s)
         finally:
             acquisition = self._monitor.stop() if self._monitor is not None else None
         if acquisition is not None:

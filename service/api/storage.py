@@ -1,5 +1,6 @@
 """Model files: analysis on upload (the figures of ``mcuprof analyze``), storage
-deduplicated by SHA-256, and tags (``key=value``, one row each so SQL can filter on them)."""
+deduplicated by SHA-256 within ``MCUPROF_STORAGE_QUOTA_BYTES``, and tags (``key=value``, one
+row each so SQL can filter on them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bench_firmware.errors import CorruptModelError, ModelError
 from profiler_client.schemas import AnalysisOut
 from service.db.models import NAME_LENGTH, TAG_LENGTH, Model, ModelTag, utcnow
 from service.queue import InvalidRequestError
+from service.retention import check_quota
 
 # What is kept of `mcuprof analyze --json`: the board-independent figures.
 ANALYSIS_KEYS = (*AnalysisOut.model_fields, "input_dtype", "output_dtype")
@@ -69,14 +71,17 @@ def _merge_tags(model: Model, tags: Mapping[str, str]) -> None:
 
 
 def store_model(session: Session, data: bytes, *, name: str, tags: Mapping[str, str],
-                analysis: dict[str, Any]) -> tuple[Model, bool]:
+                analysis: dict[str, Any], quota_bytes: int = 0) -> tuple[Model, bool]:
     """Store ``data`` unless the same bytes are there; returns (model, created).
 
-    Uploading known bytes again merges the tags (new values win) and keeps the name.
+    Uploading known bytes again merges the tags (new values win) and keeps the name, and
+    takes no more space. New bytes that would take the stored models over ``quota_bytes``
+    (0: no quota) raise :class:`~service.retention.StorageQuotaError`, and nothing is written.
     """
     digest = hashlib.sha256(data).hexdigest()
     model = session.scalars(select(Model).where(Model.sha256 == digest)).first()
     if model is None:
+        check_quota(session, len(data), quota_bytes)
         try:
             with session.begin_nested():  # a concurrent upload of the same bytes may win
                 clean = "".join(c for c in name if c.isprintable())[:NAME_LENGTH] or "model"

@@ -19,6 +19,12 @@ new plan within ``RELOAD_TIMEOUT_S`` (or the plan differs from the loaded one on
 status cannot show) the machine is restarted instead, with the plan in the ``.resc``; after a
 lost write, every later plan is loaded that way. ``reload="restart"`` always restarts.
 
+Timeouts grow with the work (:mod:`bench_firmware.backends.timing`): ``mp-reload`` and the
+wait for a plan written through the monitor get a share per KiB of the plan, the boot after a
+restart a share for the plan in the region, and ``infer`` at least twice the expected host
+time of all its runs at :data:`MIN_RENODE_IPS`, so a large model or many runs is not taken for
+a machine that stopped answering.
+
 Cycles. Renode has no pipeline, caches or flash wait states: it converts executed instructions
 to virtual time at ``cpu PerformanceInMips``, set to the core clock in MHz, and its DWT model
 counts virtual time at the core clock. Cycle figures are instruction counts at one instruction
@@ -48,6 +54,7 @@ from bench_firmware.backends.renode.script import (
     platform_file,
     render_resc,
 )
+from bench_firmware.backends.timing import PlanWork
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import read_plan
 from bench_firmware.errors import (
@@ -79,6 +86,11 @@ RELOAD_TIMEOUT_S = 30.0  # seconds for the firmware to see a plan written throug
 QUIT_TIMEOUT_S = 10.0  # seconds Renode gets to exit after `quit`
 KILL_TIMEOUT_S = 5.0  # seconds after SIGTERM before SIGKILL
 POLL_INTERVAL_S = 0.2  # seconds between connection attempts and plan polls
+# The slowest Renode is expected to run the firmware, in instructions (= its cycles, at one
+# instruction per cycle) per host second: the rate the serial client's per-KiB shares are
+# sized for, the slowest target (bench_firmware/protocol/client.py); Renode's translated
+# code runs far faster, so this only ever lengthens a wait.
+MIN_RENODE_IPS = 4_000_000
 START_ATTEMPTS = 3  # launches tried when the UART port turns out to be someone else's
 LOG_TAIL_LINES = 25  # of Renode's log, quoted in errors
 PLAN_FILE = "plan.bin"  # in the session folder
@@ -200,6 +212,7 @@ class RenodeBoard:
         self._elf: Path | None = None
         self._plan_path: Path | None = None  # the plan the machine has (or gets at start)
         self._plan: bytes | None = None
+        self._work: PlanWork | None = None  # of _plan_path, the plan the machine has
         self._plan_status: dict[str, int | str] | None = None
         self._monitor_works: bool | None = None  # False once a plan written through it was lost
         self._closed = False
@@ -249,20 +262,21 @@ class RenodeBoard:
         if len(plan) > self.board.model_region_bytes:
             raise PlanError(f"the plan is {len(plan)} bytes; the {self.board.name} model region "
                             f"holds {self.board.model_region_bytes}")
+        work = PlanWork.of(plan)
         if plan == self._plan:
             # Already in the model region: re-validate (this also forgets input and results).
-            return self._accept(client.reload_plan(), info.model_id, len(plan))
+            return self._accept(client.reload_plan(len(plan)), info.model_id, len(plan))
         path = self._write_plan_file(plan)
         same_header = (self._plan_status is not None
                        and self._plan_status.get("model") == info.model_id
                        and self._plan_status.get("bytes") == len(plan))
         status: dict[str, int | str] | None = None
         if self._reload == "monitor" and self._monitor_works is not False and not same_header:
-            status = self._load_through_monitor(path, info.model_id, len(plan))
+            status = self._load_through_monitor(path, info.model_id, work)
             self._monitor_works = status is not None
             if status is None:
                 self.log.warning("plans will be loaded by restarting the machine from now on")
-        self._plan, self._plan_path = None, path
+        self._plan, self._plan_path, self._work = None, path, work
         if status is None:
             self._restart()
             status = self._require_open().plan_status()
@@ -288,7 +302,8 @@ class RenodeBoard:
             raise BoardError(f"{self.device}: no plan loaded; call load_plan() before run()")
         client.set_kernels(kernels)
         client.load_input(input_bytes)
-        result = client.infer(runs, warmup, budget_s=self.infer_budget_s)
+        result = client.infer(runs, warmup, budget_s=self.infer_budget_s,
+                              run_s=self.run_s())
         cycles = client.cycles()
         layers = client.layer_cycles()
         if cycles and not any(cycles):
@@ -303,6 +318,19 @@ class RenodeBoard:
             transcript=client.take_transcript(),
             warnings=list(result.warnings),
         )
+
+    def run_s(self) -> float | None:
+        """Host seconds one inference of the loaded plan takes at most (None: no plan)."""
+        return self._work.run_s(MIN_RENODE_IPS) if self._work is not None else None
+
+    def boot_sync_s(self) -> float:
+        """Seconds to wait for the firmware's first answer after a (re)start: the boot
+        validates the plan in the model region first."""
+        return SYNC_TIMEOUT_S + (self._work.check_s if self._work is not None else 0.0)
+
+    def reload_wait_s(self, work: PlanWork) -> float:
+        """Seconds to wait for the firmware to report a plan written through the monitor."""
+        return self.reload_timeout_s + work.check_s
 
     # -- the Renode process ----------------------------------------------------------------
 
@@ -391,7 +419,7 @@ class RenodeBoard:
             time.sleep(POLL_INTERVAL_S)
         self._client = client
         try:
-            client.sync(SYNC_TIMEOUT_S)
+            client.sync(self.boot_sync_s())
             info = client.info()
         except (ProtocolError, FirmwareError) as e:
             raise _PortTaken(f"port {port} does not speak the mcuprof protocol ({e})") from e
@@ -413,7 +441,7 @@ class RenodeBoard:
         self._launch()
 
     def _load_through_monitor(self, plan: Path, model_id: str,
-                              nbytes: int) -> dict[str, int | str] | None:
+                              work: PlanWork) -> dict[str, int | str] | None:
         """Write ``plan`` into the running machine through the monitor, then poll ``mp-reload``
         until the firmware reports it. None when it did not (the caller restarts)."""
         try:
@@ -422,11 +450,13 @@ class RenodeBoard:
             self.log.warning("cannot send to Renode's monitor (%s); restarting instead", e)
             return None
         client = self._require_open()
-        deadline = time.monotonic() + self.reload_timeout_s
+        nbytes = work.plan_bytes
+        wait_s = self.reload_wait_s(work)
+        deadline = time.monotonic() + wait_s
         seen: object = None
         while time.monotonic() < deadline:
             try:
-                status = client.reload_plan()
+                status = client.reload_plan(nbytes)
             except FirmwareError as e:  # not (completely) written yet
                 seen = e
             else:
@@ -437,7 +467,7 @@ class RenodeBoard:
             time.sleep(POLL_INTERVAL_S)
         self.log.warning("the firmware did not see the plan written through Renode's monitor "
                          "within %.0f s (last status: %s); restarting the machine instead",
-                         self.reload_timeout_s, seen)
+                         wait_s, seen)
         return None
 
     def _monitor(self, commands: list[str]) -> None:

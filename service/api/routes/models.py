@@ -1,5 +1,5 @@
-"""``/api/v1/models``: upload (multipart, deduplicated by SHA-256, analyzed), list, get, the
-file itself, and a model's measurements."""
+"""``/api/v1/models``: upload (multipart, deduplicated by SHA-256, analyzed, within the
+storage quota), list, get, delete, the file itself, and a model's measurements."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from service.api.errors import ErrorOut, error_responses, http_error
 from service.api.json_body import JSONRoute
 from service.api.storage import analyze, parse_tags, store_model, tag_filters
 from service.db.models import Measurement, Model
+from service.retention import StorageQuotaError, delete_model
 
 router = APIRouter(prefix="/models", tags=["models"],
                    responses=error_responses(404),
@@ -52,6 +53,8 @@ def _model(session: SessionDep, model_id: int) -> Model:
     200: {"model": ModelOut, "description": "the same bytes were uploaded before"},
     413: {"model": ErrorOut, "description": "larger than MCUPROF_MAX_UPLOAD_BYTES"},
     422: {"model": ErrorOut, "description": "not an int8 .tflite model the firmware can run"},
+    507: {"model": ErrorOut, "description": "storing it would exceed "
+                                            "MCUPROF_STORAGE_QUOTA_BYTES; nothing was stored"},
 })
 def upload_model(
     session: SessionDep, settings: SettingsDep, _user: User, response: Response,
@@ -79,7 +82,10 @@ def upload_model(
         tags = parse_tags(tag or [])
         analysis = analyze(data, model_name)
         model, created = store_model(session, data, name=model_name, tags=tags,
-                                     analysis=analysis)
+                                     analysis=analysis, quota_bytes=settings.storage_quota_bytes)
+    except StorageQuotaError as e:
+        session.rollback()
+        raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, detail=str(e)) from e
     except McuprofError as e:
         raise http_error(e) from e
     out = model_out(model)
@@ -103,6 +109,19 @@ def list_models(session: SessionDep, _reader: Reader, tag: Tags = None,
 @router.get("/{model_id}")
 def get_model(session: SessionDep, _reader: Reader, model_id: ModelId) -> ModelOut:
     return model_out(_model(session, model_id))
+
+
+@router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response, responses=error_responses(409))
+def remove_model(session: SessionDep, _user: User, model_id: ModelId) -> Response:
+    """Delete a model, its tags and its finished jobs, freeing its storage; 409 while a
+    queued or leased job or a measurement (which the fits are made from) needs it."""
+    try:
+        delete_model(session, model_id)
+    except McuprofError as e:
+        raise http_error(e) from e
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{model_id}/file", response_class=Response, responses={
