@@ -1,9 +1,10 @@
-"""``mcuprof demo``: server, virtual agents and sample jobs on this machine (``make run``).
-Declared in ``pyproject.toml`` (``mcuprof.commands``).
+"""``mcuprof demo``: server, virtual agents, sample jobs and the fit set (a latency-vs-ops
+line per board) on this machine (``make run``). Declared in ``pyproject.toml``
+(``mcuprof.commands``).
 
 ``mcuprof campaign --local`` runs it as a child process with the options after ``--verbose``:
-its database, ``--port 0``, its boards, no samples, agents in processes, a ready file, and
-``--stop-with-stdin``.
+its database, ``--port 0``, its boards, no samples (and so no fit set), agents in processes,
+a ready file, and ``--stop-with-stdin``.
 
 The demo makes its own tokens: without ``--ready-file`` it keeps the user token in the
 per-user token file (``~/.config/mcuprof/token``) for the CLI, and prints a dashboard link
@@ -29,7 +30,11 @@ from service.demo import DEMO_HOST, DEMO_PORT, run_demo
 @click.option("--board", "boards", multiple=True, type=click.Choice(sorted(BOARDS)),
               help="A board to run a virtual agent for (repeatable) [default: every board].")
 @click.option("--no-agents", is_flag=True, help="Start no agent (the server only).")
-@click.option("--no-samples", is_flag=True, help="Do not upload and profile the sample models.")
+@click.option("--no-samples", is_flag=True,
+              help="Upload and profile no model: neither the sample models nor the fit set.")
+@click.option("--no-fits", is_flag=True,
+              help="Skip the fit set (10 sampled KWS models profiled on every board for a "
+                   "latency-vs-ops line per board); profile the sample models only.")
 @click.option("--agent-processes", is_flag=True,
               help="Run each agent in a process of its own instead of a thread (boards then "
                    "run in parallel on several cores).")
@@ -40,10 +45,11 @@ from service.demo import DEMO_HOST, DEMO_PORT, run_demo
 @click.option("--stop-with-stdin", is_flag=True,
               help="Stop, as on SIGTERM, when standard input closes (for a parent process).")
 def demo(port: int, verbose: int, database: Path | None, boards: tuple[str, ...],
-         no_agents: bool, no_samples: bool, agent_processes: bool, ready_file: Path | None,
-         stop_with_stdin: bool) -> None:
+         no_agents: bool, no_samples: bool, no_fits: bool, agent_processes: bool,
+         ready_file: Path | None, stop_with_stdin: bool) -> None:
     """Everything on one machine: the server (SQLite in this folder), one virtual agent per
-    board, the sample models profiled on each; then serves until Ctrl-C.
+    board, the sample models profiled on each, then the fit set (small KWS models sampled
+    from one search space) for a latency-vs-ops line per board; then serves until Ctrl-C.
 
     Tokens are made for you: the CLI on this machine finds the user token in
     ~/.config/mcuprof/token, and the dashboard link printed signs the browser in."""
@@ -58,6 +64,7 @@ def demo(port: int, verbose: int, database: Path | None, boards: tuple[str, ...]
     run_demo(host=DEMO_HOST, port=port, echo=click.echo,
              database_url=f"sqlite:///{database.resolve()}" if database is not None else None,
              boards=[] if no_agents else list(boards) or None, samples=not no_samples,
+             fit_set=not no_fits,
              agent_processes=agent_processes,
              agent_log_verbose=verbose - 1 if verbose else None, ready_file=ready_file,
              stop_with_stdin=stop_with_stdin, save_token=ready_file is None)

@@ -3,8 +3,13 @@
 SQLite in the working directory (or ``MCUPROF_DATABASE_URL``), the API on a loopback port
 (uvicorn in a thread), one in-process agent per virtual board (the four boards of the
 catalogue), the sample int8 models from ``bench_firmware/samples`` submitted to every board,
-their progress and results; then it serves until Ctrl-C, so ``mcuprof submit`` from a second
-terminal gets measurements back from the same virtual boards.
+their progress and results; then the *fit set* (:func:`submit_fit_set`): ten small KWS models
+sampled from one search space (``service/demo_fits``, made by
+``benchmarks/make_demo_fitset.py``), tagged ``backbone=kws``, profiled on every board, so that
+the first run ends with a latency-vs-ops line per board (MicroNets' op-count model: what
+mcuprof is for) on the dashboard, and says where to look first. Then it serves until Ctrl-C,
+so ``mcuprof submit`` from a second terminal gets measurements back from the same virtual
+boards.
 
 Tokens are required as on any server (a web page must not be able to submit to it), and the
 demo makes them itself (:func:`issue_tokens`): a user token for its own client, which
@@ -13,11 +18,12 @@ the CLI finds it; an agent token per agent; and a one-time login code, in the da
 it prints, that the browser exchanges for a session cookie. Nobody types a token.
 
 The same code runs the server and boards of ``mcuprof campaign --local``, started as a child
-process: a given database, a free port, chosen boards, no samples, one process per agent,
-and a *ready file* with the server's URL and user token (the per-user token file is left
-alone: that server and token are the campaign's). Such a child stops on SIGTERM (the
-agents get their grace period), on SIGINT (they do not), and when its standard input closes
-(``stop_with_stdin``: the parent is gone, however it ended).
+process: a given database, a free port, chosen boards, no samples (neither the samples nor
+the fit set), one process per agent, and a *ready file* with the server's URL and user
+token (the per-user token file is left alone: that server and token are the campaign's).
+Such a child stops on SIGTERM (the agents get their grace period), on SIGINT (they do not),
+and when its standard input closes (``stop_with_stdin``: the parent is gone, however it
+ended).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import TYPE_CHECKING
 from bench_firmware.boards import BOARDS
 from bench_firmware.errors import McuprofError
 from profiler_client.client import Client
-from profiler_client.schemas import JobOut
+from profiler_client.schemas import FitOut, JobOut
 from profiler_client.settings import DEFAULT_SERVER, write_user_token
 from service.agent import SAMPLES_DIR, SHUTDOWN_GRACE_S, Agent
 
@@ -66,6 +72,17 @@ SIGNAL_GAP_S = 0.05
 DEMO_USER = "demo-user"  # the name of the demo's user token (replaced on every start)
 SAMPLE_TAGS = {"kws_tiny": {"backbone": "kws", "source": "sample"},
                "mobilenet_tiny": {"backbone": "mobilenet", "source": "sample"}}
+# The fit set: pre-converted models of one search space, shipped with the package (their
+# manifest says how they were made), profiled so that the first run ends with fits.
+FIT_SET_DIR = Path(__file__).resolve().parent / "demo_fits"
+FIT_SET_MANIFEST = "manifest.json"
+FIT_SET_NAME = "demo-fitset"  # their campaign= and source= tags on the demo's server
+# Per fit-set job, a campaign's defaults (``mcuprof campaign --runs 3 --warmup 1``): the
+# twins' cycle counts barely vary from run to run, so more runs only cost time.
+FIT_SET_RUNS = 3  # timed inferences
+FIT_SET_WARMUP = 1  # warm-up inferences
+FIT_PROGRESS_S = 5.0  # seconds between the fit set's progress lines
+ACTIVE_STATES = ("queued", "leased", "done")  # a job of these is not submitted again
 
 Echo = Callable[[str], None]
 
@@ -135,6 +152,7 @@ class Demo:
     threads: list[threading.Thread] = field(default_factory=list)
     server: uvicorn.Server | None = None
     processes: list[BaseProcess] = field(default_factory=list)  # agents in processes
+    devices: list[str] = field(default_factory=list)  # the device classes of its boards
 
     def stop(self, *, graceful: bool = False) -> None:
         """Stops the agents, then the server. ``graceful``: jobs in flight get the agents'
@@ -280,7 +298,8 @@ def start_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT,
     client = Client(url, token=tokens.user)
     demo = Demo(url=url, database_url=database_url, client=client, token=tokens.user,
                 login_url=f"{url}/login?code={tokens.login_code}", server=server,
-                threads=[server_thread])
+                threads=[server_thread],
+                devices=[f"virtual:{board}" for board in names])
     echo(f"server: {url} (database {database_url}; API tokens required)")
     echo(f"dashboard (this link signs your browser in, once): {demo.login_url}")
     if save_token:
@@ -330,8 +349,11 @@ def write_ready_file(path: Path, demo: Demo) -> None:
 
 def submit_samples(demo: Demo, *, echo: Echo = print) -> list[JobOut]:
     """Uploads every sample model and submits it to every demo board's class."""
-    devices = sorted({":".join(a.devices[0].split(":")[:2]) for a in demo.agents})
+    devices = sorted(demo.devices)
     jobs: list[JobOut] = []
+    if not devices:
+        echo("no boards: the sample models are not profiled")
+        return jobs
     for path in sorted(Path(SAMPLES_DIR).glob("*.tflite")):
         model = demo.client.upload_model(path, tags=SAMPLE_TAGS.get(path.stem))
         submitted = demo.client.submit(model.id, devices, runs=DEMO_RUNS)
@@ -367,6 +389,143 @@ def follow(demo: Demo, jobs: list[JobOut], *, echo: Echo = print,
     done = sum(1 for j in finished if j.state == "done")
     echo(f"{done} of {len(finished)} jobs done")
     return finished
+
+
+@dataclass(frozen=True)
+class FitSetModel:
+    """One model of the fit set, as its manifest describes it."""
+
+    path: Path
+    sha256: str
+    ops: int
+    tags: dict[str, str]
+
+
+def load_fit_set(directory: Path = FIT_SET_DIR) -> list[FitSetModel]:
+    """The fit set's models, in manifest order; raises McuprofError when the manifest or a
+    model file is missing (a broken install: reinstall mcuprof)."""
+    manifest = directory / FIT_SET_MANIFEST
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        models = [FitSetModel(path=directory / m["file"], sha256=str(m["sha256"]),
+                              ops=int(m["ops"]), tags={str(k): str(v)
+                                                       for k, v in m["tags"].items()})
+                  for m in data["models"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise McuprofError(f"cannot read the demo's fit set {manifest} ({e}); reinstall "
+                           f"mcuprof, or run `mcuprof demo --no-fits`") from e
+    missing = [m.path.name for m in models if not m.path.is_file()]
+    if missing:
+        raise McuprofError(f"the demo's fit set lacks {', '.join(missing)} in {directory}; "
+                           f"reinstall mcuprof, or run `mcuprof demo --no-fits`")
+    return models
+
+
+def submit_fit_set(demo: Demo, *, echo: Echo = print, limit: int | None = None,
+                   directory: Path = FIT_SET_DIR) -> list[JobOut]:
+    """Uploads the fit set's models (the first ``limit``), tagged with their backbone,
+    ``campaign=`` and ``source=demo-fitset``, and submits each to every demo board's class
+    that has no queued, running or finished job for it yet (a second demo on the same
+    database profiles nothing again). Returns the jobs to follow, reused ones included."""
+    devices = sorted(demo.devices)
+    models = load_fit_set(directory)[:limit]
+    if not devices or not models:
+        return []
+    ops = sorted(m.ops for m in models)
+    backbones = ", ".join(sorted({m.tags.get("backbone", "?") for m in models}))
+    echo(f"fit set: {len(models)} models sampled from one search space (backbone "
+         f"{backbones}, {ops[0] / 1e6:.2f}-{ops[-1] / 1e6:.2f} M ops), each on "
+         f"{len(devices)} board(s), for a latency-vs-ops line per board")
+    jobs: list[JobOut] = []
+    reused = 0
+    for m in models:
+        tags = {**m.tags, "campaign": FIT_SET_NAME, "source": FIT_SET_NAME}
+        model = demo.client.upload_model(m.path, name=m.path.stem, tags=tags)
+        if model.sha256 != m.sha256:
+            raise McuprofError(f"the demo's fit set file {m.path} is not the model its "
+                               f"manifest names (SHA-256 {model.sha256[:12]}..., manifest "
+                               f"{m.sha256[:12]}...); reinstall mcuprof")
+        have = {j.device: j for j in demo.client.jobs(model_id=model.id)
+                if j.state in ACTIVE_STATES and j.kernels == "dsp"
+                and j.runs == FIT_SET_RUNS}
+        todo = [d for d in devices if d not in have]
+        jobs.extend(have[d] for d in devices if d in have)
+        reused += len(devices) - len(todo)
+        if todo:
+            jobs.extend(demo.client.submit(model.id, todo, runs=FIT_SET_RUNS,
+                                           warmup=FIT_SET_WARMUP))
+    echo(f"fit set: {len(jobs)} jobs"
+         + (f" ({reused} from an earlier run on this database)" if reused else ""))
+    return jobs
+
+
+def follow_fit_set(demo: Demo, jobs: list[JobOut], *, echo: Echo = print,
+                   timeout_s: float | None = None) -> list[JobOut]:
+    """Waits for the fit set's jobs, printing a progress line at most every
+    ``FIT_PROGRESS_S`` seconds (one line per job would be a page of them) and failures."""
+    start = time.monotonic()
+    last = [start, -1]  # time and finished count of the last line printed
+    failed: set[int] = set()
+
+    def on_progress(current: list[JobOut]) -> None:
+        for job in current:
+            if job.state in ("failed", "cancelled") and job.id not in failed:
+                failed.add(job.id)
+                echo(f"  job {job.id} {job.device} {job.state}: {job.error}")
+        finished = sum(1 for j in current if j.state in ("done", "failed", "cancelled"))
+        now = time.monotonic()
+        if finished != last[1] and (now - last[0] >= FIT_PROGRESS_S
+                                    or finished == len(current)):
+            echo(f"  fit set: {finished} of {len(current)} jobs finished "
+                 f"({now - start:.0f} s)")
+            last[:] = [now, finished]
+
+    finished = demo.client.wait(jobs, poll_s=DEMO_POLL_S, timeout_s=timeout_s,
+                                on_progress=on_progress)
+    done = sum(1 for j in finished if j.state == "done")
+    echo(f"fit set: {done} of {len(finished)} jobs done in {time.monotonic() - start:.0f} s")
+    return finished
+
+
+def show_fits(demo: Demo, *, backbone: str = "kws", echo: Echo = print) -> list[FitOut]:
+    """Fetches the demo boards' op-count lines for ``backbone`` (the read refits what the
+    new measurements made stale, so the dashboard shows them at once) and prints one line
+    per board."""
+    fits = [f for f in demo.client.fits(backbone=backbone, kind="ops_line", kernels="dsp")
+            if f.device_class in demo.devices]
+    for f in sorted(fits, key=lambda f: f.device_class):
+        a = (f.a_ms_per_op or 0.0) * 1e6
+        echo(f"  {f.device_class:<22} latency_ms = {a:.3f} * Mops + {f.b_ms or 0.0:.3f}   "
+             f"r2 {f.r2:.3f}, cross-validated MAPE {f.metrics.mape:.1%}, "
+             f"n {f.n} ({f.n_models} models)")
+    missing = sorted(set(demo.devices) - {f.device_class for f in fits})
+    if missing:
+        echo(f"  no {backbone} line yet for {', '.join(missing)} (too few measurements)")
+    return fits
+
+
+def _what_to_look_at(demo: Demo, fits: list[FitOut], *, save_token: bool,
+                     echo: Echo) -> None:
+    """The closing note: where to look first, and what to try next."""
+    server = "" if demo.url == DEFAULT_SERVER else f"MCUPROF_SERVER={demo.url} "
+    token = "" if save_token else "MCUPROF_TOKEN=<the ready file's token> "
+    cli = f"{server}{token}mcuprof"
+    echo("")
+    echo("what to look at first:")
+    echo(f"  1. the dashboard (this link signs your browser in, once): {demo.login_url}")
+    if fits:
+        first = sorted(fits, key=lambda f: f.device_class)[0]
+        echo(f"  2. a board's page: latency vs ops with the fitted line, residuals, the fits: "
+             f"{demo.url}/device/{first.device_class}")
+        echo(f"     (one page per board: {', '.join(sorted(f.device_class for f in fits))})")
+        echo(f"  3. the same fits in a terminal: {cli} fits --backbone kws")
+        echo(f"     and a prediction from one: {cli} predict --ops 3000000 --backbone kws "
+             f"--device {first.device_class}")
+    echo(f"API: {demo.url}/api/v1   (docs {demo.url}/docs)")
+    echo("try, from a second terminal:")
+    echo(f"  {cli} submit "
+         f"bench_firmware/samples/kws_tiny.tflite --device virtual:nucleo-f446re --wait")
+    echo("Ctrl-C stops the demo.")
 
 
 class _Terminate(Exception):
@@ -408,18 +567,22 @@ def _sigterm_at_eof() -> None:
 def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print,
              forever: bool = True, database_url: str | None = None,
              boards: list[str] | None = None, samples: bool = True,
-             agent_processes: bool = False, agent_log_verbose: int | None = None,
+             fit_set: bool = True, agent_processes: bool = False,
+             agent_log_verbose: int | None = None,
              ready_file: Path | None = None, stop_with_stdin: bool = False,
              save_token: bool = False) -> None:
     """``mcuprof demo``: start, submit, follow, then serve until Ctrl-C, or SIGTERM (which
     gives jobs in flight the agents' grace period; a signal while stopping skips it).
 
-    ``samples=False`` skips the sample models; ``ready_file`` is written
+    ``samples=False`` uploads no model at all (neither the samples nor the fit set: a
+    server and boards for someone else's jobs); ``fit_set=False`` skips the fit set only
+    (:func:`submit_fit_set`); ``ready_file`` is written
     (:func:`write_ready_file`) once the server and agents run; ``stop_with_stdin``: stop as
     on SIGTERM when standard input closes. The other options are :func:`start_demo`'s."""
     demo: Demo | None = None
     stop = threading.Event()
     graceful = False
+    started = time.monotonic()
     try:
         with _signals(_raise_terminate, (signal.SIGTERM,)):
             demo = start_demo(host=host, port=port, echo=echo, database_url=database_url,
@@ -428,20 +591,20 @@ def run_demo(*, host: str = DEMO_HOST, port: int = DEMO_PORT, echo: Echo = print
             if stop_with_stdin:
                 threading.Thread(target=_sigterm_at_eof, name="stdin-watch",
                                  daemon=True).start()
+            fits: list[FitOut] = []
             if samples:
                 jobs = submit_samples(demo, echo=echo)
+                # Queued behind the samples, so the boards never wait between the two.
+                fit_jobs = submit_fit_set(demo, echo=echo) if fit_set else []
                 follow(demo, jobs, echo=echo)
+                if fit_jobs:
+                    follow_fit_set(demo, fit_jobs, echo=echo)
+                    echo(f"latency-vs-ops lines (backbone kws), {time.monotonic() - started:.0f}"
+                         f" s after the demo started:")
+                    fits = show_fits(demo, echo=echo)
             if ready_file is not None:
                 write_ready_file(ready_file, demo)
-            echo("")
-            echo(f"dashboard (this link signs your browser in, once): {demo.login_url}")
-            echo(f"API: {demo.url}/api/v1   (docs {demo.url}/docs)")
-            echo("try, from a second terminal:")
-            server = "" if demo.url == DEFAULT_SERVER else f"MCUPROF_SERVER={demo.url} "
-            token = "" if save_token else "MCUPROF_TOKEN=<the ready file's token> "
-            echo(f"  {server}{token}mcuprof submit "
-                 f"bench_firmware/samples/kws_tiny.tflite --device virtual:nucleo-f446re --wait")
-            echo("Ctrl-C stops the demo.")
+            _what_to_look_at(demo, fits, save_token=save_token, echo=echo)
             while forever and not stop.wait(1.0):
                 if not any(t.is_alive() for t in demo.threads if t.name == "demo-server"):
                     raise McuprofError("the demo server stopped")
