@@ -25,14 +25,9 @@ import pytest
 from bench_firmware.backends.virtual.timing import MemoryConfig
 from bench_firmware.backends.virtual.timing.harness import BareCore
 from bench_firmware.boards import BOARDS
+from tests.fidelity_workloads import GCC, builder
 
-SOURCE = Path(__file__).resolve().parent.parent / "fixtures" / "microbench" / "fidelity.c"
-GCC = "arm-none-eabi-gcc"
 GCC_VERSION = "12.2.1"  # the compiler the figures were recorded with
-WORKLOADS = {"scalar": 1, "mem_flash": 2, "mac_flash": 3, "mac_sram": 4}
-REPEATS = 4
-LINK_FLAGS = ("-nostdlib", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
-              "-Wl,-Ttext=0x08000000", "-Wl,-Tdata=0x20010000", "-Wl,-e,setup")
 MEMORY = {
     "default": MemoryConfig(),
     "no_prefetch": MemoryConfig(prefetch=False),
@@ -123,23 +118,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory):
-    """``build(core, name) -> ELF``, compiled once per (core, workload)."""
-    out = tmp_path_factory.mktemp("cycle_counts")
-    built: dict[tuple[str, str], Path] = {}
-
-    def build(board_name: str, name: str) -> Path:
-        board = BOARDS[board_name]
-        key = (board.core, name)
-        if key not in built:
-            elf = out / f"{board.core}-{name}.elf"
-            flags = [f for f in board.gcc_cpu_flags if not f.startswith("-mfloat-abi")]
-            subprocess.run([GCC, "-O2", *flags, f"-DWORKLOAD={WORKLOADS[name]}",
-                            f"-DREPEATS={REPEATS}", *LINK_FLAGS, str(SOURCE), "-o", str(elf)],
-                           check=True, capture_output=True, text=True)
-            built[key] = elf
-        return built[key]
-
-    return build
+    """``build(board name, workload) -> ELF``, compiled once per (core, workload)."""
+    build = builder(tmp_path_factory.mktemp("cycle_counts"))
+    return lambda board_name, name: build(BOARDS[board_name], name)
 
 
 def measure(board_name: str, elf: Path, memory: str) -> tuple[int, int, int, int, int]:

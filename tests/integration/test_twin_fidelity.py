@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,7 @@ import pytest
 from bench_firmware.backends.virtual.timing import MemoryConfig
 from bench_firmware.backends.virtual.timing.harness import BareCore
 from bench_firmware.boards import BOARDS, Board
-
-SOURCE = (Path(__file__).resolve().parent.parent / "fixtures" / "microbench" / "fidelity.c")
-GCC = "arm-none-eabi-gcc"
-WORKLOADS = {"scalar": 1, "mem_flash": 2, "mac_flash": 3, "mac_sram": 4}
-REPEATS = 4
-LINK_FLAGS = ("-nostdlib", "-ffreestanding", "-fno-tree-loop-distribute-patterns",
-              "-Wl,-Ttext=0x08000000", "-Wl,-Tdata=0x20010000", "-Wl,-e,setup")
+from tests.fidelity_workloads import GCC, builder
 
 pytestmark = pytest.mark.skipif(
     shutil.which(GCC) is None, reason=f"{GCC} is not installed (apt-get install gcc-arm-none-eabi)")
@@ -41,21 +34,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory):
     """``build(board, name) -> ELF``, compiled once per (core, workload)."""
-    out = tmp_path_factory.mktemp("fidelity")
-    built: dict[tuple[str, str], Path] = {}
-
-    def build(board: Board, name: str) -> Path:
-        key = (board.core, name)
-        if key not in built:
-            elf = out / f"{board.core}-{name}.elf"
-            flags = [f for f in board.gcc_cpu_flags if not f.startswith("-mfloat-abi")]
-            subprocess.run([GCC, "-O2", *flags, f"-DWORKLOAD={WORKLOADS[name]}",
-                            f"-DREPEATS={REPEATS}", *LINK_FLAGS, str(SOURCE), "-o", str(elf)],
-                           check=True, capture_output=True, text=True)
-            built[key] = elf
-        return built[key]
-
-    return build
+    return builder(tmp_path_factory.mktemp("fidelity"))
 
 
 def run(board: Board, elf: Path, memory: MemoryConfig | None = None) -> tuple[int, int, int]:

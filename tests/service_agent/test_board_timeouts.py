@@ -10,7 +10,6 @@ the back end and the port, the serial client included, is the real code."""
 from __future__ import annotations
 
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -35,12 +34,12 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.errors import SerialTimeoutError
 from bench_firmware.protocol import DutClient
 from bench_firmware.protocol.client import INFER_SLACK, RELOAD_S_PER_KIB
+from tests.service_agent.delayed_port import DelayedPort
 
 KWS = Path(__file__).resolve().parents[2] / "bench_firmware" / "samples" / "kws_tiny.tflite"
 F446 = BOARDS["nucleo-f446re"]
 TIMEOUT_S = 0.2  # the client's fixed command timeout (and boot timeout) in these tests
 DELAY_S = 0.6  # seconds the scripted board takes for slow work: longer than TIMEOUT_S
-READ_BLOCK_S = 0.01  # seconds a read of the fake port blocks when nothing is there
 
 
 def plan_line(plan: bytes) -> str:
@@ -59,7 +58,7 @@ def padded(plan: bytes, size: int) -> bytes:
     return bytes(out)
 
 
-class ScriptedPort:
+class ScriptedPort(DelayedPort):
     """A serial port with a scripted board behind it: it answers the commands a back end
     sends (boot banner, plan status, kernels, input upload with its CRC, infer, cycles) as
     the firmware does, each ``delays[command]`` seconds late; commands in ``silent`` are
@@ -73,19 +72,13 @@ class ScriptedPort:
         self.delays = delays or {}
         self.silent = silent
         self.commands: list[str] = []
-        self._pending: list[tuple[float, bytes]] = []
-        self._lock = threading.Lock()
+        super().__init__()
         self._input = bytearray()
         self._expected = 0
 
-    def _later(self, delay_s: float, lines: list[str]) -> None:
-        with self._lock:
-            self._pending.append((time.monotonic() + delay_s,
-                                  "".join(f"{line}\r\n" for line in lines).encode()))
-
     def boot(self) -> None:
         """A reset: the banner comes after the boot's plan check (``delays["boot"]``)."""
-        self._later(self.delays.get("boot", 0.0), [
+        self.later(self.delays.get("boot", 0.0), [
             "m-timestamp-mode-performance", self.plan_line, "m-init-done", "m-ready"])
 
     def _answer(self, command: str) -> list[str]:
@@ -112,34 +105,13 @@ class ScriptedPort:
             return ["m-layers-[400,600]"]
         return []  # "" (a resync) and anything else: m-ready alone
 
-    def _ready(self) -> bytes:
-        now = time.monotonic()
-        with self._lock:
-            due = [data for at, data in self._pending if at <= now]
-            self._pending = [(at, data) for at, data in self._pending if at > now]
-        return b"".join(due)
-
-    @property
-    def in_waiting(self) -> int:
-        return 0  # the reads below find what is due
-
-    def read(self, size: int = 1) -> bytes:
-        data = self._ready()
-        if not data:
-            time.sleep(READ_BLOCK_S)
-            data = self._ready()
-        return data
-
     def write(self, data: bytes) -> int:
         command = data.decode().rstrip("%")
         self.commands.append(command)
         name = command.split(" ")[0]
         if name not in self.silent:
-            self._later(self.delays.get(name, 0.0), [*self._answer(command), "m-ready"])
+            self.later(self.delays.get(name, 0.0), [*self._answer(command), "m-ready"])
         return len(data)
-
-    def close(self) -> None:
-        pass
 
 
 class FakeTarget:

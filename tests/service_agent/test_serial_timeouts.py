@@ -4,9 +4,6 @@ port answers each command after a set delay, longer than the client's fixed time
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from bench_firmware.errors import SerialTimeoutError
@@ -16,50 +13,25 @@ from bench_firmware.protocol.client import (
     RELOAD_S_PER_KIB,
     DutClient,
 )
+from tests.service_agent.delayed_port import DelayedPort
 
 TIMEOUT_S = 0.2  # the client's fixed command timeout in these tests
 DELAY_S = 0.6  # seconds the fake board takes to answer: longer than TIMEOUT_S
-READ_BLOCK_S = 0.01  # seconds a read of the fake port blocks when nothing is there
 
 
-class SlowPort:
+class SlowPort(DelayedPort):
     """A serial port whose board answers each command ``DELAY_S`` after it is sent."""
 
     port = "fake-slow"
 
     def __init__(self, answers: dict[str, list[str]]) -> None:
+        super().__init__()
         self.answers = answers
-        self._pending: list[tuple[float, bytes]] = []
-        self._lock = threading.Lock()
-
-    def _ready(self) -> bytes:
-        now = time.monotonic()
-        with self._lock:
-            due = [data for at, data in self._pending if at <= now]
-            self._pending = [(at, data) for at, data in self._pending if at > now]
-        return b"".join(due)
-
-    @property
-    def in_waiting(self) -> int:
-        return 0  # the reads below find what is due
-
-    def read(self, size: int = 1) -> bytes:
-        data = self._ready()
-        if not data:
-            time.sleep(READ_BLOCK_S)
-            data = self._ready()
-        return data
 
     def write(self, data: bytes) -> int:
         command = data.decode().rstrip("%").split(" ")[0]
-        lines = [*self.answers.get(command, []), "m-ready"]
-        with self._lock:
-            self._pending.append((time.monotonic() + DELAY_S,
-                                  "".join(f"{line}\r\n" for line in lines).encode()))
+        self.later(DELAY_S, [*self.answers.get(command, []), "m-ready"])
         return len(data)
-
-    def close(self) -> None:
-        pass
 
 
 PLAN = ("m-plan-[board=1,ops=3,arena=100,capacity=1000,bytes=400000,input=10,output=2,"
