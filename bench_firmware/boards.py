@@ -12,12 +12,28 @@ per-board constants live in ``firmware/boards/<name>/`` and must agree with thes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bench_firmware.errors import McuprofError
 
-# RAM the firmware keeps for itself (stack, protocol buffers, runtime state); the rest of the
-# contiguous SRAM block is the tensor arena. The linker scripts reserve the same figure.
-FIRMWARE_RAM_RESERVE = 16 * 1024  # bytes
+# RAM the firmware keeps for itself, from ORIGIN(RAM): .data + .bss (1.7 KiB in the built
+# images: protocol line buffer, session and runtime state) and the stack (STACK_RESERVE); the
+# rest of the contiguous SRAM block is the tensor arena. The linker scripts reserve the same
+# figures (common/sections.ld); tests/integration/test_firmware_build.py measures both from the
+# built ELF and from GCC's call graph (-fcallgraph-info=su) against them.
+FIRMWARE_RAM_RESERVE = 8 * 1024  # bytes
+# The least stack the firmware gets: 4x the deepest call chain GCC's call graph gives (about
+# 0.9 KiB: main -> protocol -> runtime -> kernel), plus an FPU exception frame.
+STACK_RESERVE = 4 * 1024  # bytes
+
+# Flash the layout gives the firmware image before the model region starts: the built image
+# (about 26 KiB on every board, arm-none-eabi-size, December 2026) and room to grow, rounded up
+# to the next sector boundary by flash_layout(). The model region is every sector after that, so
+# the host (pyOCD) erases only whole sectors of the plan and never one the firmware lives in.
+FIRMWARE_FLASH_BUDGET = 48 * 1024  # bytes
+# What a built image must leave free below the model region; the firmware build test checks it.
+# Past it, raise FIRMWARE_FLASH_BUDGET and the linker scripts' MEMORY blocks with it.
+FIRMWARE_FLASH_MARGIN = 16 * 1024  # bytes
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class Board:
     model_region_base: int
     model_region_bytes: int
     model_region_sectors: tuple[tuple[int, int], ...]  # (address, bytes) of each erasable unit
+    flash_sectors: tuple[tuple[int, int], ...]  # the whole flash's erasable units, in order
     flash_wait_states: int
     uart: str
     timestamp_pin: str
@@ -49,6 +66,11 @@ class Board:
     def arena_capacity(self) -> int:
         """Bytes of SRAM left for the tensor arena once the firmware has its own."""
         return self.sram_bytes - FIRMWARE_RAM_RESERVE
+
+    @property
+    def firmware_flash_bytes(self) -> int:
+        """Flash below the model region: the sectors the firmware image may occupy."""
+        return self.model_region_base - self.flash_base
 
     @property
     def clock_mhz(self) -> float:
@@ -66,6 +88,43 @@ def _sectors(*spec: tuple[int, int, int]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+def _sector_map(flash_base: int, *runs: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """(sector bytes, count) runs laid end to end from ``flash_base`` → (address, bytes)."""
+    out: list[tuple[int, int]] = []
+    address = flash_base
+    for size, count in runs:
+        out.extend(_sectors((address, size, count)))
+        address += size * count
+    return tuple(out)
+
+
+def flash_layout(
+    sectors: tuple[tuple[int, int], ...], firmware_bytes: int = FIRMWARE_FLASH_BUDGET
+) -> dict[str, Any]:
+    """Split a flash sector map into the firmware's sectors and the model region.
+
+    The firmware takes the fewest leading sectors that hold ``firmware_bytes``; the model region
+    is every sector after them (it starts on a sector boundary, so erasing the plan never erases
+    firmware). Returns the ``model_region_*`` fields of a Board.
+    """
+    used = 0
+    for i, (_, size) in enumerate(sectors):
+        used += size
+        if used >= firmware_bytes:
+            model = sectors[i + 1:]
+            break
+    else:
+        model = ()
+    if not model:
+        raise McuprofError(f"a {firmware_bytes:,}-byte firmware leaves no flash sector for a model")
+    return {
+        "model_region_base": model[0][0],
+        "model_region_bytes": sum(size for _, size in model),
+        "model_region_sectors": model,
+        "flash_sectors": sectors,
+    }
+
+
 _M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
 _M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard")
 _M7_DP = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
@@ -78,9 +137,10 @@ BOARDS: dict[str, Board] = {
             clock_hz=180_000_000,
             sram_base=0x2000_0000, sram_bytes=128 * 1024,  # SRAM1 112 K + SRAM2 16 K, contiguous
             flash_base=0x0800_0000, flash_bytes=512 * 1024,
-            # RM0390 §3.3: sectors 6 and 7 are 128 KB each at 0x08040000 / 0x08060000.
-            model_region_base=0x0804_0000, model_region_bytes=256 * 1024,
-            model_region_sectors=_sectors((0x0804_0000, 128 * 1024, 2)),
+            # RM0390 §3.3 (Table 5, flash module organisation): sectors 0-3 of 16 KB, 4 of 64 KB,
+            # 5-7 of 128 KB. The firmware gets sectors 0-2, the model sectors 3-7 (464 KB).
+            **flash_layout(_sector_map(0x0800_0000, (16 * 1024, 4), (64 * 1024, 1),
+                                       (128 * 1024, 3))),
             flash_wait_states=5, uart="USART2 PA2/PA3 AF7", timestamp_pin="PA8 (D7)",
             active_power_mw=160.0,
             power_source="MicroNets Table 4: energy / latency on the S board (150-168 mW)",
@@ -91,9 +151,10 @@ BOARDS: dict[str, Board] = {
             clock_hz=216_000_000,
             sram_base=0x2000_0000, sram_bytes=320 * 1024,  # DTCM 64 K + SRAM1 240 K + SRAM2 16 K
             flash_base=0x0800_0000, flash_bytes=1024 * 1024,
-            # RM0385 §3.3.1: sectors 5-7 are 256 KB each; the model takes 6 and 7.
-            model_region_base=0x0808_0000, model_region_bytes=512 * 1024,
-            model_region_sectors=_sectors((0x0808_0000, 256 * 1024, 2)),
+            # RM0385 §3.3.1 (Table 4, STM32F74xxx/75xxx flash organisation): sectors 0-3 of 32 KB,
+            # 4 of 128 KB, 5-7 of 256 KB. The firmware gets sectors 0-1, the model 2-7 (960 KB).
+            **flash_layout(_sector_map(0x0800_0000, (32 * 1024, 4), (128 * 1024, 1),
+                                       (256 * 1024, 3))),
             flash_wait_states=7, uart="USART3 PD8/PD9 AF7", timestamp_pin="PF13 (D7)",
             active_power_mw=445.0,
             power_source="MicroNets Table 4: energy / latency on the M board (420-460 mW)",
@@ -104,9 +165,11 @@ BOARDS: dict[str, Board] = {
             clock_hz=216_000_000,
             sram_base=0x2000_0000, sram_bytes=512 * 1024,  # DTCM 128 K + SRAM1 368 K + SRAM2 16 K
             flash_base=0x0800_0000, flash_bytes=2048 * 1024,
-            # RM0410 §3.3.1, single bank: sectors 8-11 are 256 KB each from 0x08100000.
-            model_region_base=0x0810_0000, model_region_bytes=1024 * 1024,
-            model_region_sectors=_sectors((0x0810_0000, 256 * 1024, 4)),
+            # RM0410 §3.3.1 (Table 4, single bank: nDBANK = 1, the factory setting): sectors 0-3 of
+            # 32 KB, 4 of 128 KB, 5-11 of 256 KB. The firmware gets sectors 0-1, the model 2-11
+            # (1984 KB).
+            **flash_layout(_sector_map(0x0800_0000, (32 * 1024, 4), (128 * 1024, 1),
+                                       (256 * 1024, 7))),
             flash_wait_states=7, uart="USART3 PD8/PD9 AF7", timestamp_pin="PF13 (D7)",
             active_power_mw=445.0,
             power_source="assumed equal to nucleo-f746zg; no published figure",
@@ -117,9 +180,10 @@ BOARDS: dict[str, Board] = {
             clock_hz=120_000_000,
             sram_base=0x2000_0000, sram_bytes=640 * 1024,  # SRAM1 192 K + SRAM2 64 K + SRAM3 384 K
             flash_base=0x0800_0000, flash_bytes=2048 * 1024,
-            # RM0432 §3.3.1: dual bank, 4 KB pages; bank 2 starts at 0x08100000.
-            model_region_base=0x0810_0000, model_region_bytes=1024 * 1024,
-            model_region_sectors=_sectors((0x0810_0000, 4 * 1024, 256)),
+            # RM0432 §3.3.1 (2 MB devices, dual bank: DBANK = 1, the factory setting): two banks of
+            # 256 pages of 4 KB, bank 2 from 0x08100000, one address range. The firmware gets
+            # pages 0-11 of bank 1, the model the rest of both banks (2000 KB).
+            **flash_layout(_sector_map(0x0800_0000, (4 * 1024, 512))),
             flash_wait_states=5, uart="LPUART1 PG7/PG8 AF8", timestamp_pin="PF13 (D7)",
             active_power_mw=40.0,
             power_source="MLPerf Tiny v0.5 reference submission: energy / latency at 1.8 V",
@@ -133,6 +197,7 @@ HOST = Board(
     name="host", code=0, mcu="host", core="host", clock_hz=0,
     sram_base=0, sram_bytes=64 * 1024 * 1024, flash_base=0, flash_bytes=0,
     model_region_base=0, model_region_bytes=64 * 1024 * 1024, model_region_sectors=(),
+    flash_sectors=(),
     flash_wait_states=0, uart="stdio", timestamp_pin="-", active_power_mw=None,
     power_source="-", gcc_cpu_flags=(), pyocd_target=None,
 )

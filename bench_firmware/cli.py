@@ -52,10 +52,11 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
     """Ops, MACs, parameters, plan and arena bytes of MODEL, per layer and in total."""
     from bench_firmware.compiler import compile_model
 
-    plan = compile_model(_read_model(model), get_board(board), name=str(model), check_fit=False)
+    data = _read_model(model)
+    plan = compile_model(data, get_board(board), name=str(model), check_fit=False)
     summary = plan.summary()
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps({**summary, "tflite_bytes": len(data)}))
         return
     b = plan.board
     click.echo(f"{model}  (sha256 {plan.sha256[:16]}, board {b.name})")
@@ -68,7 +69,12 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
                f"({fit_arena}; activations alone {_fmt_bytes(plan.activation_bytes)}, the rest "
                f"kernel scratch)")
     click.echo(f"plan:  {_fmt_bytes(plan.plan_bytes)} of {_fmt_bytes(b.model_region_bytes)} "
-               f"model region ({fit_plan})")
+               f"model region ({fit_plan}; {_plan_vs_tflite(plan.plan_bytes, len(data))})")
+
+
+def _plan_vs_tflite(plan_bytes: int, tflite_bytes: int) -> str:
+    """``.tflite 640.0 KiB, plan 0.96x``: what the board stores against the model file."""
+    return f".tflite {_fmt_bytes(tflite_bytes)}, plan {plan_bytes / tflite_bytes:.2f}x"
 
 
 @click.command(name="compile")
@@ -76,14 +82,41 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the plan.")
 @click.option("--board", required=True, help="Target board, e.g. nucleo-f446re.")
-def compile_cmd(model: Path, output: Path, board: str) -> None:
+@click.option("--mlperf-name", type=click.Choice(["kws01", "vww01", "ic01", "ad01", "none"]),
+              default=None,
+              help="EEMBC model name the board answers to `profile%` (the MLPerf Tiny runner "
+                   "picks its test script by it). Default: from the preset or backbone tag in "
+                   "the model's sidecar (MODEL with .json), else none (the model id).")
+def compile_cmd(model: Path, output: Path, board: str, mlperf_name: str | None) -> None:
     """Compile MODEL into the plan BOARD would run."""
     from bench_firmware.compiler import compile_model
 
-    plan = compile_model(_read_model(model), get_board(board), name=str(model))
+    name = _sidecar_mlperf_name(model) if mlperf_name is None else mlperf_name
+    data = _read_model(model)
+    plan = compile_model(data, get_board(board), name=str(model),
+                         mlperf_name=None if name == "none" else name)
     output.write_bytes(plan.data)
-    click.echo(f"wrote {output}: {plan.plan_bytes:,} bytes, arena {plan.arena_bytes:,} bytes, "
-               f"model id {plan.model_id}, {len(plan.layers)} operators")
+    size = _plan_vs_tflite(plan.plan_bytes, len(data))
+    click.echo(f"wrote {output}: {plan.plan_bytes:,} bytes ({size}), "
+               f"arena {plan.arena_bytes:,} bytes, "
+               f"model id {plan.model_id}, {len(plan.layers)} operators"
+               + (f", MLPerf Tiny model {plan.mlperf_name}" if plan.mlperf_name else ""))
+
+
+def _sidecar_mlperf_name(model: Path) -> str | None:
+    """The EEMBC model name the sidecar next to ``model`` implies (its preset or tags)."""
+    from bench_firmware.compiler import default_mlperf_name
+
+    try:
+        meta = json.loads(model.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    tags = meta.get("tags")
+    preset = meta.get("preset")
+    return default_mlperf_name(preset if isinstance(preset, str) else None,
+                               tags if isinstance(tags, dict) else None)
 
 
 @click.group()
@@ -138,6 +171,8 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
         click.echo(f"latency {result['latency_ms']:.3f} ms at the board clock, "
                    f"{result['mac_per_cycle']:.3f} MAC/cycle, runtime overhead "
                    f"{result['overhead_cycles']:,} cycles")
+        if result.get("error_band_pct") is not None:
+            click.echo(_band_line(result))
         if result["energy_mj"] is not None:
             click.echo(f"energy {result['energy_mj']:.4f} mJ per inference "
                        f"({result['energy_source']})")
@@ -147,6 +182,16 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
     click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, "
                f"plan (flash) {_fmt_bytes(result['plan_bytes'])}")
     click.echo(f"output {result['output_shape']}: {result['output']}")
+
+
+def _band_line(result: dict[str, Any]) -> str:
+    """The twin's error band and the silicon latency range it implies."""
+    pct = float(result["error_band_pct"])
+    f = pct / 100.0
+    ms = float(result["latency_ms"])
+    return (f"{result['error_band_label']}: silicon latency within "
+            f"{ms / (1.0 + f):.3f}-{ms / (1.0 - f):.3f} ms\n"
+            f"  band from: {result['error_band_basis']}")
 
 
 __all__ = ["HOST", "analyze", "compile_cmd", "firmware", "run"]

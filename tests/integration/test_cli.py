@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,10 @@ def test_analyze_json_fields(zoo: dict[str, Path]) -> None:
     code, out, err = _invoke("analyze", str(zoo[MODEL]), "--json")
     assert code == 0, err
     data = json.loads(out)
-    for key in ("ops", "macs", "param_bytes", "plan_bytes", "arena_bytes", "layers"):
+    for key in ("ops", "macs", "param_bytes", "plan_bytes", "arena_bytes", "layers",
+                "tflite_bytes"):
         assert key in data
+    assert data["tflite_bytes"] == zoo[MODEL].stat().st_size
     assert data["ops"] >= 2 * data["macs"] > 0  # MACs count twice; pools, ADD, etc. once
     assert sum(layer["ops"] for layer in data["layers"]) == data["ops"]
     assert sum(layer["macs"] for layer in data["layers"]) == data["macs"]
@@ -43,6 +46,8 @@ def test_analyze_table_says_whether_it_fits(zoo: dict[str, Path]) -> None:
     code, out, _ = _invoke("analyze", str(zoo[MODEL]), "--board", "nucleo-f446re")
     assert code == 0
     assert "arena:" in out and "fits" in out and "CONV_2D" in out
+    # The plan's size against the .tflite's, so a bloated plan shows.
+    assert re.search(r"plan: .*model region \(fits; \.tflite [\d.]+ KiB, plan [\d.]+x\)", out)
 
 
 def test_compile_writes_a_valid_plan(zoo: dict[str, Path], tmp_path: Path) -> None:
@@ -55,6 +60,7 @@ def test_compile_writes_a_valid_plan(zoo: dict[str, Path], tmp_path: Path) -> No
     info = read_plan(out.read_bytes(), BOARDS["nucleo-f746zg"])
     assert info.header["board_code"] == BOARDS["nucleo-f746zg"].code
     assert info.model_id in stdout
+    assert f"{len(out.read_bytes()):,} bytes (.tflite " in stdout
 
 
 def test_run_on_host_matches_tflm(zoo: dict[str, Path], tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from bench_firmware.backends.virtual.machine import VirtualMachine
-from bench_firmware.boards import BOARDS, Board, get_board
+from bench_firmware.boards import BOARDS, FIRMWARE_RAM_RESERVE, Board, get_board
 from bench_firmware.build import build_firmware
 from bench_firmware.errors import DoesNotFitError, McuprofError, ModelError
 from bench_firmware.export import export_runtime
@@ -158,7 +158,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a TensorFlow Lite flatbuffer"):
         export_runtime(b"not a model at all", board, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
-    small = dataclasses.replace(board, sram_bytes=20 * 1024)
+    small = dataclasses.replace(board, sram_bytes=FIRMWARE_RAM_RESERVE + 4 * 1024)  # 4 KiB arena
     with pytest.raises(DoesNotFitError, match="arena"):
         export_runtime(model, small, tmp_path / "small")
     busy = tmp_path / "busy"

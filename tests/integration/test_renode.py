@@ -455,7 +455,7 @@ def test_stand_in_restarts_when_the_monitor_is_not_read(stand_in: Path, fake_elf
         status = renode.load_plan(first)
         assert status["bytes"] == len(first) and renode.restarts == 1
         resc = (tmp_path / "session" / "session.resc").read_text()
-        assert f"sysbus LoadBinary @{tmp_path / 'session' / 'plan.bin'} 0x08040000" in resc
+        assert f"sysbus LoadBinary @{tmp_path / 'session' / 'plan.bin'} 0x0800c000" in resc
         started = time.monotonic()
         renode.load_plan(second)  # straight to a restart this time: no second wait
         assert renode.restarts == 2 and time.monotonic() - started < 1.0 + 10.0

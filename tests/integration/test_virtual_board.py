@@ -31,7 +31,7 @@ from bench_firmware.backends.virtual.backend import VirtualBoard
 from bench_firmware.backends.virtual.machine import VirtualMachine
 from bench_firmware.backends.virtual.peripherals import Dwt, Gpio
 from bench_firmware.backends.virtual.serial_port import Transport
-from bench_firmware.boards import BOARDS, Board
+from bench_firmware.boards import BOARDS, FIRMWARE_RAM_RESERVE, Board
 from bench_firmware.compiler import compile_model
 from bench_firmware.errors import (
     BoardError,
@@ -303,13 +303,16 @@ def test_lifecycle(images: dict[str, Path]) -> None:
 # --- failure paths -----------------------------------------------------------------------------
 
 PC = r"pc 0x080[0-9a-f]{5}: "
+_ARENA_START = BOARDS[BAD_BOARD].sram_base + FIRMWARE_RAM_RESERVE
 
 
 @pytest.mark.parametrize(("command", "message"), [
     ("udf", rf"undefined or unsupported instruction at {PC}udf"),
     ("unmapped", rf"firmware read unmapped address 0x30000000 \(4 bytes\) at {PC}ldr"),
-    ("unaligned", rf"unaligned base address 0x20004002 at {PC}ldrd.*UsageFault"),
-    ("flash", rf"firmware wrote flash at 0x08040000 \(4 bytes\) at {PC}str"),
+    # The misbehaving image aims at the arena's start + 2 and at the model region's base.
+    ("unaligned", rf"unaligned base address {_ARENA_START + 2:#010x} at {PC}ldrd.*UsageFault"),
+    ("flash", rf"firmware wrote flash at {BOARDS[BAD_BOARD].model_region_base:#010x} "
+              rf"\(4 bytes\) at {PC}str"),
 ])  # fmt: skip
 def test_cpu_fault_names_the_pc(command: str, message: str, bad_images: dict[str, Path],
                                 open_board: Callable[..., VirtualBoard]) -> None:

@@ -33,7 +33,7 @@ def test_model_that_does_not_fit_fails_at_once_with_numbers(client: TestClient) 
     model_id = upload(client, relu_model(64, 64, 16), name="relu.tflite").json()["id"]
     small, big = submit(client, model_id, [F446, F746])
     assert small["state"] == "failed" and small["attempts"] == 0
-    assert "131072" in small["error"] and "114688" in small["error"]
+    assert "131072" in small["error"] and "122880" in small["error"]
     assert "arena" in small["error"]
     assert big["state"] == "queued"
 

@@ -312,14 +312,14 @@ def test_abandoned_lease_goes_back_to_the_queue(database: Database, model_id: in
 
 
 def test_a_model_that_does_not_fit_fails_at_once(database: Database, agent_id: int) -> None:
-    data = relu_model(64, 64, 16)  # 128 KiB arena: not the F446RE's 112, fits the F746ZG
+    data = relu_model(64, 64, 16)  # 128 KiB arena: not the F446RE's 120, fits the F746ZG
     with database.transaction() as s:
         model, _ = store_model(s, data, name="relu", tags={}, analysis=analyze(data, "relu"))
         model_id = model.id
     small, big = submit(database, model_id, [F446, "virtual:nucleo-f746zg"])
     j = job(database, small)
     assert j.state == "failed" and j.attempts == 0
-    assert j.error is not None and "131072" in j.error and "114688" in j.error
+    assert j.error is not None and "131072" in j.error and "122880" in j.error
     assert job(database, big).state == "queued"
     assert isinstance(take(database, BOARD_A, T0), NoWork)
 

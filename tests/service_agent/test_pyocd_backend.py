@@ -85,36 +85,37 @@ def test_lifecycle_misuse_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(("board", "size", "expected"), [
-    # F446RE: sectors 6 and 7, 128 KiB each (RM0390 §3.3).
-    ("nucleo-f446re", 1, [(0x0804_0000, 128 * KIB)]),
-    ("nucleo-f446re", 128 * KIB, [(0x0804_0000, 128 * KIB)]),
-    ("nucleo-f446re", 128 * KIB + 1, [(0x0804_0000, 128 * KIB), (0x0806_0000, 128 * KIB)]),
-    # F767ZI single bank: 256 KiB sectors 8-11 from 0x08100000.
-    ("nucleo-f767zi", 600 * KIB, [(0x0810_0000, 256 * KIB), (0x0814_0000, 256 * KIB),
-                                  (0x0818_0000, 256 * KIB)]),
-    # L4R5ZI bank 2: 4 KiB pages, so a 9 KiB plan erases three.
-    ("nucleo-l4r5zi", 9 * KIB, [(0x0810_0000, 4 * KIB), (0x0810_1000, 4 * KIB),
-                                (0x0810_2000, 4 * KIB)]),
+    # F446RE: the model region starts at sector 3 (16 KiB), then sector 4 (64 KiB) (RM0390 §3.3).
+    ("nucleo-f446re", 1, [(0x0800_C000, 16 * KIB)]),
+    ("nucleo-f446re", 16 * KIB, [(0x0800_C000, 16 * KIB)]),
+    ("nucleo-f446re", 16 * KIB + 1, [(0x0800_C000, 16 * KIB), (0x0801_0000, 64 * KIB)]),
+    # F767ZI single bank: sectors 2-3 (32 KiB), 4 (128 KiB), then 256 KiB ones (RM0410 §3.3.1).
+    ("nucleo-f767zi", 600 * KIB, [(0x0801_0000, 32 * KIB), (0x0801_8000, 32 * KIB),
+                                  (0x0802_0000, 128 * KIB), (0x0804_0000, 256 * KIB),
+                                  (0x0808_0000, 256 * KIB)]),
+    # L4R5ZI: 4 KiB pages, so a 9 KiB plan erases three.
+    ("nucleo-l4r5zi", 9 * KIB, [(0x0800_C000, 4 * KIB), (0x0800_D000, 4 * KIB),
+                                (0x0800_E000, 4 * KIB)]),
 ])
 def test_sectors_cover_only_what_the_plan_needs(board: str, size: int,
                                                 expected: list[tuple[int, int]]) -> None:
     assert sectors_for(BOARDS[board], size) == expected
 
 
-def test_the_sample_plan_erases_one_sector_or_the_pages_it_fills() -> None:
+def test_the_sample_plan_erases_only_the_sectors_it_fills() -> None:
     for board in BOARDS.values():
         plan = compile_model(KWS.read_bytes(), board)
         sectors = sectors_for(board, plan.plan_bytes)
-        sector_bytes = board.model_region_sectors[0][1]
-        assert len(sectors) == -(-plan.plan_bytes // sector_bytes), board.name
-        assert sectors[0][0] == board.model_region_base
-        assert sum(n for _, n in sectors) < plan.plan_bytes + sector_bytes
+        covered = sum(n for _, n in sectors)
+        # The fewest leading sectors of the model region that hold the plan.
+        assert tuple(sectors) == board.model_region_sectors[:len(sectors)], board.name
+        assert covered >= plan.plan_bytes > covered - sectors[-1][1], board.name
 
 
 def test_a_plan_larger_than_the_region_does_not_fit() -> None:
     board = BOARDS["nucleo-f746zg"]
-    assert len(sectors_for(board, board.model_region_bytes)) == 2
-    with pytest.raises(DoesNotFitError, match="524,289 bytes") as err:
+    assert len(sectors_for(board, board.model_region_bytes)) == 6  # sectors 2-7
+    with pytest.raises(DoesNotFitError, match="983,041 bytes") as err:
         sectors_for(board, board.model_region_bytes + 1)
     assert err.value.needed == board.model_region_bytes + 1
 

@@ -10,7 +10,18 @@ from pathlib import Path
 import pytest
 
 from bench_firmware import build
-from bench_firmware.boards import BOARDS, FIRMWARE_RAM_RESERVE, HOST, Board, get_board
+from bench_firmware.boards import (
+    BOARDS,
+    FIRMWARE_FLASH_BUDGET,
+    FIRMWARE_FLASH_MARGIN,
+    FIRMWARE_RAM_RESERVE,
+    HOST,
+    STACK_RESERVE,
+    Board,
+    flash_layout,
+    get_board,
+)
+from bench_firmware.errors import McuprofError
 
 BOARD_NAMES = sorted(BOARDS)
 
@@ -154,7 +165,67 @@ def test_model_region_is_whole_sectors_inside_flash(name: str) -> None:
 
 def test_linker_reserve_matches_catalogue() -> None:
     assert _ld_symbol("__firmware_ram_reserve") == FIRMWARE_RAM_RESERVE
-    assert 0 < _ld_symbol("__stack_min_bytes") < FIRMWARE_RAM_RESERVE
+    assert _ld_symbol("__stack_min_bytes") == STACK_RESERVE
+    assert 0 < STACK_RESERVE < FIRMWARE_RAM_RESERVE
+
+
+# The flash organisation tables, written out here from the reference manuals (not from boards.py):
+# (sector bytes, count) runs from 0x08000000.
+KIB = 1024
+SECTOR_TABLES = {
+    # RM0390 §3.3, Table 5: 4 x 16 KB, 64 KB, 3 x 128 KB.
+    "nucleo-f446re": [(16 * KIB, 4), (64 * KIB, 1), (128 * KIB, 3)],
+    # RM0385 §3.3.1, Table 4: 4 x 32 KB, 128 KB, 3 x 256 KB.
+    "nucleo-f746zg": [(32 * KIB, 4), (128 * KIB, 1), (256 * KIB, 3)],
+    # RM0410 §3.3.1, Table 4, single bank (nDBANK = 1): 4 x 32 KB, 128 KB, 7 x 256 KB.
+    "nucleo-f767zi": [(32 * KIB, 4), (128 * KIB, 1), (256 * KIB, 7)],
+    # RM0432 §3.3.1, 2 MB dual bank (DBANK = 1): 2 x 256 pages of 4 KB.
+    "nucleo-l4r5zi": [(4 * KIB, 512)],
+}
+
+
+@pytest.mark.parametrize("name", BOARD_NAMES)
+def test_flash_sectors_are_the_reference_manual_table(name: str) -> None:
+    board = BOARDS[name]
+    expected = [size for size, count in SECTOR_TABLES[name] for _ in range(count)]
+    assert [size for _, size in board.flash_sectors] == expected
+    assert board.flash_sectors[0][0] == board.flash_base
+    for (addr, size), (next_addr, _) in zip(board.flash_sectors, board.flash_sectors[1:],
+                                            strict=False):
+        assert addr + size == next_addr
+    assert sum(expected) == board.flash_bytes
+
+
+@pytest.mark.parametrize("name", BOARD_NAMES)
+def test_firmware_gets_the_fewest_sectors_that_hold_its_budget(name: str) -> None:
+    board = BOARDS[name]
+    firmware = [s for s in board.flash_sectors if s[0] < board.model_region_base]
+    assert sum(size for _, size in firmware) == board.firmware_flash_bytes
+    assert board.firmware_flash_bytes >= FIRMWARE_FLASH_BUDGET
+    # One sector fewer would not hold the budget.
+    assert board.firmware_flash_bytes - firmware[-1][1] < FIRMWARE_FLASH_BUDGET
+    # The model region is every sector after the firmware's, to the end of flash.
+    assert board.model_region_sectors == tuple(
+        s for s in board.flash_sectors if s[0] >= board.model_region_base)
+    assert board.model_region_base + board.model_region_bytes == board.flash_base + \
+        board.flash_bytes
+    assert FIRMWARE_FLASH_MARGIN < FIRMWARE_FLASH_BUDGET
+
+
+def test_flash_layout_splits_on_a_sector_boundary() -> None:
+    sectors = ((0x100, 16), (0x110, 16), (0x120, 64), (0x160, 128))
+    layout = flash_layout(sectors, firmware_bytes=17)
+    assert (layout["model_region_base"], layout["model_region_bytes"]) == (0x120, 192)
+    assert layout["model_region_sectors"] == sectors[2:]
+    assert flash_layout(sectors, firmware_bytes=32)["model_region_base"] == 0x120
+    with pytest.raises(McuprofError, match="no flash sector for a model"):
+        flash_layout(sectors, firmware_bytes=97)
+
+
+def test_the_boards_hold_micronet_kws_l() -> None:
+    # MicroNets (arXiv 2010.11267) deployed MicroNet-KWS-L on a NUCLEO-F746ZG; its plan is
+    # about 546-570 KB, so the F746ZG model region must take it (the old 512 KB one did not).
+    assert BOARDS["nucleo-f746zg"].model_region_bytes >= 900 * KIB
 
 
 def test_linker_places_the_arena_after_the_reserve() -> None:

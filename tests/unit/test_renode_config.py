@@ -329,7 +329,7 @@ def test_monitor_paths_must_not_split() -> None:
 def test_plan_reload_commands() -> None:
     board = BOARDS["nucleo-f767zi"]
     assert load_plan_commands(board, Path("/s/plan.bin")) == [
-        "pause", "sysbus LoadBinary @/s/plan.bin 0x08100000", "start"]
+        "pause", "sysbus LoadBinary @/s/plan.bin 0x08010000", "start"]
 
 
 def test_mips_must_be_whole_megahertz() -> None:

@@ -12,7 +12,7 @@
 #include "mp_board.h"
 
 #define HOST_SRAM_BYTES (64u * 1024u * 1024u)    /* boards.HOST.sram_bytes */
-#define HOST_FIRMWARE_RAM_RESERVE (16u * 1024u) /* boards.FIRMWARE_RAM_RESERVE */
+#define HOST_FIRMWARE_RAM_RESERVE (8u * 1024u) /* boards.FIRMWARE_RAM_RESERVE */
 #define HOST_ARENA_BYTES (HOST_SRAM_BYTES - HOST_FIRMWARE_RAM_RESERVE)
 
 const char board_name[] = "host";
