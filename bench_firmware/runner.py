@@ -2,7 +2,9 @@
 
 The result dict is a contract (``mcuprof run --json``; the service stores the same fields):
 board, output, output_shape, cycles, cycles_per_run, latency_ms, energy_mj, energy_source,
-arena_bytes, plan_bytes, ops, macs, layers[index, op, macs, ops, cycles].
+arena_bytes, plan_bytes, ops, macs, layers[index, op, macs, ops, cycles], and for a virtual
+twin's cycle-model cycles its stated error against silicon (error_band_pct, error_band_basis,
+error_band_label: ``bench_firmware.backends.virtual.error_band``; None otherwise).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bench_firmware.backends.virtual.error_band import band_of
 from bench_firmware.boards import Board, get_board
 from bench_firmware.compiler import Plan, compile_model
 from bench_firmware.errors import McuprofError
@@ -67,6 +70,7 @@ def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None
         entry["mac_per_cycle"] = layer.macs / cyc if cyc and layer.macs else None
         layers.append(entry)
     in_layers = sum(layer_cycles) if layer_cycles else None
+    band = band_of(board.name, cycle_source) if cycles is not None else None
     return {
         "board": board.name,
         "model_id": plan.model_id,
@@ -88,6 +92,9 @@ def build_result(plan: Plan, output: list[Any], cycles_per_run: list[int] | None
         "ops": plan.ops,
         "macs": plan.macs,
         "layers": layers,
+        "error_band_pct": band.pct if band else None,
+        "error_band_basis": band.basis if band else None,
+        "error_band_label": band.label if band else None,
     }
 
 

@@ -40,8 +40,11 @@ from profiler_client.schemas import (
     AgentIn,
     AgentOut,
     BoardIn,
+    CalibrationIn,
+    CalibrationOut,
     DeviceOut,
     FailureIn,
+    FinishedIn,
     FitOut,
     HealthIn,
     HeartbeatIn,
@@ -227,10 +230,12 @@ class Client(HttpClient):
 
     def jobs(self, *, state: str | None = None, device: str | None = None,
              model_id: int | None = None, limit: int | None = None,
-             offset: int | None = None) -> list[JobOut]:
-        """``GET /jobs`` with optional filters."""
+             offset: int | None = None, embed: bool = False) -> list[JobOut]:
+        """``GET /jobs`` with optional filters; a done job names its measurement
+        (``measurement_id``), or carries it with ``embed``."""
         return self._many("GET", "/jobs", _JOBS, params=self._params(
-            state=state, device=device, model_id=model_id, limit=limit, offset=offset))
+            state=state, device=device, model_id=model_id, limit=limit, offset=offset,
+            embed="true" if embed else None))
 
     def job(self, job_id: int) -> JobOut:
         return self._one("GET", f"/jobs/{job_id}", JobOut)
@@ -293,6 +298,9 @@ class Client(HttpClient):
                 offset += len(page)
         for job_id in pending.keys() - found.keys():
             found[job_id] = self.job(job_id)
+        for job_id, job in found.items():
+            if job.measurement is None and job.measurement_id is not None:
+                found[job_id] = self.job(job_id)  # lists name a measurement; fetch it once
         return found
 
     # -- devices, measurements -------------------------------------------------------------
@@ -384,6 +392,19 @@ class Client(HttpClient):
             return None
         return parse_body(response, LeaseOut.model_validate_json)
 
+    def report_and_lease(self, lease_id: int, measurement: MeasurementIn,
+                         device: str) -> LeaseOut | None:
+        """Reports the measurement of ``lease_id`` and leases the next job for the same
+        board in one request (None: stored, no more work). A refused report (the lease no
+        longer holds its job) raises as :meth:`report_result` does, and nothing is leased."""
+        body = LeaseIn(device=device, finished=FinishedIn(lease_id=lease_id,
+                                                          result=measurement))
+        response = self.request("POST", "/leases", idempotent=False, expect=(204,),
+                                json=body.model_dump(mode="json"))
+        if response.status_code == 204 or not response.content:
+            return None
+        return parse_body(response, LeaseOut.model_validate_json)
+
     def report_result(self, lease_id: int, measurement: MeasurementIn) -> JobOut:
         """Reports a measurement (idempotent on the server: a repeat changes nothing)."""
         return self._one("POST", f"/leases/{lease_id}/result",
@@ -404,6 +425,18 @@ class Client(HttpClient):
                              ok=ok, detail=clip(detail, MAX_HEALTH_DETAIL_CHARS)
                              if detail is not None else None).model_dump(mode="json"))
 
+
+    # -- calibrations -----------------------------------------------------------------------
+
+    def upload_calibration(self, calibration: CalibrationIn) -> CalibrationOut:
+        """``POST /calibrations``: a twin against its real board (``mcuprof calibrate``)."""
+        return self._one("POST", "/calibrations", CalibrationOut,
+                         json=calibration.model_dump(mode="json"))
+
+    def calibrations(self, *, board: str | None = None) -> list[CalibrationOut]:
+        """``GET /calibrations``, newest first, optionally of one board."""
+        return self._many("GET", "/calibrations", _CALIBRATIONS,
+                          params=self._params(board=board))
 
     # -- fits and predictions ------------------------------------------------------------
 
@@ -474,6 +507,7 @@ _JOBS: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
 _DEVICES: TypeAdapter[list[DeviceOut]] = TypeAdapter(list[DeviceOut])
 _MEASUREMENTS: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
 _FITS: TypeAdapter[list[FitOut]] = TypeAdapter(list[FitOut])
+_CALIBRATIONS: TypeAdapter[list[CalibrationOut]] = TypeAdapter(list[CalibrationOut])
 
 
 def _int_id(text: str, what: str) -> int:

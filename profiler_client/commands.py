@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +83,15 @@ def measurement_fields(m: MeasurementOut) -> dict[str, Any]:
         "kernels": m.kernels,
         "firmware_id": m.firmware_id,
         "plan_id": m.plan_id,
+        "error_band_pct": m.error_band_pct,
+        "error_band_basis": m.error_band_basis,
+        "error_band_label": m.error_band_label,
+        "calibrated_cycles": m.calibrated_cycles,
+        "calibrated_latency_ms": m.calibrated_latency_ms,
+        "calibrated_error_pct": m.calibrated_error_pct,
+        "calibrated_label": m.calibrated_label,
+        "calibration_id": m.calibration_id,
+        "calibrated_at": m.calibrated_at.isoformat() if m.calibrated_at else None,
     }
 
 
@@ -254,7 +263,8 @@ def jobs(state: str | None, device: str | None, model_id: int | None, limit: int
          as_json: bool, server: str | None, token: str | None) -> None:
     """List jobs on the server."""
     with Client(server, token) as api:
-        found = api.jobs(state=state, device=device, model_id=model_id, limit=limit)
+        found = api.jobs(state=state, device=device, model_id=model_id, limit=limit,
+                         embed=True)
     if as_json:
         for job in found:
             _echo_json(job_record(job))
@@ -293,15 +303,39 @@ def results(target: str, as_csv: bool, as_json: bool, server: str | None,
         return
     width = max(len("measured on"), *(len(m.device) for m in found))
     click.echo(f"{'id':>6}  {'job':>6}  {'measured on':<{width}}  {'kernels':<7} "
-               f"{'cycles':>12}  {'latency ms':>10}  {'energy mJ':>10}  {'arena':>9}  "
-               f"{'plan':>9}")
+               f"{'cycles':>12}  {'latency ms':>10}  {'vs silicon':>10}  {'energy mJ':>10}  "
+               f"{'arena':>9}  {'plan':>9}")
     for m in found:
         energy = _fmt(m.energy_mj, ".4f") + ("*" if m.energy_source == "modeled" else "")
         click.echo(f"{m.id:>6}  {m.job_id:>6}  {m.device:<{width}}  {m.kernels:<7} "
                    f"{_fmt(m.cycles, ',d'):>12}  {_fmt(m.latency_ms, '.3f'):>10}  "
+                   f"{_versus_silicon(m.cycle_source, m.error_band_pct):>10}  "
                    f"{energy:>10}  {m.arena_bytes:>9,}  {m.plan_bytes:>9,}")
     if any(m.energy_source == "modeled" for m in found):
         click.echo("* modeled energy: the board's active power x latency (no monitor attached)")
+    _echo_bands((m.board, m.error_band_label, m.error_band_basis) for m in found)
+    for m in found:
+        if m.calibrated_latency_ms is not None and m.calibrated_at is not None:
+            click.echo(f"measurement {m.id}: calibrated {m.calibrated_latency_ms:.3f} ms "
+                       f"({m.calibrated_cycles:,} cycles; {m.calibrated_label}, calibration "
+                       f"{m.calibration_id} of {m.calibrated_at:%Y-%m-%d})")
+
+
+def _versus_silicon(cycle_source: str | None, band_pct: float | None) -> str:
+    """The results column: a twin's error band, 'silicon' for DWT cycles, '-' otherwise."""
+    if band_pct is not None:
+        return f"±{band_pct:g} %"
+    return "silicon" if cycle_source == "dwt-cyccnt" else "-"
+
+
+def _echo_bands(bands: Iterable[tuple[str, str | None, str | None]]) -> None:
+    """One footnote per board whose twin's error band the table shows, with its provenance."""
+    seen: dict[str, tuple[str, str]] = {}
+    for board, label, basis in bands:
+        if label is not None and basis is not None:
+            seen.setdefault(board, (label, basis))
+    for board, (label, basis) in sorted(seen.items()):
+        click.echo(f"{board}: {label} ({basis})")
 
 
 
@@ -373,13 +407,20 @@ def fits(device: str | None, backbone: str | None, kernels: str | None, kind: st
     bwidth = max(len("backbone"), *(len(f.backbone or "any") for f in found))
     click.echo(f"{'device':<{width}}  {'kernels':<7} {'model':<15} {'backbone':<{bwidth}} "
                f"{'n':>5}  {'a ms/Mop':>9} {'b ms':>8}  {'r2':>6} {'CV MAPE':>8} "
-               f"{'±10%':>5}  version" + ("  current" if history else ""))
+               f"{'±10%':>5}  {'vs silicon':>10}  version" + ("  current" if history else ""))
     for f in found:
         a = _fmt(f.a_ms_per_op * 1e6 if f.a_ms_per_op is not None else None, ".4g")
+        band = f"±{f.error_band_pct:g} %" if f.error_band_pct is not None else "-"
         click.echo(f"{f.device_class:<{width}}  {f.kernels:<7} {_fit_kind(f.kind):<15} "
                    f"{f.backbone or 'any':<{bwidth}} {f.n:>5}  {a:>9} {_fmt(f.b_ms, '.4g'):>8}"
                    f"  {f.r2:>6.3f} {f.metrics.mape:>8.1%} {f.metrics.acc10:>5.0%}  "
+                   f"{band:>10}  "
                    f"{f.version}" + (f"  {'yes' if f.current else 'no'}" if history else ""))
+    _echo_bands((f.device_class, f.error_band_label, f.error_band_basis) for f in found)
+    _echo_bands((f.device_class, f.calibrated_label, f.calibrated_basis) for f in found)
+    if any(f.error_band_pct is not None for f in found):
+        click.echo("fits on a twin fit its cycle-model latency; mcuprof predict widens their "
+                   "intervals by the twin's band to cover silicon")
 
 
 @click.command()
@@ -440,6 +481,9 @@ def predict(model: Path | None, ops: int | None, backbone: str | None,
                 click.echo(f"{'':<{width}}    also {_fit_kind(e.model)}: "
                            f"{_interval(e.latency_ms, e.latency_lo_ms, e.latency_hi_ms, '.3f')}"
                            f" ms (CV MAPE {e.cv_mape:.1%}{extra}) {e.fit_version}")
+            if p.model is not None and p.error_band_label is not None:
+                click.echo(f"{'':<{width}}    interval includes the twin's error band: "
+                           f"{p.error_band_label}")
             for problem in p.problems:
                 click.echo(f"{'':<{width}}    {problem}")
     if missing:

@@ -257,6 +257,27 @@ class MeasurementOut(_Out):
     firmware_id: str | None
     plan_id: str | None
     created_at: datetime
+    error_band_pct: float | None = Field(
+        default=None, description="a virtual twin's stated error against silicon, ± percent "
+        "(cycle-model cycles only; None for silicon, Renode and unknown sources); worked out "
+        "when read, from the board and cycle_source, not stored")
+    error_band_basis: str | None = Field(default=None,
+                                         description="where the error band comes from")
+    error_band_label: str | None = Field(
+        default=None, description="e.g. 'cycle model, ±13 % vs silicon'")
+    calibrated_cycles: int | None = Field(
+        default=None, description="a twin's cycles × the factor of the latest calibration of "
+        "its board against the real board (mcuprof calibrate); None when not calibrated")
+    calibrated_latency_ms: float | None = None
+    calibration_id: int | None = None
+    calibrated_at: datetime | None = Field(default=None,
+                                           description="when that calibration was made")
+    calibrated_error_pct: float | None = Field(
+        default=None, description="the calibration's error against silicon, ± percent: the "
+        "band of calibrated_cycles (error_band_pct stays the band of the model's own cycles)")
+    calibrated_label: str | None = Field(
+        default=None, description="e.g. 'calibrated cycle model, ±4.2 % vs silicon'")
+    calibrated_basis: str | None = None
 
 
 class JobOut(_Out):
@@ -274,7 +295,10 @@ class JobOut(_Out):
     updated_at: datetime
     lease_expires_at: datetime | None = None
     history: list[AttemptOut] = Field(default_factory=list)
-    measurement: MeasurementOut | None = None
+    measurement_id: int | None = Field(default=None, description="the measurement of a done job")
+    measurement: MeasurementOut | None = Field(
+        default=None, description="the whole measurement of a done job (left out of lists "
+                                  "unless they ask with embed=true)")
 
 
 class BoardIn(BaseModel):
@@ -329,8 +353,21 @@ class HeartbeatOut(BaseModel):
     lease_seconds: float
 
 
+class FinishedIn(BaseModel):
+    """The result of the lease a board just finished, reported with its next lease request
+    (one request per job instead of two)."""
+
+    lease_id: int = Field(ge=1, le=MAX_ID, description="the finished lease")
+    result: MeasurementIn
+
+
 class LeaseIn(BaseModel):
     device: Name = Field(description="the full device name of an idle board of this agent")
+    finished: FinishedIn | None = Field(
+        default=None,
+        description="report this board's finished lease first, in the same transaction: when "
+                    "the report is refused (409: the lease no longer holds its job) nothing "
+                    "is leased")
 
 
 class LeaseOut(BaseModel):
@@ -404,6 +441,19 @@ class FitOut(BaseModel):
     coefficients: dict[str, Any]
     measurement_ids: list[int] | None = Field(
         default=None, description="the measurements it came from (GET /fits/{version})")
+    error_band_pct: float | None = Field(
+        default=None, description="fitted on a virtual twin's cycle-model latencies: the twin's "
+        "stated error against silicon, ± percent (predictions widen their intervals by it)")
+    error_band_basis: str | None = None
+    error_band_label: str | None = None
+    calibration_id: int | None = Field(
+        default=None, description="the latest calibration of the twin against its real board: "
+        "predictions scale the fit by calibration_factor and state its error as the band")
+    calibration_factor: float | None = None
+    calibrated_at: datetime | None = None
+    calibrated_error_pct: float | None = None
+    calibrated_label: str | None = None
+    calibrated_basis: str | None = None
 
 
 class PredictIn(BaseModel):
@@ -436,6 +486,16 @@ class EstimateOut(BaseModel):
     latency_hi_ms: float
     level: float = Field(description="coverage of the interval, e.g. 0.95")
     extrapolated: bool = Field(description="outside what the model was fitted on")
+    fit_lo_ms: float | None = Field(
+        default=None, description="the fit's own interval (× the calibration factor on a "
+        "calibrated twin), before the twin's error band widened it (None: not widened, "
+        "latency_lo_ms is the fit's)")
+    fit_hi_ms: float | None = None
+    error_band_pct: float | None = Field(
+        default=None, description="a twin's stated error against silicon, ± percent: the "
+        "interval [latency_lo_ms, latency_hi_ms] is the fit's widened to the silicon latencies "
+        "it allows, fit_lo / (1 + band) to fit_hi / (1 − band)")
+    error_band_basis: str | None = None
     energy_mj: float | None = None
     energy_lo_mj: float | None = None
     energy_hi_mj: float | None = None
@@ -469,6 +529,15 @@ class DevicePredictionOut(BaseModel):
     model_region_bytes: int | None = None
     fits_board: bool | None = Field(default=None, description="arena and plan fit the board")
     problems: list[str] = Field(default_factory=list)
+    error_band_pct: float | None = Field(
+        default=None, description="the device class is a virtual twin: its stated error "
+        "against silicon (± percent), already in the latency and energy intervals")
+    error_band_label: str | None = None
+    calibration_id: int | None = Field(
+        default=None, description="a real board calibrated this twin: latency and intervals "
+        "are the fit's × calibration_factor, the band is the calibration's error")
+    calibration_factor: float | None = None
+    calibrated_at: datetime | None = None
 
 
 class PredictOut(BaseModel):
@@ -477,3 +546,65 @@ class PredictOut(BaseModel):
     macs: int | None = None
     backbone: str | None
     predictions: list[DevicePredictionOut]
+
+
+# --------------------------------------------------------------------------------------------
+# Calibrations: a twin against its real board (mcuprof calibrate)
+
+MAX_CALIBRATION_NETWORKS = 64  # networks in one calibration
+MAX_OP_TYPES = 64  # operator types per network
+
+
+class CalibrationNetworkIn(BaseModel):
+    """One network on the real board and on its twin: median cycles of the timed runs, and the
+    last run's per-layer cycles summed per operator type. ``kind`` "microbenchmark": one
+    operator isolating an instruction class / memory path (``exercises``); it states its own
+    twin / silicon ratio and does not enter the factor (uploads without ``kind`` are
+    networks)."""
+
+    name: Name
+    kind: Literal["network", "microbenchmark"] = "network"
+    exercises: Name | None = Field(default=None, description="a microbenchmark's instruction "
+                                   "class / memory path, e.g. 'fully connected, ... flash "
+                                   "data-read path'")
+    macs: Count
+    silicon_cycles: int = Field(ge=1, le=MAX_INT64, description="DWT CYCCNT on the board")
+    twin_cycles: int = Field(ge=1, le=MAX_INT64, description="the twin's cycle model")
+    silicon_by_op: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_OP_TYPES)
+    twin_by_op: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_OP_TYPES)
+
+
+class CalibrationIn(BaseModel):
+    """What ``mcuprof calibrate`` uploads. The server works out the factor and the errors
+    itself (``bench_firmware.calibration.summarise``) from the networks."""
+
+    device: Name = Field(description="the physical board, e.g. pyocd:nucleo-f446re:066DFF...")
+    kernels: Kernels = "dsp"
+    firmware_id: Name | None = None
+    networks: list[CalibrationNetworkIn] = Field(min_length=1,
+                                                 max_length=MAX_CALIBRATION_NETWORKS)
+
+
+class CalibrationOut(_Out):
+    """A stored calibration of ``board``'s twin. ``factor`` = silicon / twin cycles (median over
+    the networks): calibrated twin cycles are the twin's × factor. ``error_pct``: the largest
+    error of a calibrated figure on a network the factor was not computed from (leave-one-out;
+    with one network, the uncalibrated error); ``raw_error_pct``: the twin's largest error
+    before calibration; ``op_errors``: twin / silicon − 1 per operator type (networks' layers);
+    ``bench_ratios``: twin / silicon cycles per microbenchmark."""
+
+    id: int
+    board: str
+    device: str
+    kernels: str
+    firmware_id: str | None
+    factor: float
+    error_pct: float
+    raw_error_pct: float
+    held_out: bool
+    op_errors: dict[str, float]
+    networks: list[CalibrationNetworkIn]
+    created_at: datetime
+    bench_ratios: dict[str, float] = Field(
+        default_factory=dict, description="twin / silicon cycles of each microbenchmark (per "
+        "instruction class / memory path), by name")

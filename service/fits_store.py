@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from profiler_client.schemas import FitMetricsOut, FitOut
 from service.db.engine import Database
@@ -69,6 +69,7 @@ from service.fitting import (
 )
 from service.fitting.frames import BACKBONE_TAG, FIT_CODE_VERSION
 from service.fitting.per_layer import MIN_MODELS
+from service.twin_band import device_class_view
 
 logger = logging.getLogger("mcuprof.fits")
 
@@ -361,8 +362,19 @@ def fit_out(fit: Fit, ids: list[int] | None = None) -> FitOut:
         n_models=fit.n_models, k=fit.k, a_ms_per_op=fit.a_ms_per_op, b_ms=fit.b_ms,
         r2=fit.r2, metrics=_metrics(coefficients["cv"]),
         in_sample=_metrics(coefficients["in_sample"]), coefficients=coefficients,
-        measurement_ids=ids,
+        measurement_ids=ids, **_band(fit),
     )
+
+
+def _band(fit: Fit) -> dict[str, Any]:
+    """A twin's fit: the twin's band, or the latest calibration's (``service.twin_band``)."""
+    view = device_class_view(object_session(fit), fit.device_class, fit.kernels)
+    if view is None:
+        return {}
+    out = view.as_dict()
+    if view.calibration is not None:
+        out["calibration_factor"] = view.calibration.factor
+    return out
 
 
 def fit_result(fit: Fit, ids: Sequence[int] = ()) -> FitResult:

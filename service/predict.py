@@ -6,18 +6,21 @@ on that device (needs the op count and the backbone tag) and the device's per-la
 gives a latency with its prediction interval; the headline is the applicable one with the
 lowest cross-validated MAPE (an extrapolating one only when nothing else applies). Energy is
 the board's active power × latency (``bench_firmware.boards``: the figures MicroNets and
-MLPerf Tiny measured), with the latency interval carried through.
+MLPerf Tiny measured), with the latency interval carried through. On a virtual twin the fits
+predict the twin's cycle-model latency; the intervals are widened by the twin's stated error
+band against silicon (``bench_firmware.backends.virtual.error_band``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bench_firmware.backends.virtual.error_band import ErrorBand
 from bench_firmware.boards import get_board
 from profiler_client.fitting.metrics import Prediction
 from profiler_client.schemas import DevicePredictionOut, EstimateOut, PredictIn, PredictOut
@@ -25,6 +28,7 @@ from service.db.models import Fit, Model
 from service.fits_store import line_of, partitions, per_layer_of
 from service.fitting.frames import BACKBONE_TAG
 from service.queue import InvalidRequestError, NotFoundError, parse_device_class
+from service.twin_band import TwinView, device_class_view
 
 MW_MS_PER_MJ = 1000.0  # mW × ms = µJ; 1000 µJ = 1 mJ
 
@@ -81,14 +85,28 @@ def _energy(power_mw: float | None, ms: float) -> float | None:
     return None if power_mw is None else power_mw * ms / MW_MS_PER_MJ
 
 
-def _estimate(fit: Fit, p: Prediction, power_mw: float | None) -> EstimateOut:
+def _estimate(fit: Fit, p: Prediction, power_mw: float | None,
+              view: TwinView | None = None) -> EstimateOut:
+    """One estimate. On a twin (``view``) the fit predicts the twin's cycle-model latency, so
+    the interval is widened to the silicon latencies the twin's band allows around its ends:
+    [lo / (1 + band), hi / (1 − band)]. A calibrated twin's fit is first scaled by the
+    calibration's factor (a fit to latencies × f is the fit × f: the line and its interval are
+    linear in the latencies), and its band is the calibration's error."""
+    band: ErrorBand | None = view.applied if view else None
+    if view is not None and view.calibration is not None:
+        f = view.calibration.factor
+        p = replace(p, value=p.value * f, lo=p.lo * f, hi=p.hi * f)
+    wide = p.widened(band.pct if band else None)
+    lo, hi = wide.lo, wide.hi
     return EstimateOut(
         model=fit.kind,  # type: ignore[arg-type]
         fit_version=fit.version, backbone=fit.backbone, latency_ms=p.value,
-        latency_lo_ms=p.lo, latency_hi_ms=p.hi, level=p.level, extrapolated=p.extrapolated,
-        energy_mj=_energy(power_mw, p.value), energy_lo_mj=_energy(power_mw, p.lo),
-        energy_hi_mj=_energy(power_mw, p.hi), cv_mape=fit.cv_mape, cv_acc10=fit.cv_acc10,
-        n=fit.n)
+        latency_lo_ms=lo, latency_hi_ms=hi, level=p.level, extrapolated=p.extrapolated,
+        energy_mj=_energy(power_mw, p.value), energy_lo_mj=_energy(power_mw, lo),
+        energy_hi_mj=_energy(power_mw, hi), cv_mape=fit.cv_mape, cv_acc10=fit.cv_acc10,
+        n=fit.n, fit_lo_ms=p.lo if band else None, fit_hi_ms=p.hi if band else None,
+        error_band_pct=band.pct if band else None,
+        error_band_basis=band.basis if band else None)
 
 
 def _current(session: Session, devices: Sequence[str], kernels: str) -> list[Fit]:
@@ -140,6 +158,13 @@ def _predict_one(session: Session, subject: Subject, device: str, board_name: st
         result.problems.append("the host build has no cycle counter: nothing to predict")
         return result
     power = board.active_power_mw
+    view = device_class_view(session, device, kernels)
+    if view is not None:
+        result.error_band_pct, result.error_band_label = view.applied.pct, view.applied.label
+        if view.calibration is not None:
+            result.calibration_id = view.calibration.id
+            result.calibration_factor = view.calibration.factor
+            result.calibrated_at = view.calibration.created_at
     notes = [note for p in partitions(session, device_class=device) if p.kernels == kernels
              for note in p.notes]
     estimates: list[EstimateOut] = []
@@ -147,7 +172,8 @@ def _predict_one(session: Session, subject: Subject, device: str, board_name: st
         line = next((f for f in fits if f.kind == "ops_line"
                      and f.backbone == subject.backbone), None)
         if line is not None:
-            estimates.append(_estimate(line, line_of(line).predict(float(subject.ops)), power))
+            estimates.append(_estimate(line, line_of(line).predict(float(subject.ops)), power,
+                                       view))
         else:
             why = [n for n in notes if n.startswith(f"backbone {subject.backbone}:")]
             result.problems.append(
@@ -161,7 +187,7 @@ def _predict_one(session: Session, subject: Subject, device: str, board_name: st
         if per_layer is not None:
             p = per_layer_of(per_layer).predict(list(subject.layers),
                                                 input_shape=subject.input_shape)
-            estimates.append(_estimate(per_layer, p, power))
+            estimates.append(_estimate(per_layer, p, power, view))
         else:
             why = [n for n in notes if n.startswith("per-layer model:")]
             result.problems.append(f"no per-layer model on {device} ({kernels} kernels) yet"

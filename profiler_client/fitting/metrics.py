@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,17 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def widened(self, band_pct: float | None) -> Prediction:
+        """The interval of the silicon latency when this predicts a virtual twin's latency and
+        the twin is within ±``band_pct`` % of silicon (``FitOut.error_band_pct``): |twin /
+        silicon − 1| ≤ b puts silicon in [lo / (1 + b), hi / (1 − b)]. ``value`` is kept."""
+        if band_pct is None:
+            return self
+        b = band_pct / 100.0
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"band_pct must be in [0, 100), got {band_pct}")
+        return replace(self, lo=self.lo / (1.0 + b), hi=self.hi / (1.0 - b))
 
 
 # Fewest folds that still make a cross-validation.

@@ -3,15 +3,19 @@
 A latency is *measured* only when a physical board's DWT cycle counter counted it
 (``cycle_source`` ``dwt-cyccnt`` on a ``pyocd`` board); the virtual twins' latency comes from
 their cycle model and Renode's from its instruction count, and the dashboard says so
-wherever it labels a latency. Energy is *measured* only by an energy monitor (X-NUCLEO-LPM01A);
-otherwise it is modeled as the board's active power × latency. A figure or table that mixes
-kinds says so.
+wherever it labels a latency, with the twin's stated error band against silicon ("cycle model,
+±13 % vs silicon": ``bench_firmware.backends.virtual.error_band``). Energy is *measured* only
+by an energy monitor (X-NUCLEO-LPM01A); otherwise it is modeled as the board's active power ×
+latency. A figure or table that mixes kinds says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from bench_firmware.backends.virtual.error_band import ErrorBand
+from service.twin_band import board_of, measurement_band
 
 MEASURED_CYCLE_SOURCE = "dwt-cyccnt"  # bench_firmware.runner.CYCLE_SOURCES["pyocd"]
 MEASURING_BACKEND = "pyocd"
@@ -60,6 +64,12 @@ def backend_of(device: str) -> str:
 
 def kind_of(cycle_source: str | None, device: str) -> LatencyKind:
     return latency_kind(cycle_source, backend_of(device))
+
+
+def error_band(cycle_source: str | None, device: str) -> ErrorBand | None:
+    """The twin's error band of a latency from ``device`` (a device or device class name):
+    cycle-model latencies of a virtual board carry their board's band, others none."""
+    return measurement_band(board_of(device), cycle_source, device)
 
 
 def latency_title(kinds: Iterable[LatencyKind]) -> str:

@@ -17,7 +17,8 @@ import pandas as pd
 from sqlalchemy import case, exists, func, select, union
 from sqlalchemy.orm import Session
 
-from service.dashboard.labels import LatencyKind, energy_label, kind_of
+from bench_firmware.backends.virtual.error_band import ErrorBand
+from service.dashboard.labels import LatencyKind, energy_label, error_band, kind_of
 from service.db.models import (
     JOB_STATES,
     Agent,
@@ -69,6 +70,10 @@ class JobRow:
     @property
     def latency_kind(self) -> LatencyKind:
         return kind_of(self.cycle_source, self.device or self.device_class)
+
+    @property
+    def error_band(self) -> ErrorBand | None:
+        return error_band(self.cycle_source, self.device or self.device_class)
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,10 @@ class ModelMeasurement:
     @property
     def latency_kind(self) -> LatencyKind:
         return kind_of(self.cycle_source, self.device)
+
+    @property
+    def error_band(self) -> ErrorBand | None:
+        return error_band(self.cycle_source, self.device)
 
     @property
     def energy_label(self) -> str:

@@ -372,3 +372,25 @@ class FitMeasurement(Base):
                                         primary_key=True)
     measurement_id: Mapped[int] = mapped_column(
         ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class Calibration(Base):
+    """One calibration of a board's twin against the real board (``mcuprof calibrate``):
+    the networks run on both, and what the server worked out from them
+    (``bench_firmware.calibration.summarise``). Twins of ``board`` report calibrated cycles
+    with the latest one for their kernel path."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    device: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    kernels: Mapped[str] = mapped_column(String(8))
+    firmware_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    factor: Mapped[float]
+    error_pct: Mapped[float]
+    raw_error_pct: Mapped[float]
+    held_out: Mapped[bool]
+    op_errors: Mapped[dict[str, Any]]
+    networks: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -35,7 +35,8 @@ def test_fits_table_json_and_exports(served: ThreadServer, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["device", "kernels", "model", "backbone"]
-    assert len(lines) == 1 + 8
+    assert len([x for x in lines if " v1-" in x]) == 8
+    assert len(lines) == 1 + 8 + 3  # and a note per twin's error band, and what it means
     assert any(F446 in line and "op-count line" in line and " kws " in line for line in lines)
     result = run("fits", "--server", served.url, "--device", F746, "--backbone", "kws",
                  "--json")

@@ -32,6 +32,8 @@ from service.auth import (
     authenticate,
     exchange_login_code,
 )
+from service.calibrations import calibration_out
+from service.calibrations import listed as calibrations_of
 from service.config import Settings
 from service.dashboard import queries
 from service.dashboard.figures import device_figures, model_figures, scatter_kinds
@@ -43,6 +45,7 @@ from service.fits_store import ensure_fresh
 from service.fitting.frames import BACKBONE_TAG
 from service.predict import predict, subject_from_analysis
 from service.queue import NotFoundError, parse_device_class
+from service.twin_band import board_of, device_class_view, twin_view
 
 router = APIRouter(include_in_schema=False)
 logger = logging.getLogger("mcuprof.dashboard")
@@ -126,6 +129,7 @@ def device_page(request: Request, session: SessionDep, settings: SettingsDep,
     kinds = list(dict.fromkeys(scatter_kinds(scatter, cls.backend).tolist())) if len(scatter) \
         else [latency_kind(None, cls.backend)]
     board = get_board(cls.board) if cls.board != "host" else None
+    view = device_class_view(session, cls.name, kern)
     return _html(render(
         "device.html", title=cls.name, nav="", device_class=cls.name, board=board,
         latency_kinds=kinds, latency_label=latency_title(kinds), mixed_sources=mixed(kinds),
@@ -133,7 +137,10 @@ def device_page(request: Request, session: SessionDep, settings: SettingsDep,
         notes=notes, per_layer=per_layer, devices=queries.device_rows(session,
                                                                       device_class=cls.name),
         queue=queries.job_counts(session, device_class=cls.name),
-        recent=queries.recent_jobs(session, device_class=cls.name)))
+        recent=queries.recent_jobs(session, device_class=cls.name),
+        error_band=view.band if view else None,
+        calibrated_band=view.applied if view and view.calibration else None,
+        calibrations=[calibration_out(c) for c in calibrations_of(session, board=cls.board)]))
 
 
 def _prediction(session: Session, model: Model, backbone: str | None) -> PredictOut | None:
@@ -180,8 +187,13 @@ def model_page(request: Request, session: SessionDep, settings: SettingsDep,
     kinds = [m.latency_kind for m in measured if m.latency_ms is not None]
     if not has_layers:
         figures = {k: v for k, v in figures.items() if k not in ("cycles", "mac_per_cycle")}
+    # Twin measurements of a calibrated board: their calibrated latency beside the model's.
+    calibrated = {m.id: view for m in measured if m.latency_ms is not None
+                  and (view := twin_view(session, board_of(m.device_class), m.cycle_source,
+                                         m.device, m.kernels)) is not None
+                  and view.calibration is not None}
     return _html(render(
-        "model.html", title=model.name, nav="", model=model, tags=tags,
+        "model.html", title=model.name, nav="", model=model, tags=tags, calibrated=calibrated,
         analysis=model.analysis, measurements=measured, table=table, figures=figures,
         has_layers=has_layers, latency_label=latency_title(kinds), mixed_sources=mixed(kinds),
         latency_kinds=list({k.key: k for k in kinds}.values())))
