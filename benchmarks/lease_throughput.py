@@ -22,13 +22,16 @@ from collections import Counter
 from bench_server import SAMPLE, database, fake_measurement, percentile, server
 
 from profiler_client.client import Client
+from service.config import Settings
 
 DEVICE_CLASS = "virtual:nucleo-f746zg"
 
 
-def agent_loop(url: str, index: int, seconds: float, start_at: float,
+def agent_loop(url: str, index: int, seconds: float, start_at: float, separate: bool,
                out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """One agent: register, then lease and report until no work or time is up."""
+    """One agent: register, then lease and report until no work or time is up (a lease
+    request, then a report request per job with ``separate``; else one request per job, the
+    report of the last job riding with the next lease request)."""
     name = f"bench-{index}"
     device = f"{DEVICE_CLASS}:{name}-0"
     lease_ms: list[float] = []
@@ -38,15 +41,25 @@ def agent_loop(url: str, index: int, seconds: float, start_at: float,
         measurement = fake_measurement(device)
         time.sleep(max(0.0, start_at - time.time()))
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        if separate:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                lease = client.lease(device)
+                t1 = time.perf_counter()
+                if lease is None:
+                    break
+                lease_ms.append((t1 - t0) * 1e3)
+                client.report_result(lease.lease_id, measurement)
+                report_ms.append((time.perf_counter() - t1) * 1e3)
+        else:  # as `mcuprof agent` does: each result goes with the next lease request
             t0 = time.perf_counter()
             lease = client.lease(device)
-            t1 = time.perf_counter()
-            if lease is None:
-                break
-            lease_ms.append((t1 - t0) * 1e3)
-            client.report_result(lease.lease_id, measurement)
-            report_ms.append((time.perf_counter() - t1) * 1e3)
+            while lease is not None and time.monotonic() < deadline:
+                lease_ms.append((time.perf_counter() - t0) * 1e3)
+                t0 = time.perf_counter()
+                lease = client.report_and_lease(lease.lease_id, measurement, device)
+            if lease is not None:  # time is up: finish the one held
+                client.report_result(lease.lease_id, measurement)
     out.put((index, lease_ms, report_ms, time.time()))
 
 
@@ -56,9 +69,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=800)
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound of the run")
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="API processes of the server (0: its default, MCUPROF_WORKERS)")
+    parser.add_argument("--separate", action="store_true",
+                        help="a lease request and a report request per job (the protocol "
+                             "before results rode with the next lease request)")
     args = parser.parse_args()
 
-    with database(args.database) as db_url, server(db_url) as url, \
+    env = {"MCUPROF_WORKERS": str(args.workers)} if args.workers else {}
+    workers = Settings(database_url=f"{args.database}://", workers=args.workers).worker_processes
+    with database(args.database) as db_url, server(db_url, **env) as url, \
             Client(url, token="") as client:
         model = client.upload_model(SAMPLE)
         t0 = time.perf_counter()
@@ -70,7 +90,7 @@ def main() -> None:
         results: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
         start_at = time.time() + 3.0  # every agent registered and waiting by then
         procs = [ctx.Process(target=agent_loop,
-                             args=(url, i, args.seconds, start_at, results))
+                             args=(url, i, args.seconds, start_at, args.separate, results))
                  for i in range(args.agents)]
         for p in procs:
             p.start()
@@ -86,16 +106,18 @@ def main() -> None:
         while page := client.jobs(state="done", limit=1000, offset=done):
             done += len(page)
 
-    print(f"database {args.database}, {args.agents} agent processes, server: one "
-          f"`mcuprof serve` process, {os.cpu_count()} CPUs on this host")
+    print(f"database {args.database}, {args.agents} agent processes, server: `mcuprof serve` "
+          f"with {workers} API process(es), {os.cpu_count()} CPUs on this host; "
+          f"{'lease and report requests' if args.separate else 'one request per job'}")
     print(f"queued {args.jobs} jobs in {submit_s:.1f} s ({args.jobs / submit_s:.0f} submits/s, "
           f"one request each)")
     print(f"lease throughput: {len(leases) / wall:.1f} leases/s "
           f"({len(leases)} lease+report cycles in {wall:.2f} s; {done} jobs done)")
-    print(f"lease request:  p50 {percentile(leases, 50):.1f} ms  "
-          f"p99 {percentile(leases, 99):.1f} ms")
-    print(f"report request: p50 {percentile(reports, 50):.1f} ms  "
-          f"p99 {percentile(reports, 99):.1f} ms")
+    what = "lease request: " if args.separate else "report+lease:  "
+    print(f"{what} p50 {percentile(leases, 50):.1f} ms  p99 {percentile(leases, 99):.1f} ms")
+    if reports:
+        print(f"report request: p50 {percentile(reports, 50):.1f} ms  "
+              f"p99 {percentile(reports, 99):.1f} ms")
     print(f"leases per agent: min {min(per_agent.values())}, max {max(per_agent.values())}")
 
 

@@ -331,8 +331,9 @@ class Agent:
             self._lease_seconds = out.lease_seconds
         for lease_id in out.lost:
             lease = held.get(lease_id)
-            if lease is not None and not lease.lost.is_set():
-                lease.lost.set()
+            # A lease whose outcome is being reported was in this beat's list but may be
+            # done by the time the server read it: not lost, and nothing to abandon.
+            if lease is not None and lease.mark_lost():
                 logger.getChild(lease.device).warning(
                     "the server says lease %d is lost (expired or cancelled): abandoning job %d",
                     lease_id, lease.job_id, extra={"job_id": lease.job_id})

@@ -79,6 +79,15 @@ class HeldLease:
             self._claimed = True
             return True
 
+    def mark_lost(self) -> bool:
+        """Marks the lease lost; True unless its outcome was already claimed (then the
+        server's "lost" only means the report got there first) or it was marked before."""
+        with self._lock:
+            if self._claimed or self.lost.is_set():
+                return False
+            self.lost.set()
+            return True
+
 
 @dataclass
 class HealthReference:
@@ -124,6 +133,8 @@ class BoardWorker(threading.Thread):
         self.board_errors = 0  # board errors in a row; MAX_BOARD_ERRORS take it out of service
         self._backend: BoardBackend | None = None
         self._image: tuple[str | None, int | None] | None = None
+        # The lease granted with the last result (one request per job), run next.
+        self.next_lease: LeaseOut | None = None
 
     # -- the backend ---------------------------------------------------------------------
 
@@ -159,7 +170,7 @@ class BoardWorker(threading.Thread):
                     continue
                 if not self._ensure_open():
                     continue
-                lease = self._lease()
+                lease, self.next_lease = self.next_lease or self._lease(), None
                 if lease is None:
                     agent.sleep(agent.poll_interval_s)
                     continue
@@ -167,7 +178,26 @@ class BoardWorker(threading.Thread):
         except Exception:  # a bug here must not take the other boards down silently
             self.log.exception("board worker crashed; this board takes no more work")
         finally:
+            self._give_back_next()
             self.close_backend()
+
+    def _give_back_next(self) -> None:
+        """Returns a lease granted with the last result but never started to the queue."""
+        lease, self.next_lease = self.next_lease, None
+        if lease is None:
+            return
+        with contextlib.suppress(McuprofError):
+            self.agent.client.report_failure(
+                lease.lease_id, f"{self.device}: the agent stopped before running it",
+                retryable=True)
+
+    def _may_lease_next(self) -> bool:
+        """Whether the next job may be leased with this result: not while stopping, and not
+        when a health check is due first."""
+        agent = self.agent
+        checking = agent.health_checks or self.healthy is False
+        due = checking and time.monotonic() >= self.next_health_check
+        return not agent.stopping and not due and self.healthy is not False
 
     def _ensure_open(self) -> bool:
         """Opens the board before asking for work, so a board that cannot boot never takes
@@ -319,8 +349,22 @@ class BoardWorker(threading.Thread):
         unreachable (a result is idempotent, so a repeat is harmless). True when stored."""
         extra = {"job_id": held.job_id}
         deadline = time.monotonic() + REPORT_PATIENCE_S
+        with_lease = self._may_lease_next()
         while True:
             try:
+                if with_lease:
+                    try:
+                        self.next_lease = self.agent.client.report_and_lease(
+                            held.lease_id, measurement, self.device)
+                        return True
+                    except ServerUnavailableError:
+                        raise
+                    except ApiError as e:
+                        # Refused: the report or the lease that came with it, and neither
+                        # was kept. Report alone, which says which it was.
+                        self.log.info("report with the next lease refused (%s); reporting "
+                                      "alone", e, extra=extra)
+                        with_lease = False
                 self.agent.client.report_result(held.lease_id, measurement)
                 return True
             except LeaseLostError as e:

@@ -3,7 +3,9 @@
 Everything the app knows is in the database (``app.state.db``); any number of replicas can
 serve the same database. A background task sweeps expired leases every
 ``settings.expire_interval_seconds`` (lease and heartbeat requests sweep too, so the sweep is
-a backstop for when no agent is polling).
+a backstop for when no agent is polling). With ``settings.retention_days`` set, another runs
+retention (``service.retention.prune``) every ``settings.retention_interval_seconds``; replicas
+may all run it, a pass is one transaction and a second one finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -11,18 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import errors
-from service.api.routes import agents, dashboard, devices, fits, jobs, measurements, models
+from service.api.routes import (
+    agents,
+    calibrations,
+    dashboard,
+    devices,
+    fits,
+    jobs,
+    measurements,
+    models,
+)
 from service.api.security import Guard
 from service.config import ConfigError, Settings
 from service.db.engine import Database
 from service.queue import expire_leases
+from service.retention import prune
 
 API_PREFIX = "/api/v1"
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing and form fields above the file limit
@@ -71,8 +83,19 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-async def _sweep(db: Database, interval: float) -> None:
-    """Expire stale leases every ``interval`` seconds, in a worker thread."""
+async def _every(interval: float, what: str, once: Callable[[], None]) -> None:
+    """Run ``once`` in a worker thread every ``interval`` seconds; a failure (a database
+    hiccup) is logged and does not end the task."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(once)
+        except Exception:
+            logger.exception("%s failed; retrying in %.0f s", what, interval)
+
+
+def _sweep(db: Database) -> Callable[[], None]:
+    """One pass returning stale leases to the queue."""
 
     def once() -> None:
         with db.transaction() as session:
@@ -81,12 +104,20 @@ async def _sweep(db: Database, interval: float) -> None:
             logger.info("returned %d expired lease(s) to the queue: jobs %s", len(expired),
                         expired)
 
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(once)
-        except Exception:  # a database hiccup must not end the sweep
-            logger.exception("lease expiry sweep failed; retrying in %.0f s", interval)
+    return once
+
+
+def _retain(db: Database, days: float) -> Callable[[], None]:
+    """One retention pass for ``days``."""
+
+    def once() -> None:
+        with db.transaction() as session:
+            result = prune(session, days=days)
+        if not result.nothing:
+            logger.info("retention (MCUPROF_RETENTION_DAYS=%g) deleted %s", days,
+                        result.summary())
+
+    return once
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -106,16 +137,21 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweeper = None
+        tasks = []
         if settings.expire_interval_seconds > 0:
-            sweeper = asyncio.create_task(_sweep(db, settings.expire_interval_seconds))
+            tasks.append(asyncio.create_task(_every(
+                settings.expire_interval_seconds, "lease expiry sweep", _sweep(db))))
+        if settings.retention_days > 0 and settings.retention_interval_seconds > 0:
+            tasks.append(asyncio.create_task(_every(
+                settings.retention_interval_seconds, "retention pass",
+                _retain(db, settings.retention_days))))
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                    await task
             if database is None:
                 db.dispose()
 
@@ -124,6 +160,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         summary="Hardware-in-the-loop latency profiling of int8 networks on Cortex-M boards",
         version="1",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry looks up its providers on every request (about 5 %
+        # of a request's CPU here); mcuprof exports none, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.db = db
@@ -132,7 +171,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                        upload_limit=settings.max_upload_bytes)
     # Added last, so it runs first: Host, Origin and token before any body is read.
     app.add_middleware(Guard, settings=settings, db=db, api_prefix=API_PREFIX)
-    for module in (models, jobs, devices, agents, measurements, fits):
+    for module in (models, jobs, devices, agents, measurements, fits, calibrations):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)  # /, /device/..., /model/..., /jobs, /static/...
     return app

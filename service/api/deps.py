@@ -4,6 +4,10 @@ request), the settings, and who is calling.
 ``SessionDep`` is a write session (SQLite ``BEGIN IMMEDIATE``) for every method but
 GET/HEAD/OPTIONS; the route commits it, and anything not committed is rolled back when the
 route ends, before the response is sent.
+
+The others are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+a hop per dependency per request that these (no I/O, or I/O handed to a thread only when
+needed) do not need.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.api.security import PRINCIPAL_KEY
 from service.auth import (
@@ -37,7 +42,7 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -55,7 +60,7 @@ def forbidden(e: ForbiddenError) -> HTTPException:
     return HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e))
 
 
-def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     """The caller (found by ``service.api.security.Guard`` before the body was read);
     anonymous when auth is off."""
     if not settings.auth_required:
@@ -65,8 +70,14 @@ def get_principal(request: Request, session: SessionDep, settings: SettingsDep) 
         return found
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
+    db: Database = request.app.state.db
+
+    def lookup() -> Principal:
+        with db.read() as session:
+            return authenticate(session, header or (f"Bearer {cookie}" if cookie else None))
+
     try:
-        return authenticate(session, header or (f"Bearer {cookie}" if cookie else None))
+        return await run_in_threadpool(lookup)
     except AuthError as e:
         raise unauthorized(e) from e
 
@@ -75,7 +86,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def _role(role: str, action: str) -> object:
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         try:
             require_role(principal, role, action)  # type: ignore[arg-type]
         except ForbiddenError as e:
@@ -85,7 +96,7 @@ def _role(role: str, action: str) -> object:
     return check
 
 
-def get_agent_scope(principal: PrincipalDep) -> str | None:
+async def get_agent_scope(principal: PrincipalDep) -> str | None:
     """The agent name an agent token acts for; None when auth is off."""
     try:
         require_role(principal, "agent", "this agent operation")

@@ -115,6 +115,56 @@ def test_report_for_a_lease_not_held_is_409(client: TestClient, kws_bytes: bytes
     assert len(client.get("/api/v1/measurements").json()) == 1
 
 
+def test_result_rides_with_the_next_lease(client: TestClient, kws_bytes: bytes) -> None:
+    register(client, "rack-1", [BOARD, OTHER])
+    first, second = queue_one(client, kws_bytes), queue_one(client, kws_bytes)
+    held = client.post("/api/v1/leases", json={"device": BOARD}).json()
+    assert held["job"]["id"] == first
+    r = client.post("/api/v1/leases", json={"device": BOARD, "finished": {
+        "lease_id": held["lease_id"], "result": measurement(BOARD)}})
+    assert r.status_code == 200, r.text
+    assert r.json()["job"]["id"] == second
+    done = client.get(f"/api/v1/jobs/{first}").json()
+    assert done["state"] == "done" and done["measurement"]["device"] == BOARD
+    # The last result, with no more work: stored, and 204.
+    r = client.post("/api/v1/leases", json={"device": BOARD, "finished": {
+        "lease_id": r.json()["lease_id"], "result": measurement(BOARD)}})
+    assert r.status_code == 204
+    assert client.get(f"/api/v1/jobs/{second}").json()["state"] == "done"
+
+
+def test_refused_result_leases_nothing(client: TestClient, kws_bytes: bytes) -> None:
+    register(client, "rack-1", [BOARD, OTHER])
+    first = queue_one(client, kws_bytes)
+    held = client.post("/api/v1/leases", json={"device": BOARD}).json()
+    client.post(f"/api/v1/jobs/{first}/cancel")
+    waiting = queue_one(client, kws_bytes)
+    r = client.post("/api/v1/leases", json={"device": BOARD, "finished": {
+        "lease_id": held["lease_id"], "result": measurement(BOARD)}})
+    assert r.status_code == 409 and "cancelled" in r.json()["detail"], r.text
+    assert client.get(f"/api/v1/jobs/{waiting}").json()["state"] == "queued"
+    # A result from another board than the one asking for work: refused, nothing leased.
+    r = client.post("/api/v1/leases", json={"device": OTHER, "finished": {
+        "lease_id": held["lease_id"], "result": measurement(BOARD)}})
+    assert r.status_code == 422 and "one board" in r.json()["detail"], r.text
+    assert client.get(f"/api/v1/jobs/{waiting}").json()["state"] == "queued"
+
+
+def test_lists_name_measurements_and_embed_on_request(client: TestClient,
+                                                      kws_bytes: bytes) -> None:
+    register(client, "rack-1", [BOARD])
+    job_id = queue_one(client, kws_bytes)
+    held = client.post("/api/v1/leases", json={"device": BOARD}).json()
+    client.post(f"/api/v1/leases/{held['lease_id']}/result", json=measurement(BOARD))
+    listed = client.get("/api/v1/jobs").json()[0]
+    assert listed["id"] == job_id and listed["measurement"] is None
+    measurement_id = listed["measurement_id"]
+    assert client.get("/api/v1/measurements").json()[0]["id"] == measurement_id
+    embedded = client.get("/api/v1/jobs", params={"embed": "true"}).json()[0]
+    assert embedded["measurement"]["id"] == measurement_id
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["measurement"]["id"] == measurement_id
+
+
 def test_failures_retry_then_fail(client: TestClient, kws_bytes: bytes) -> None:
     register(client, "rack-1", [BOARD])
     job_id = queue_one(client, kws_bytes)

@@ -102,13 +102,24 @@ def _free_port() -> int:
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
     """`mcuprof serve` with its default settings (auth on), over loopback: (base URL, a
     user token)."""
+    yield from _serve(env, tmp_path, [])
+
+
+@pytest.fixture
+def two_workers(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """As ``server``, with ``--workers 2``."""
+    yield from _serve(env, tmp_path, ["--workers", "2"])
+
+
+def _serve(env: dict[str, str], tmp_path: Path, options: list[str]
+           ) -> Iterator[tuple[str, str]]:
     if not MCUPROF.exists():
         pytest.skip(f"{MCUPROF} is not installed")
     code, out, err = run(["token", "create", "--role", "user", "--name", "alice"], env)
     assert code == 0, err
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([str(MCUPROF), "serve", "--port", str(port)],
+    proc = subprocess.Popen([str(MCUPROF), "serve", "--port", str(port), *options],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -150,6 +161,27 @@ def test_real_server_over_http(server: tuple[str, str], kws_bytes: bytes) -> Non
         assert r.status_code == 403
         r = client.get("/api/v1/models", headers={"Host": f"evil.example:{url.split(':')[-1]}"})
         assert r.status_code == 400
+
+
+def test_several_worker_processes_share_the_port(two_workers: tuple[str, str],
+                                                 tmp_path: Path, kws_bytes: bytes) -> None:
+    url, secret = two_workers
+    log = (tmp_path / "serve.log").read_text()
+    assert "2 API worker processes" in log, log
+    pids = set()
+    headers = {"Authorization": f"Bearer {secret}"}
+    for _ in range(8):  # a new connection each time: the kernel hands them to either worker
+        with httpx.Client(base_url=url, headers=headers) as client:
+            r = client.post("/api/v1/models", files={"file": ("kws.tflite", kws_bytes)})
+            assert r.status_code in (200, 201), r.text
+            assert client.get("/api/v1/models").status_code == 200
+            assert httpx.get(f"{url}/api/v1/models").status_code == 401
+    # Both workers are children of the one `mcuprof serve` and serve the same database.
+    for line in subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        if "multiprocessing" in line and "spawn" in line:
+            pids.add(line.split()[1])
+    assert pids, "no worker processes found"
 
 
 def test_serve_prints_a_login_link_for_the_browser(server: tuple[str, str],

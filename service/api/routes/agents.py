@@ -31,6 +31,7 @@ from service.api.json_body import JSONRoute
 from service.auth import bind_agent
 from service.db.models import Device
 from service.queue import (
+    InvalidRequestError,
     Lease,
     check_name,
     heartbeat,
@@ -97,8 +98,17 @@ def agent_heartbeat(agent_id: AgentId, body: HeartbeatIn, session: SessionDep,
     204: {"description": f"no work for this board now (the {NO_WORK_HEADER} header says why)"}})
 def lease_job(body: LeaseIn, session: SessionDep, settings: SettingsDep,
               agent: AgentScope) -> LeaseOut | Response:
-    """Lease the next job for one idle board of this agent, or 204 when there is none."""
+    """Lease the next job for one idle board of this agent, or 204 when there is none;
+    with ``finished``, first store the result of the lease the board just finished (as
+    ``POST /leases/{lease_id}/result`` does)."""
     try:
+        if body.finished is not None:
+            if body.finished.result.device != body.device:
+                raise InvalidRequestError(
+                    f"the finished lease's result is from {body.finished.result.device}, "
+                    f"the lease is asked for {body.device}; report and lease for one board")
+            report_result(session, body.finished.lease_id, body.finished.result,
+                          agent_name=agent)
         granted = lease(session, body.device, agent_name=agent,
                         lease_seconds=settings.lease_seconds)
     except McuprofError as e:

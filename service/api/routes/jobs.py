@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
 from profiler_client.schemas import MAX_ID, NAME_CHARS, JobOut, JobsIn, JobState
-from service.api.convert import job_out, job_outs
+from service.api.convert import job_out, job_outs, json_list
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import error_responses, http_error
 from service.api.json_body import JSONRoute
@@ -66,18 +66,24 @@ def submit(body: JobsIn, session: SessionDep, settings: SettingsDep,
 def _predicted_ms(session: SessionDep, model: Model, devices: list[str],
                   kernels: str) -> dict[str, float]:
     """Each device class's predicted latency of ``model`` from its current fit (the upper
-    end of the interval, for the cost check), where a fit has one."""
+    end of the fit's own interval, for the cost check), where a fit has one. A twin's run
+    budget is host time spent on the twin's own cycles, which its fit predicts: the band
+    that widens the interval towards silicon does not apply."""
     backbone = next((t.value for t in model.tags if t.key == BACKBONE_TAG), None)
     subject = subject_from_analysis(model.analysis, name=model.name, backbone=backbone)
     out: dict[str, float] = {}
     for p in predict(session, subject, devices, kernels=kernels).predictions:
-        value = p.latency_hi_ms if p.latency_hi_ms is not None else p.latency_ms
+        headline = next((e for e in p.estimates if e.model == p.model
+                         and e.fit_version == p.fit_version), None)
+        fit_hi = headline.fit_hi_ms if headline is not None else None
+        value = next((v for v in (fit_hi, p.latency_hi_ms, p.latency_ms) if v is not None),
+                     None)
         if value is not None:
             out[p.device] = value
     return out
 
 
-@router.get("")
+@router.get("", response_model=list[JobOut])
 def list_jobs(
     session: SessionDep, _reader: Reader,
     state: JobState | None = None,
@@ -86,8 +92,11 @@ def list_jobs(
     model_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")] = 0,
-) -> list[JobOut]:
-    """Jobs, newest first."""
+    embed: Annotated[bool, Query(description="each done job with its whole measurement "
+                                             "(else its measurement_id only)")] = False,
+) -> Response:
+    """Jobs, newest first; a done job names its measurement (``measurement_id``: GET
+    /jobs/{id} or /measurements?model_id= have it), or carries it with ``embed=true``."""
     query = select(Job)
     if state is not None:
         query = query.where(Job.state == state)
@@ -96,7 +105,7 @@ def list_jobs(
     if model_id is not None:
         query = query.where(Job.model_id == model_id)
     jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
-    return job_outs(session, jobs)
+    return json_list(job_outs(session, jobs, embed=embed))
 
 
 @router.get("/{job_id}")
