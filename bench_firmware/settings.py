@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +101,13 @@ class LocalSettings(BaseSettings):
         default=None,
         description="the renode executable, or the folder of the portable package "
                     "[default: `renode` on PATH]",
+    )
+
+    twin_model: Literal["auto", "c", "python"] = Field(
+        default="auto",
+        description="the virtual boards' cycle-model hot paths: c (compiled with the host cc "
+                    "on first use), python (the reference) or auto (c when it builds); both "
+                    "count the same cycles",
     )
 
     _blank = field_validator("build_dir", "renode", mode="before")(blank_is_none)

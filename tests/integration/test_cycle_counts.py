@@ -7,7 +7,8 @@ case runs one ``tests/fixtures/microbench/fidelity.c`` workload (the build of
 configuration, and compares setup cycles, bench cycles and instructions, and instruction- and
 data-cache refills with the figures recorded here. The workloads cover the ART fetch plans with
 and without prefetch, the data caches' hits and refills, the Cortex-M7 branch
-prediction and L1 caches, and the caches off.
+prediction and L1 caches, and the caches off. Every case runs on both implementations of the
+model's hot paths (the Python reference and ``timing/_fast.c``).
 
 The figures hold for the code arm-none-eabi-gcc 12.2.1 generates; with another compiler
 the test is skipped. A deliberate change to the model's rules changes them: print the new ones
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_firmware.backends.virtual.timing import MemoryConfig
+from bench_firmware.backends.virtual.timing import MemoryConfig, _fast
 from bench_firmware.backends.virtual.timing.harness import BareCore
 from bench_firmware.boards import BOARDS
 from tests.fidelity_workloads import GCC, builder
@@ -123,9 +124,18 @@ def workload(tmp_path_factory: pytest.TempPathFactory):
     return lambda board_name, name: build(BOARDS[board_name], name)
 
 
-def measure(board_name: str, elf: Path, memory: str) -> tuple[int, int, int, int, int]:
+IMPLEMENTATIONS = [
+    "python",
+    pytest.param("c", marks=pytest.mark.skipif(not _fast.available(),
+                                               reason="no host C compiler for _fast.c")),
+]
+
+
+def measure(board_name: str, elf: Path, memory: str,
+            implementation: str | None = None) -> tuple[int, int, int, int, int]:
     """The figures ``EXPECTED`` holds, for one case."""
-    core = BareCore(BOARDS[board_name], elf, memory=MEMORY[memory])
+    core = BareCore(BOARDS[board_name], elf, memory=MEMORY[memory],
+                    implementation=implementation)
     setup, _ = core.run("setup", "setup_done")
     cycles, instructions = core.run("bench", "end")
     assert core.model is not None
@@ -133,9 +143,11 @@ def measure(board_name: str, elf: Path, memory: str) -> tuple[int, int, int, int
             core.model.data_misses)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize(("board_name", "name", "memory"), sorted(EXPECTED))
-def test_cycle_counts_are_unchanged(workload, board_name: str, name: str, memory: str) -> None:
-    got = measure(board_name, workload(board_name, name), memory)
+def test_cycle_counts_are_unchanged(workload, board_name: str, name: str, memory: str,
+                                    implementation: str) -> None:
+    got = measure(board_name, workload(board_name, name), memory, implementation)
     assert got == EXPECTED[(board_name, name, memory)]
 
 
@@ -143,7 +155,8 @@ def test_cycle_counts_are_unchanged(workload, board_name: str, name: str, memory
 def test_the_bindings_hook_path_counts_the_same(workload, monkeypatch: pytest.MonkeyPatch,
                                                  board_name: str) -> None:
     """Without the binding internals ``_hooks`` registers raw callbacks with, the hooks go
-    through ``Uc.hook_add``: slower, same counts."""
+    through ``Uc.hook_add`` (and the model falls back to its Python hot paths): slower, same
+    counts."""
     from bench_firmware.backends.virtual.timing import _hooks
 
     monkeypatch.setattr(_hooks, "_UCLIB", None)

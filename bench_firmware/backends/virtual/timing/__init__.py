@@ -21,8 +21,10 @@ from bench_firmware.boards import Board
 __all__ = ["CycleModel", "MemoryConfig", "create_cycle_model"]
 
 
-def create_cycle_model(board: Board, memory: MemoryConfig | None = None) -> CycleModel:
+def create_cycle_model(board: Board, memory: MemoryConfig | None = None,
+                       implementation: str | None = None) -> CycleModel:
     """A cycle model for ``board`` (its core, clock-derived flash wait states and caches).
     ``memory`` turns flash-accelerator parts off (for experiments); the default is what the
-    bench firmware enables at boot."""
-    return CycleModel(board, memory)
+    bench firmware enables at boot. ``implementation``: "c" (the compiled hot paths),
+    "python" (the reference) or "auto"; default ``MCUPROF_TWIN_MODEL``, else auto."""
+    return CycleModel(board, memory, implementation)

@@ -78,6 +78,23 @@ class Hooks:
         self._handles.append((value, False))
         return value
 
+    @property
+    def raw(self) -> bool:
+        """Whether C function pointers can be registered (``c_hook``)."""
+        return _UCLIB is not None and self._uch is not None
+
+    def c_hook(self, htype: int, function: int, user_data: int, begin: int, end: int) -> int:
+        """Register the C function at address ``function`` (a ``uc_cb_hook*_t``) with
+        ``user_data``; only when ``raw``."""
+        handle = _HOOK_H()
+        status = _UCLIB.uc_hook_add(self._uch, ctypes.byref(handle), htype,
+                                    ctypes.c_void_p(function), ctypes.c_void_p(user_data),
+                                    ctypes.c_uint64(begin), ctypes.c_uint64(end))
+        if status != 0:
+            raise UcError(status)
+        self._handles.append((handle.value, True))
+        return int(handle.value)
+
     def block(self, callback: Callable[[Any, int, int], None]) -> int:
         """``callback(_, address, size)`` at the start of every translated block."""
         return self._add(UC_HOOK_BLOCK, _CODE_CFUNC if _UCLIB else None, callback, 1, 0, 3)

@@ -25,10 +25,10 @@ _PAGE = 0x1000  # Unicorn maps whole 4 KB pages
 
 class BareCore:
     """One board's core, flash and SRAM, with a cycle model attached (``with_model=False``
-    runs without hooks, for speed comparisons)."""
+    runs without hooks, for speed comparisons; ``implementation`` as ``CycleModel``)."""
 
     def __init__(self, board: Board, elf: Path, *, memory: MemoryConfig | None = None,
-                 with_model: bool = True) -> None:
+                 with_model: bool = True, implementation: str | None = None) -> None:
         if board.core not in _CPU:
             raise BoardError(f"{board.name} has no Unicorn CPU model ({board.core})")
         self.board = board
@@ -40,7 +40,7 @@ class BareCore:
         self.uc.reg_write(uc_arm.UC_ARM_REG_SP, board.sram_base + board.sram_bytes)
         self.model: CycleModel | None = None
         if with_model:
-            self.model = create_cycle_model(board, memory)
+            self.model = create_cycle_model(board, memory, implementation)
             self.model.attach(self.uc)
 
     def _load(self, elf: Path) -> dict[str, int]:

@@ -44,6 +44,16 @@ How the cost of a run is put together (the rules themselves are in ``m4.py``, ``
   execution uses the operands if the block does not compute them before the divide, else the
   worst case (at most 10 cycles of error, once per divide instruction).
 
+**Two implementations of the hot paths, one set of rules.** The closures in ``_install`` are
+the reference. ``_fast.c`` (built with the host C compiler on first use, ``_fast.py``) runs the
+block and flash-read hooks in C, with Unicorn calling them directly: the same edge tables,
+2-bit counters and indirect targets, fetch plans and LRU caches, filled by the same Python slow
+paths (a new edge calls back into Python once, which decodes, costs it and installs the result
+in C). Divides stay in Python. ``MCUPROF_TWIN_MODEL`` picks one (``auto``: C when it builds);
+the counts are identical, which ``tests/integration/test_fast_model.py`` checks. Measured on
+the 2-core development machine (``benchmarks/cycle_model_speed.py``, dot products), C runs 60-100
+M instructions per CPU second where the Python hooks run 9-13 M; bare Unicorn runs 180-250 M.
+
 A memory hook on Unicorn 2.1 leaks the IT state of a load inside an IT block past the block
 (the code after it then runs as conditional and is partly skipped); the data hook clears it
 for blocks that read memory inside IT blocks (``_it_state_clearer``).
@@ -58,15 +68,16 @@ from __future__ import annotations
 
 import ctypes
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from unicorn import Uc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, Uc
 from unicorn import arm_const as uc_arm
 
-from bench_firmware.backends.virtual.timing import m4, m7
+from bench_firmware.backends.virtual.timing import _fast, m4, m7
 from bench_firmware.backends.virtual.timing._hooks import Hooks
 from bench_firmware.backends.virtual.timing.decode import Branch, Decoder, Insn, Op
 from bench_firmware.backends.virtual.timing.memory import FlashPath, LruCache, flash_path
@@ -112,6 +123,7 @@ _PRED = 1  # Cortex-M7 predictor state of the block's final branch (see _KIND_*)
 _INFO = 2  # _BlockInfo
 _PLAN = 3  # Cortex-M7: the fetch plan every entry into the block shares (see below)
 _IT_READS = 4  # the block reads memory from inside an IT block (see _clear_it_state)
+_ID = 5  # the record's number in the C tables (``_fast.c``), or in ``records``
 _SELF = -1  # key of a successor dict that leads back to its own record
 # Fetch plan (a list): [look, self-evicting, ((line, its LRU set, cycles if missing), ...)].
 # look: True while the lines must be looked up (set again for every plan found resident when
@@ -150,7 +162,8 @@ class CycleModel:
     ``emu_start`` → read ``cycles`` and ``instructions`` at any time → ``detach()``.
     """
 
-    def __init__(self, board: Board, memory: MemoryConfig | None = None) -> None:
+    def __init__(self, board: Board, memory: MemoryConfig | None = None,
+                 implementation: str | None = None) -> None:
         if board.core not in ("cortex-m4", "cortex-m7"):
             raise BoardError(f"no cycle model for core {board.core!r} ({board.name}); "
                              "virtual boards exist for Cortex-M4 and Cortex-M7 parts")
@@ -164,6 +177,12 @@ class CycleModel:
         self.icache = LruCache(self.flash.icache, enabled=self.memory.icache)
         self.dcache = LruCache(self.flash.dcache, enabled=self.memory.dcache)
         self.divides = 0  # divide instructions timed by their operands
+        # "c": the hot paths run in _fast.c; "python": these closures (the reference). Which
+        # one ``attach`` uses: the argument, else MCUPROF_TWIN_MODEL, else C when it builds.
+        self._requested = _fast.requested(implementation)
+        self.implementation = "python" if self._requested == "python" else "c"
+        self._data_misses: Callable[[], int] = lambda: self.dcache.misses
+        self._keep: list[object] = []  # the C state's miss callback and finalizer
 
     # --- public counters -------------------------------------------------------------------
     @property
@@ -184,7 +203,7 @@ class CycleModel:
     @property
     def data_misses(self) -> int:
         """Data-cache (ART / L1) line refills since reset."""
-        return self.dcache.misses
+        return self._data_misses()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def attach(self, uc: Uc) -> None:
@@ -193,7 +212,15 @@ class CycleModel:
             raise BoardError("this cycle model is already attached; create one per emulator")
         self._uc = uc
         self._hooks = Hooks(uc)
-        self._install(uc, self._hooks)
+        lib = None
+        if self._requested != "python":
+            if self._requested == "c" or (_fast.available() and self._hooks.raw):
+                lib = _fast.library()  # raises when it cannot be built ("c" only)
+                if not self._hooks.raw:
+                    raise BoardError("the fast cycle model needs unicorn 2.1's binding "
+                                     "internals (uclib, Uc._uch); set MCUPROF_TWIN_MODEL=python")
+        self.implementation = "c" if lib is not None else "python"
+        self._install(uc, self._hooks, lib)
         # Blocks translated before the hooks existed would run without them.
         uc.ctl_flush_tb()  # type: ignore[attr-defined]  # unicorn 2 API, absent from the stubs
 
@@ -204,10 +231,13 @@ class CycleModel:
         self._hooks = None
 
     # --- the run-time part -------------------------------------------------------------------
-    def _install(self, uc: Uc, hooks: Hooks) -> None:  # noqa: C901 - closures share state
+    def _install(self, uc: Uc, hooks: Hooks, lib: Any) -> None:  # noqa: C901 - shared state
         """Build the callbacks: closures over local variables (reading and adding to a closure
         cell is the cheapest state a Python callback can keep). The hot paths, run for every
-        block and every flash read, use literal record indices (layout above ``_SUCC``)."""
+        block and every flash read, use literal record indices (layout above ``_SUCC``).
+
+        With ``lib`` (``_fast.c``) the block and flash-read hooks are C functions replaying
+        what the slow paths here install in its tables; see ``_fast_hooks``."""
         board, flash, m7_core = self.board, self.flash, self._m7
         decoder = Decoder()
         icache, dcache = self.icache, self.dcache
@@ -230,10 +260,15 @@ class CycleModel:
         timed_divides: dict[int, Insn] = {}  # address -> divide with a code hook
         total = 0  # cycles << COUNT_BITS | instructions
         iepoch = 0  # instruction-cache refills so far
-        no_plan: list[Any] = [False, False, ()]  # for edges that wait for nothing
+        fast = lib is not None
+        fast_state = self._create_fast(lib, uc, drefill) if fast else 0
+        records: list[list[Any]] = []  # by _ID (Python only)
+        no_plan: list[Any] = [False, False, (), -1]  # for edges that wait for nothing
         resident: list[list[Any]] = []  # plans that found their lines resident since the last
         # refill (their _PLAN_LOOK is False)
-        start: list[Any] = [{}, 0, None, None, False]  # "block" before the first
+        start: list[Any] = [{}, 0, None, None, False,  # "block" before the first
+                            lib.fast_new_record(fast_state, 0) if fast else 0]
+        records.append(start)
         start[_SUCC][_SELF] = start
         succ: dict[int, Any] = start[_SUCC]  # successors of the block that ran last
         it_reads = False  # the running block reads memory inside an IT block
@@ -261,13 +296,17 @@ class CycleModel:
             info = _BlockInfo(address, size, insns, lines, units, tuple(unit_cycles),
                               m7.schedule(insns, None)[1] if m7_core else None)
             last = info.last
-            state = _NO_TARGET
+            pred = _NO_TARGET
             if last is not None and last.branch is Branch.CONDITIONAL:
                 backward = last.target is not None and last.target <= last.address
-                state = _WEAK_TAKEN if backward else _WEAK_NOT
+                pred = _WEAK_TAKEN if backward else _WEAK_NOT
             it_reads = any(insn.conditional and insn.op in _READS for insn in insns)
             plan = make_plan([(line, wait_states) for line in lines]) if m7_core else None
-            record: list[Any] = [{}, state, info, plan, it_reads]
+            record: list[Any] = [{}, pred, info, plan, it_reads,
+                                 lib.fast_new_record(fast_state, pred) if fast else len(records)]
+            if fast and record[_ID] < 0:
+                raise MemoryError("the fast cycle model's record table")
+            records.append(record)
             record[_SUCC][_SELF] = record
             blocks[address] = record
             if not m7_core:
@@ -285,7 +324,16 @@ class CycleModel:
             if not entries:
                 return None
             per_set = Counter(id(lines_of_set) for _, lines_of_set, _ in entries)
-            return [True, any(n > iways for n in per_set.values()), entries]
+            evicting = any(n > iways for n in per_set.values())
+            number = -1
+            if fast:
+                n = len(entries)
+                number = lib.fast_new_plan(fast_state, evicting, n,
+                                           (ctypes.c_uint64 * n)(*(e[0] for e in entries)),
+                                           (ctypes.c_uint64 * n)(*(e[2] for e in entries)))
+                if number < 0:
+                    raise MemoryError("the fast cycle model's plan table")
+            return [True, evicting, entries, number]
 
         def untimed_divides(info: _BlockInfo) -> int:
             """Hook the block's divides not hooked yet; cost their first execution."""
@@ -532,15 +580,47 @@ class CycleModel:
             except BaseException as exc:  # noqa: BLE001
                 fail(exc)
 
-        on_block = on_block_m7 if m7_core else on_block_m4
-        if not dways:
-            on_flash_read = on_flash_read_uncached
-        elif len(dsets) == 1:
-            on_flash_read = on_flash_read_one_set
+        def on_miss(source: int, address: int, size: int) -> int:
+            """C's block hook found no edge (or one of another size): cost it here, install
+            it there. 0 when installed; -1 after an exception (``fail`` stops the run)."""
+            try:
+                edge = new_edge(records[source][_SUCC], address, size)
+                value, following, _bounds, plan, reads = edge[:5]
+                kind = edge[5] if m7_core else _KIND_STATIC
+                cost = (ctypes.c_uint64 * 4)()
+                nxt = (ctypes.c_uint8 * 4)()
+                if kind == _KIND_STATIC:
+                    count = value & COUNT_MASK
+                    cost[0] = value >> COUNT_BITS
+                elif kind == _KIND_CONDITIONAL:
+                    count = value[0][0] & COUNT_MASK
+                    for index, (packed, next_state) in enumerate(value):
+                        cost[index] = packed >> COUNT_BITS
+                        nxt[index] = next_state
+                else:  # _KIND_INDIRECT: (predicted, mispredicted)
+                    count = value[0] & COUNT_MASK
+                    cost[0], cost[1] = value[0] >> COUNT_BITS, value[1] >> COUNT_BITS
+                if lib.fast_set_edge(fast_state, source, address, size,
+                                     following[_SELF][_ID], plan[3], reads, kind, count, cost,
+                                     nxt) != 0:
+                    raise MemoryError("the fast cycle model's edge table")
+                return 0
+            except BaseException as exc:  # noqa: BLE001 - re-raised by emu_start
+                fail(exc)
+                return -1
+
+        if fast:
+            self._fast_hooks(lib, fast_state, hooks, on_miss, lambda: total, flash_lo, flash_hi)
         else:
-            on_flash_read = on_flash_read_sets
-        hooks.block(on_block)
-        hooks.mem_read(on_flash_read, flash_lo, flash_hi - 1)
+            on_block = on_block_m7 if m7_core else on_block_m4
+            if not dways:
+                on_flash_read = on_flash_read_uncached
+            elif len(dsets) == 1:
+                on_flash_read = on_flash_read_one_set
+            else:
+                on_flash_read = on_flash_read_sets
+            hooks.block(on_block)
+            hooks.mem_read(on_flash_read, flash_lo, flash_hi - 1)
         if not m7_core:
             for address in self._scan_divides(uc):
                 if address not in timed_divides:
@@ -548,6 +628,46 @@ class CycleModel:
                     if insns and insns[0].op is Op.DIV:
                         timed_divides[address] = insns[0]
                         hooks.code(on_divide, address)
+
+    def _create_fast(self, lib: Any, uc: Uc, drefill: int) -> int:
+        """The C state of this model (freed with it), with its caches' geometry."""
+        from unicorn.unicorn_py3.unicorn import uclib
+
+        icache, dcache = self.icache, self.dcache
+        state = lib.fast_create(None, _fast.pointer(uclib, "uc_reg_read"),
+                                _fast.pointer(uclib, "uc_reg_write"), uc_arm.UC_ARM_REG_EPSR,
+                                _EPSR_IT_BITS, len(icache.sets), icache.ways, len(dcache.sets),
+                                dcache.ways, self.flash.dcache.line_shift, drefill)
+        if not state:
+            raise BoardError("the fast cycle model could not allocate its state")
+        self._keep.append(weakref.finalize(self, lib.fast_destroy, state))
+        return int(state)
+
+    def _fast_hooks(self, lib: Any, state: int, hooks: Hooks,
+                    on_miss: Callable[[int, int, int], int], python_total: Callable[[], int],
+                    flash_lo: int, flash_hi: int) -> None:
+        """Register ``_fast.c``'s hooks and read the counters from there. Divides stay in
+        Python (``python_total``: their cycles, packed as ``total``)."""
+        miss = _fast.miss_callback(on_miss)
+        self._keep.append(miss)
+        lib.fast_set_miss(state, miss)
+        # The state's first four fields (cycles, instructions, instruction and data refills),
+        # read in place: the firmware's DWT and UART reads ask for the cycles often.
+        values = (ctypes.c_uint64 * 4).from_address(state)
+
+        def counters() -> tuple[int, int, int]:
+            extra = python_total()
+            return (values[0] + (extra >> COUNT_BITS), values[1] + (extra & COUNT_MASK),
+                    values[2])
+
+        def data_misses() -> int:
+            return int(values[3])
+
+        self._counters = counters
+        self._data_misses = data_misses
+        hooks.c_hook(UC_HOOK_BLOCK, _fast.pointer(lib, "fast_block"), state, 1, 0)
+        hooks.c_hook(UC_HOOK_MEM_READ, _fast.pointer(lib, "fast_read"), state, flash_lo,
+                     flash_hi - 1)
 
     def _scan_divides(self, uc: Uc) -> list[int]:
         """Addresses in the firmware part of flash that hold an SDIV/UDIV encoding. A match
