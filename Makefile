@@ -49,9 +49,10 @@ firmware: setup
 	$(MCUPROF) firmware build --board all
 
 # The demo: SQLite in the working directory, the server and dashboard, one virtual board
-# per board model, sample models profiled; Ctrl-C stops it.
+# per board model (each in a process of its own: boards in threads share one core), the
+# sample models and the fit set profiled, a latency-vs-ops line per board; Ctrl-C stops it.
 run: firmware
-	$(MCUPROF) demo
+	$(MCUPROF) demo --agent-processes
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -60,6 +61,18 @@ lint: $(STAMP)
 
 test: setup browser lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Dockerfile and docker-compose.yml, checked without a Docker daemon: hadolint,
+# ShellCheck, the parsed Dockerfile, docker/constraints.txt, Docker Compose's own `config`
+# (scripts/docker_check.py; tests/unit/test_docker.py runs the same). docker-build builds
+# the image with buildah (root; Debian's buildah and debootstrap are installed if missing)
+# and runs the compose topology's commands in it (scripts/docker_build.sh, ~15 min first).
+.PHONY: docker-check docker-build
+docker-check: $(STAMP)
+	$(PY) scripts/docker_check.py
+
+docker-build: docker-check
+	bash scripts/docker_build.sh
 
 clean:
 	rm -rf build .pytest_cache
