@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import or_, select
+from sqlalchemy.orm import defer
 
 from bench_firmware.errors import McuprofError
 from profiler_client.schemas import (
@@ -56,7 +57,9 @@ def list_measurements(
         tags = parse_tags(tag or [])
     except McuprofError as e:
         raise http_error(e) from e
-    query = select(Measurement).where(*tag_filters(Measurement.model_id, tags))
+    # The serial log is stored for the job's page, never listed: not loaded (or decoded).
+    query = (select(Measurement).options(defer(Measurement.serial_log))
+             .where(*tag_filters(Measurement.model_id, tags)))
     if device is not None:
         query = query.where(or_(Measurement.device_class == device, Measurement.device == device))
     if model_id is not None:
