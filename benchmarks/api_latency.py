@@ -22,6 +22,7 @@ import httpx
 from bench_server import SAMPLE, database, fake_measurement, percentile, server
 
 from profiler_client.client import Client
+from service.config import Settings
 
 DEVICE_CLASS = "virtual:nucleo-f446re"
 SEED_JOBS = 300
@@ -88,8 +89,10 @@ def main() -> None:
                                          args.seconds))
 
     total = sum(len(v) for v in timings.values())
+    workers = Settings(database_url=f"{args.database}://").worker_processes
     print(f"database {args.database}, {args.clients} concurrent clients over loopback HTTP, "
-          f"server: one `mcuprof serve` process, {os.cpu_count()} CPUs on this host")
+          f"server: `mcuprof serve` with {workers} API process(es), {os.cpu_count()} CPUs on "
+          f"this host")
     print(f"seeded {SEED_JOBS} jobs, {SEED_MEASUREMENTS} measurements; lists return {PAGE}")
     print(f"{total} requests in {wall:.1f} s ({total / wall:.0f} requests/s)")
     for kind in ("list jobs", "list measurements", "submit"):

@@ -36,6 +36,7 @@ SLOW_BOARD = "virtual:nucleo-f446re"
 MCUPROF = [sys.executable, "-c", "from profiler_client.cli import main; main()"]
 START_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 150.0
+LONG_RUNS = 12  # timed runs of the job an agent is killed in the middle of
 USER_TOKEN = "mcp_test_user_" + "u" * 24
 STOP_TIMEOUT_S = 30.0
 
@@ -216,13 +217,16 @@ def test_a_killed_agents_job_is_finished_by_another(topology: Callable[..., Topo
     world = topology(MCUPROF_LEASE_SECONDS="3", MCUPROF_EXPIRE_INTERVAL_SECONDS="0.5")
     world.agent("doomed", SLOW_BOARD)
     model = world.user.upload_model(KWS)
-    [long_job] = world.user.submit(model.id, [SLOW_BOARD], runs=6, warmup=0)
+    # Long enough to be killed in the middle of, also on the C cycle model: about 0.4 s of
+    # host time per reference-kernel run.
+    [long_job] = world.user.submit(model.id, [SLOW_BOARD], runs=LONG_RUNS, warmup=0,
+                                   kernels="ref")
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while world.user.job(long_job.id).state != "leased":
         assert time.monotonic() < deadline, world.logs()
         time.sleep(0.1)
     more = world.user.submit(model.id, [SLOW_BOARD], runs=1, warmup=0)
-    time.sleep(1.0)  # well inside the 6-run job
+    time.sleep(1.0)  # well inside the long job
     assert world.stop("doomed", signal.SIGKILL) == -signal.SIGKILL
     assert world.user.job(long_job.id).state == "leased"  # nobody told the server
     world.agent("rescuer", SLOW_BOARD)
@@ -234,7 +238,7 @@ def test_a_killed_agents_job_is_finished_by_another(topology: Callable[..., Topo
     assert rescued.history[0].error and "expire" in rescued.history[0].error
     assert rescued.measurement is not None
     assert rescued.measurement.device == f"{SLOW_BOARD}:rescuer-0"
-    assert len(rescued.measurement.cycles_per_run) == 6
+    assert len(rescued.measurement.cycles_per_run) == LONG_RUNS
     measurements = world.user.measurements(model_id=model.id)
     assert sorted(m.job_id for m in measurements) == sorted(job_ids)
     assert all(world.user.job(i).state == "done" for i in job_ids)
