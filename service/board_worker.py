@@ -411,6 +411,10 @@ class BoardWorker(threading.Thread):
         cycles: int | None = None
         try:
             plan = compile_model(HEALTH_MODEL.read_bytes(), self.board, name="health")
+            try:
+                self.backend()
+            except McuprofError as e:  # worded as when a job finds it so (_ensure_open)
+                raise BoardError(f"the board does not open: {e}") from e
             run = self._run_plan(plan, runs=HEALTH_RUNS, warmup=HEALTH_WARMUP, kernels="dsp")
         except McuprofError as e:
             self.close_backend()
