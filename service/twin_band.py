@@ -11,6 +11,7 @@ figures keep the validation suite's band (``bench_firmware.backends.virtual.erro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +59,15 @@ class TwinView:
         return out
 
 
-def calibrations(session: Session | None) -> dict[CalibrationKey, Calibration]:
-    """The latest calibration of every (board, kernels), once per session (a request)."""
+def calibrations(session: Session | None) -> Mapping[CalibrationKey, Calibration]:
+    """The latest calibration of every (board, kernels), once per session (a request); read
+    it, do not change it (it is the session's cached lookup, asked for on every row)."""
     if session is None:
         return {}
     cached = session.info.get(_CACHE_KEY)
     if cached is None:
         cached = session.info[_CACHE_KEY] = latest(session)
-    return dict(cached)
+    return cached  # type: ignore[no-any-return]
 
 
 def forget_calibrations(session: Session) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from bench_firmware import plan_format as pf
 from bench_firmware.protocol.client import RELOAD_S_PER_KIB
 
-# Board cycles per MAC at most: the reference kernels measured 39 cycles/MAC on the F446 twin
-# for kws_tiny and mobilenet_tiny (service/job_cost.py CYCLES_PER_MAC_FLOOR, 2026-12); 2.5
-# times that covers a slower op mix and flash wait states.
+# Board cycles per MAC at most: the reference kernels run kws_tiny and mobilenet_tiny at about
+# 39 cycles/MAC on the F446 twin (`mcuprof run --kernels ref`, 2026-12); 2.5 times that covers
+# a slower op mix and flash wait states.
 CYCLES_PER_MAC_CEILING = 100.0
 # Board cycles per arena byte per operator at most, for work that is not MACs (pooling,
 # element-wise ops, softmax, requantization): no operator touches more than the arena, and

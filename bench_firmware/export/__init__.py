@@ -21,7 +21,7 @@ Nothing is forked: the runtime, kernel and board-support sources are copies of
 ``bench_firmware/firmware``, so the example runs the code ``mcuprof run`` measured. The
 Makefile links the runtime and kernels first, in the bench firmware's order, so they land at
 the same flash addresses, and the linker script puts the plan where the bench firmware keeps
-it: the flash caches meet both as they did when mcuprof measured them.
+it: the flash caches meet both as they did when mcuprof profiled them.
 """
 
 from __future__ import annotations

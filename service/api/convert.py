@@ -127,14 +127,12 @@ def device_outs(session: Session, devices: Sequence[Device]) -> list[DeviceOut]:
     return out
 
 
-_JOB_LIST: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
-_MEASUREMENT_LIST: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
+JOB_LIST: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
+MEASUREMENT_LIST: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
 
 
-def json_list(rows: list[JobOut] | list[MeasurementOut]) -> Response:
+def json_list(adapter: TypeAdapter[list[Any]], rows: list[Any]) -> Response:
     """A list of response bodies as JSON, written by pydantic in one pass (FastAPI would
     turn each into Python dicts first and then encode those; on a page of measurements
     that is most of the request's time). The route declares the same ``response_model``."""
-    adapter: TypeAdapter[Any] = _MEASUREMENT_LIST if rows and isinstance(
-        rows[0], MeasurementOut) else _JOB_LIST
     return Response(adapter.dump_json(rows), media_type="application/json")

@@ -2,7 +2,7 @@
  *
  * The runtime, kernels and plan format are the bench firmware's own (copied unchanged by
  * `mcuprof export`), so an inference here runs the same code on the same plan as the one
- * `mcuprof run` measured.
+ * `mcuprof run` profiles.
  *
  * Lifecycle: mp_model_init() once (validates the plan: magic, version, size, CRC, board,
  * arena), then mp_model_invoke() any number of times. No dynamic allocation, no interrupts;

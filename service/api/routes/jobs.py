@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bench_firmware.errors import McuprofError
 from profiler_client.schemas import MAX_ID, NAME_CHARS, JobOut, JobsIn, JobState
-from service.api.convert import job_out, job_outs, json_list
+from service.api.convert import JOB_LIST, job_out, job_outs, json_list
 from service.api.deps import Reader, SessionDep, SettingsDep, User
 from service.api.errors import error_responses, http_error
 from service.api.json_body import JSONRoute
@@ -105,7 +105,7 @@ def list_jobs(
     if model_id is not None:
         query = query.where(Job.model_id == model_id)
     jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
-    return json_list(job_outs(session, jobs, embed=embed))
+    return json_list(JOB_LIST, job_outs(session, jobs, embed=embed))
 
 
 @router.get("/{job_id}")

@@ -19,7 +19,7 @@ from profiler_client.schemas import (
     TagFilter,
     measurement_row,
 )
-from service.api.convert import json_list, measurement_out
+from service.api.convert import MEASUREMENT_LIST, json_list, measurement_out
 from service.api.deps import Reader, SessionDep
 from service.api.errors import error_responses, http_error
 from service.api.json_body import JSONRoute
@@ -67,7 +67,7 @@ def list_measurements(
     rows = [measurement_out(m) for m in session.scalars(
         query.order_by(Measurement.id).limit(limit).offset(offset))]
     if format == "json":
-        return json_list(rows)
+        return json_list(MEASUREMENT_LIST, rows)
     if format == "parquet":
         return Response(measurements_export(session, rows, "parquet"),
                         media_type=MEDIA_TYPES["parquet"], headers={
