@@ -4,6 +4,7 @@ refusal to serve off loopback without auth, and a real server over loopback HTTP
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -168,7 +169,6 @@ def test_several_worker_processes_share_the_port(two_workers: tuple[str, str],
     url, secret = two_workers
     log = (tmp_path / "serve.log").read_text()
     assert "2 API worker processes" in log, log
-    pids = set()
     headers = {"Authorization": f"Bearer {secret}"}
     for _ in range(8):  # a new connection each time: the kernel hands them to either worker
         with httpx.Client(base_url=url, headers=headers) as client:
@@ -176,12 +176,15 @@ def test_several_worker_processes_share_the_port(two_workers: tuple[str, str],
             assert r.status_code in (200, 201), r.text
             assert client.get("/api/v1/models").status_code == 200
             assert httpx.get(f"{url}/api/v1/models").status_code == 401
-    # Both workers are children of the one `mcuprof serve` and serve the same database.
-    for line in subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True,
-                               text=True, check=True).stdout.splitlines():
-        if "multiprocessing" in line and "spawn" in line:
-            pids.add(line.split()[1])
-    assert pids, "no worker processes found"
+    # Each worker process logs its own start (uvicorn: "Started server process [pid]").
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        log = (tmp_path / "serve.log").read_text()
+        pids = set(re.findall(r"Started server process \[(\d+)\]", log))
+        if len(pids) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(pids) == 2, log
 
 
 def test_serve_prints_a_login_link_for_the_browser(server: tuple[str, str],
