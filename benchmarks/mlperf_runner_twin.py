@@ -10,13 +10,15 @@ its model region and no host on its UART, then runs what the runner runs: identi
 (``name%``, ``profile%``), then the stock script for that name (performance: five windows of
 ``download`` + ``infer 70 10`` for KWS, ``infer 1500 10`` for AD; accuracy: ``infer 1 0`` per
 file). Random inputs stand in for the dataset; in accuracy mode their labels are TFLite's
-classes, so the top-1 printed is the agreement with TFLite. It prints per window the laps'
-latency, then the median, the runner's own error flags, the longest wait for one answer line
-(the runner gives up after 5 s; ``--line-timeout`` raises the limit this client applies so the
-stock figures can finish on a slow twin and the figure says whether the runner's would have
-held) and the wall time. ``ds_cnn_kws`` is the zoo's KWS network; ``mlperf-kws`` and
-``mlperf-ad`` are the presets, converted once as ``benchmarks/mlperf_tiny_latency.py`` does
-(needs TensorFlow). Not a pass/fail test.
+classes, so the top-1 printed is the agreement with TFLite. AD files are float32 frames the
+runner cuts into 5-frame segments (``tests.mlperf_runner.anomaly_files``), labelled anomalous
+when TFLite's score is above the median, so the AUC printed is the agreement with TFLite.
+It prints per window the laps' latency, then the median, the runner's own error flags, the
+longest wait for one answer line (the runner gives up after 5 s; ``--line-timeout`` raises
+the limit this client applies so the stock figures can finish on a slow twin and the figure
+says whether the runner's would have held) and the wall time. ``ds_cnn_kws`` is the zoo's KWS
+network; ``mlperf-kws`` and ``mlperf-ad`` are the presets, converted once as
+``benchmarks/mlperf_tiny_latency.py`` does (needs TensorFlow). Not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.mlperf_runner import (  # noqa: E402
     PERFORMANCE,
     RunnerDut,
     Sample,
+    anomaly_files,
     run_script,
     scaled,
 )
@@ -82,7 +85,10 @@ def main() -> int:
     model = model_bytes(args.network)
     plan = compile_model(model, board, mlperf_name=EEMBC_NAMES[args.network])
     samples = []
-    for k in range(args.files):
+    if EEMBC_NAMES[args.network] == "ad01":
+        # float32 frames, cut by the runner into 5-frame segments; labelled by TFLite's scores
+        samples, _ = anomaly_files(model, args.files)
+    for k in range(args.files if not samples else 0):
         x = random_input(model, seed=100 + k)
         label = 0
         if args.mode == "a":
@@ -117,6 +123,8 @@ def main() -> int:
     if args.mode == "p":
         print(f"median latency {report.median_latency_ms:.3f} ms "
               f"({report.median_throughput:.2f} inferences per board second)")
+    elif EEMBC_NAMES[args.network] == "ad01":
+        print(f"AUC of the board's anomaly scores against TFLite's ranking: {report.auc():.3f}")
     else:
         print(f"top-1 agreement with TFLite: {report.top1():.1%}")
     held = dut.serial.longest_wait_s <= LINE_TIMEOUT_S

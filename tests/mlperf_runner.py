@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from queue import Empty, Queue
 from typing import Any
 
+import numpy as np
 import serial
 
 BAUD_RATE = 115200  # performance mode
@@ -239,6 +240,48 @@ class RunReport:
             raise RunnerError("the AUC needs files of both classes")
         wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
         return wins / (len(pos) * len(neg))
+
+
+AD_MELS = 128  # log-mel bins per frame of the AD features; the network takes 5 frames
+
+
+def anomaly_files(model: bytes, n_files: int, frames: int = 7,
+                  seed: int = 200) -> tuple[list[Sample], dict[str, float]]:
+    """AD dataset files as the runner's: float32 log-mel frames, ``frames`` per file, which the
+    runner cuts into 5-frame segments of 640 values (its truth file's bytes_to_send 2560,
+    stride 512). Odd files carry more noise. A file's label is 1 (anomalous) when the mean
+    score of its segments under TFLite's reference kernels (the firmware's score,
+    :func:`bench_firmware.protocol.anomaly.anomaly_score`) is above the median, so the AUC of
+    a board's scores must be 1. Also returns those reference scores by file name."""
+    from bench_firmware.protocol.anomaly import anomaly_score, dequantize, quantize_features
+    from tests.oracle import tflm_run
+    from tests.zoo import random_input
+    from tests.zoo_inputs import input_quantization, output_quantization
+
+    in_scale, in_zp = input_quantization(model)
+    out_scale, out_zp = output_quantization(model)
+    segment, stride = 5 * AD_MELS * 4, AD_MELS * 4
+    files, scores = [], {}
+    for k in range(n_files):
+        rng = np.random.default_rng(seed + k)
+        base = dequantize(random_input(model, seed=seed + k).tobytes(), in_scale, in_zp)
+        values = np.concatenate([base, base[: (frames - 5) * AD_MELS]])
+        noise = (2.0 if k % 2 else 0.2) * in_scale
+        values = (values + noise * rng.standard_normal(values.size)).astype(np.float32)
+        data = values.tobytes()
+        segment_scores = []
+        for i in range(0, len(data) - segment + 1, stride):
+            x = np.frombuffer(data[i:i + segment], np.float32)
+            q = np.frombuffer(quantize_features(x, in_scale, in_zp), np.int8)
+            y = tflm_run(model, q)
+            segment_scores.append(anomaly_score(y.tobytes(), out_scale, out_zp, x))
+        name = f"ad_{k}.bin"
+        scores[name] = float(np.mean(segment_scores))
+        files.append(Sample(name, data, 0, segment=segment, stride=stride))
+    median = float(np.median(list(scores.values())))
+    for f in files:
+        f.label = int(scores[f.name] > median)
+    return files, scores
 
 
 def normalize(scores: Sequence[float]) -> list[float]:

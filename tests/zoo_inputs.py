@@ -50,9 +50,27 @@ def input_details(model: bytes | bytearray | str | Path) -> tuple[tuple[int, ...
 def _input_tensor(
     model: bytes | bytearray | str | Path,
 ) -> tuple[tuple[int, ...], np.dtype, float, int]:
+    return _io_tensor(model, output=False)
+
+
+def output_quantization(model: bytes | bytearray | str | Path) -> tuple[float, int]:
+    """Scale and zero point of the model's (first) output tensor (1.0, 0 when it has none)."""
+    _, _, scale, zero_point = _io_tensor(model, output=True)
+    return scale, zero_point
+
+
+def input_quantization(model: bytes | bytearray | str | Path) -> tuple[float, int]:
+    """Scale and zero point of the model's (first) input tensor (1.0, 0 when it has none)."""
+    _, _, scale, zero_point = _io_tensor(model, output=False)
+    return scale, zero_point
+
+
+def _io_tensor(
+    model: bytes | bytearray | str | Path, *, output: bool
+) -> tuple[tuple[int, ...], np.dtype, float, int]:
     m = tflite.Model.GetRootAsModel(_as_bytes(model), 0)
     sg = m.Subgraphs(0)
-    t = sg.Tensors(sg.Inputs(0))
+    t = sg.Tensors(sg.Outputs(0) if output else sg.Inputs(0))
     shape = tuple(int(d) for d in t.ShapeAsNumpy())
     q = t.Quantization()
     scale, zero_point = 1.0, 0

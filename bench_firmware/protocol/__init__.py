@@ -50,7 +50,11 @@ MLPerf Tiny commands
         the reference: the upload fills the input's first N bytes, the rest keep what they
         held. Else ``e-[db load: N must be at least 1 byte]`` or
         ``e-[db load: N bytes exceed the model input of M bytes]``; without a valid plan
-        ``e-[db load: no valid plan (<status>)]``.
+        ``e-[db load: no valid plan (<status>)]``. Anomaly detection (a plan named ``ad01``
+        whose int8 output has its int8 input's size): N may also be 4 * M, the input as
+        little-endian float32 values as the EEMBC AD reference DUT takes them; the board
+        quantizes them (TFLite's AffineQuantize, round half away from zero) and keeps them for
+        the score (:func:`quantize_features`, :func:`anomaly_score`).
     ``db <hex>%``
         appends bytes (two hex digits each) to the input; ``m-load-done`` after the byte that
         completes N. Errors, nothing appended: ``e-[Insufficent number of hex digits]`` (odd
@@ -78,6 +82,8 @@ MLPerf Tiny commands
         reference DUTs send it (``(q - zero_point) * scale`` of an int8 output, the values of a
         float32 one), decimal fractions with six digits after the point (``-0.003906``),
         ``d.dddddde<exp>`` from 1e9 up, ``nan``, ``inf``, ``-inf``. One line, however long.
+        Anomaly detection: one value, the EEMBC AD reference's anomaly score, the mean squared
+        error between the dequantized output and the input, summed in float32.
     anything else
         ``e-[Unknown command: <command>]``
 

@@ -1,11 +1,7 @@
 """The cycle model's C hot paths (``timing/_fast.c``) count exactly what the Python reference
-counts: bare-core workloads under every flash-path setting, and zoo models through the whole
-firmware, on all four twins.
-
-The whole zoo (every model, both kernel paths, four twins: 328 runs) was compared the same way
-when the C paths were written; this test keeps a few models that cover every operator family
-the firmware has (convolutions, depthwise, fully connected, pooling, add, mean, softmax,
-quantize) and the Cortex-M4 divides.
+counts: bare-core workloads under every flash-path setting, and every zoo model through the
+whole firmware, both kernel paths, on all four twins (per-run and per-layer cycles of two
+timed runs each: the cold first run and a warm one).
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.errors import BoardError, DoesNotFitError
 from bench_firmware.settings import ConfigError
 from tests.fidelity_workloads import GCC, builder
-from tests.zoo import random_input
+from tests.zoo import ZOO_NAMES, random_input
 
 TWINS = ("nucleo-f446re", "nucleo-l4r5zi", "nucleo-f746zg", "nucleo-f767zi")
 WORKLOADS = ("scalar", "mem_flash", "mac_flash", "mac_sram")
@@ -32,7 +28,6 @@ MEMORY = {
     "no_dcache": MemoryConfig(dcache=False),
     "all_off": MemoryConfig(icache=False, dcache=False, prefetch=False),
 }
-ZOO_MODELS = ("ds_cnn_kws", "mobilenetv2_block", "float_io", "concat_relu6")
 
 pytestmark = pytest.mark.skipif(not _fast.available(),
                                 reason="no host C compiler for the fast cycle model")
@@ -84,7 +79,7 @@ def test_zoo_cycles_are_identical(zoo: dict[str, Path], board_name: str) -> None
         got = runs.setdefault(implementation, {})
         with VirtualBoard(f"virtual:{board_name}", cycle_model=lambda b, i=implementation:
                           create_cycle_model(b, implementation=i)) as vb:
-            for name in ZOO_MODELS:
+            for name in ZOO_NAMES:
                 model = zoo[name].read_bytes()
                 try:
                     plan = compile_model(model, board, name=name)
@@ -96,8 +91,11 @@ def test_zoo_cycles_are_identical(zoo: dict[str, Path], board_name: str) -> None
                     run = vb.run(x, runs=2, warmup=0, kernels=kernels)
                     got[f"{name}/{kernels}"] = (list(run.cycles_per_run),
                                                 list(run.layer_cycles))
-    assert len(runs["c"]) >= 2 * (len(ZOO_MODELS) - 1)
-    assert runs["c"] == runs["python"]
+    assert len(runs["c"]) >= 2 * (len(ZOO_NAMES) - 2)  # F446RE: a model may not fit
+    differ = [f"{key}: python {runs['python'][key]}, c {runs['c'][key]}"
+              for key in runs["python"] if runs["python"][key] != runs["c"].get(key)]
+    assert not differ, "\n".join(differ)
+    assert runs["c"].keys() == runs["python"].keys()
 
 
 def test_the_implementation_is_chosen_by_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from bench_firmware.protocol import (
     format_dequantized,
     format_list,
 )
+from bench_firmware.protocol.anomaly import anomaly_score, quantize_features
 
 TRANSPORTS: tuple[Transport, ...] = ("pty", "tcp")
 MODEL_ID = bytes.fromhex("0123456789abcdef")
@@ -270,6 +271,46 @@ def test_profile_answers_the_eembc_model_name(host_exe: Path, name: str) -> None
     with HostDut(copy_plan(8, mlperf_name=name), exe=host_exe) as client:
         assert client.profile() == {"firmware": "mcuprof-0.1.0", "model": name}
         assert client.plan_status()["model"] == MODEL_ID.hex()  # the id stays in mp-plan
+
+
+def test_anomaly_detection_takes_float32_and_answers_one_score(host_exe: Path) -> None:
+    """An ad01 plan whose int8 output has the input's size is scored as the EEMBC AD reference
+    DUT does: the input may come as float32 values, quantized on the board, and m-results is
+    one anomaly score, the mean squared error between the dequantized output and the input.
+    The copy plan's output is its input, so the score is the quantization error alone."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 20.0, 24).astype(np.float32)
+    values[:4] = [0.25, -0.25, 0.75, 1000.0]  # ties round away from zero; one saturates
+    scale, zero_point = 0.5, -1  # copy_plan's quantization
+    with HostDut(copy_plan(24, mlperf_name="ad01"), exe=host_exe) as client:
+        client.load_input(values.tobytes())  # 96 bytes: 4 per element
+        assert client.buffer() == values.tobytes()
+        result = client.infer(2, 1)
+        quantized = quantize_features(values, scale, zero_point)
+        assert result.output_bytes == quantized
+        assert quantized[:4] == bytes([0, 0xFE, 1, 127])  # 0.5 -> 1 - 1; -0.5 -> -1 - 1
+        expected = anomaly_score(quantized, scale, zero_point, values)
+        assert expected > 0
+        assert result.dequantized == pytest.approx((expected,), rel=1e-6, abs=1e-6)
+        assert client.command("results").list_items("results") == [f"{expected:.6f}"]
+        # An int8 upload is scored against itself dequantized: a copy scores 0.
+        client.load_input(quantized)
+        assert client.infer(1, 0).dequantized == (0.0,)
+        with pytest.raises(FirmwareError, match=r"of 24 bytes \(or 96 bytes of float32 values"):
+            client.command("db load 50")
+
+
+def test_anomaly_score_needs_an_autoencoder(host_exe: Path) -> None:
+    """ad01 with float32 I/O (or any other name) keeps the dequantized vector and int8-only
+    uploads."""
+    with HostDut(copy_plan(8, mlperf_name="kws01"), exe=host_exe) as client:
+        client.load_input(bytes(range(8)))
+        assert len(client.infer(1, 0).dequantized) == 8
+        with pytest.raises(FirmwareError, match=r"exceed the model input of 8 bytes$"):
+            client.command("db load 32")
+    with HostDut(copy_plan(16, float_io=True, mlperf_name="ad01"), exe=host_exe) as client:
+        client.load_input(np.arange(4, dtype=np.float32).tobytes())
+        assert client.infer(1, 0).dequantized == (0.0, 1.0, 2.0, 3.0)
 
 
 def test_energy_timestamp_mode(dut: DutClient) -> None:

@@ -129,12 +129,21 @@ static void db_load(const char *count) {
     mp_out_error("db load: N must be at least 1 byte");
     return;
   }
-  if (n > s->input_bytes) {
+  /* An anomaly-detection plan also takes the input as float32 values, 4 bytes each, as the
+   * EEMBC AD reference DUT reads it (mp_session.h). */
+  s->features_float = s->features != NULL && n == 4u * s->input_bytes;
+  if (n > s->input_bytes && !s->features_float) {
     mp_out_str("e-[db load: ");
     mp_out_u32(n);
     mp_out_str(" bytes exceed the model input of ");
     mp_out_u32(s->input_bytes);
-    mp_out_str(" bytes]");
+    if (s->features != NULL) {
+      mp_out_str(" bytes (or ");
+      mp_out_u32(4u * s->input_bytes);
+      mp_out_str(" bytes of float32 values)]");
+    } else {
+      mp_out_str(" bytes]");
+    }
     mp_out_end();
     return;
   }
@@ -151,14 +160,45 @@ static void db_load(const char *count) {
 
 static void db_print(void) {
   mp_session_t *s = &mp_session;
-  const uint8_t *src = s->stash != NULL ? s->stash : s->input;
+  const uint8_t *src = s->features_float ? (const uint8_t *)s->features
+                      : s->stash != NULL ? s->stash : s->input;
   mp_out_list("buffer", src != NULL ? s->received : 0u, mp_item_byte_hex, src);
+}
+
+/* float32 to int8 with the input tensor's scale and zero point, as TFLite's reference
+ * AffineQuantize (tensorflow/lite/kernels/internal/reference/quantize.h): round(x / scale) +
+ * zero_point, rounded half away from zero (TfLiteRound), clamped to int8. A NaN gives -128. */
+static int8_t quantize_value(float x, float scale, int32_t zero_point) {
+  float v = x / scale;
+  int32_t q;
+  float frac;
+  if (!(v > -512.0f)) v = -512.0f;
+  if (v > 512.0f) v = 512.0f;
+  q = (int32_t)v; /* toward zero; v - q is exact below 2^23 */
+  frac = v - (float)q;
+  if (frac >= 0.5f) q++;
+  else if (frac <= -0.5f) q--;
+  q += zero_point;
+  return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+}
+
+/* The float32 upload is complete: quantize it into the input tensor (and the stash). */
+static void quantize_features(void) {
+  mp_session_t *s = &mp_session;
+  const mp_tensor_t *t = &s->rt->tensors[s->rt->header->input_tensor];
+  uint32_t i;
+  for (i = 0; i < s->input_bytes; i++) {
+    const int8_t q = quantize_value(s->features[i], t->scale, t->zero_point);
+    s->input[i] = (uint8_t)q;
+    if (s->stash != NULL) s->stash[i] = (uint8_t)q;
+  }
 }
 
 static void db_hex(const char *hex) {
   mp_session_t *s = &mp_session;
   const uint32_t digits = (uint32_t)strlen(hex);
   uint32_t i, n;
+  uint8_t *dst;
   for (i = 0; i < digits; i++) {
     if (hex_value(hex[i]) < 0) {
       char c[2];
@@ -191,14 +231,18 @@ static void db_hex(const char *hex) {
     mp_out_end();
     return;
   }
+  dst = s->features_float ? (uint8_t *)s->features : s->input;
   for (i = 0; i < n; i++) {
     uint8_t b = (uint8_t)((hex_value(hex[2u * i]) << 4) | hex_value(hex[2u * i + 1u]));
-    s->input[s->received + i] = b;
-    if (s->stash != NULL) s->stash[s->received + i] = b;
+    dst[s->received + i] = b;
+    if (s->stash != NULL && !s->features_float) s->stash[s->received + i] = b;
   }
-  s->input_crc = mp_crc32(s->input_crc, s->input + s->received, n);
+  s->input_crc = mp_crc32(s->input_crc, dst + s->received, n);
   s->received += n;
-  if (s->received == s->expected && n != 0u) mp_out_line("m-load-done");
+  if (s->received == s->expected && n != 0u) {
+    if (s->features_float) quantize_features();
+    mp_out_line("m-load-done");
+  }
 }
 
 void mp_cmd_db(uint32_t argc, char **argv) {
@@ -326,10 +370,42 @@ static uint32_t item_dequantized(char *buf, const void *ctx, uint32_t i) {
   return mp_fmt_float(buf, v);
 }
 
+/* The EEMBC AD reference's anomaly score: the mean squared error between the dequantized
+ * output and the input, summed in float32 in element order (th_results of the reference
+ * anomaly_detection submission). The input is the float32 upload when there was one, else the
+ * int8 input dequantized (from the stash when the plan overwrites the input). */
+static float anomaly_score(void) {
+  mp_session_t *s = &mp_session;
+  const mp_tensor_t *tin = &s->rt->tensors[s->rt->header->input_tensor];
+  const mp_tensor_t *tout = &s->rt->tensors[s->rt->header->output_tensor];
+  const int8_t *in = (const int8_t *)(s->stash != NULL ? s->stash : s->input);
+  uint32_t bytes = 0, i;
+  const int8_t *out = (const int8_t *)mp_runtime_output(s->rt, &bytes);
+  float sum = 0.0f;
+  for (i = 0; i < bytes; i++) {
+    const float x = s->features_float ? s->features[i]
+                                      : (float)((int32_t)in[i] - tin->zero_point) * tin->scale;
+    const float y = (float)((int32_t)out[i] - tout->zero_point) * tout->scale;
+    const float d = y - x;
+    sum += d * d;
+  }
+  return sum / (float)bytes;
+}
+
+static uint32_t item_score(char *buf, const void *ctx, uint32_t i) {
+  (void)ctx;
+  (void)i;
+  return mp_fmt_float(buf, anomaly_score());
+}
+
 void mp_print_results(void) {
   mp_session_t *s = &mp_session;
   uint32_t bytes = 0;
   dequant_ctx_t ctx;
+  if (s->ad_score) {
+    mp_out_list_line("results", 1u, item_score, NULL);
+    return;
+  }
   ctx.data = mp_runtime_output(s->rt, &bytes);
   ctx.tensor = &s->rt->tensors[s->rt->header->output_tensor];
   ctx.is_float = (s->rt->header->flags & MP_FLAG_FLOAT_OUTPUT) != 0u;

@@ -27,6 +27,15 @@ typedef struct {
   uint8_t *stash;
   int input_stale;       /* input_reused, no stash, and an invoke has run since the upload */
 
+  /* Anomaly detection (a plan named ad01 whose int8 output has the int8 input's size: an
+   * autoencoder). As the EEMBC AD reference DUT, the host may send the input as float32 values
+   * (`db load` of 4 bytes per element), which the board quantizes, and `m-results` is one
+   * anomaly score, the mean squared error between the dequantized output and the input. The
+   * float32 values are kept for the score in `features`, in the arena below the stash. */
+  int ad_score;          /* m-results is the anomaly score */
+  float *features;       /* room for the float32 input; NULL: no room, int8 uploads only */
+  int features_float;    /* the current upload is float32 values, not int8 */
+
   /* The last `infer`. */
   int have_results;      /* an inference completed since the last upload or reload */
   uint32_t runs;         /* its N */
@@ -75,7 +84,8 @@ void mp_print_timestamp_mode(void);
  * `e-[plan: <status>]` line after it). */
 void mp_print_plan(int with_error);
 
-/* `m-results-[...]`: the output tensor dequantized, as decimal fractions (MLPerf Tiny). */
+/* `m-results-[...]`: the output tensor dequantized, as decimal fractions (MLPerf Tiny); for an
+ * anomaly-detection plan (ad_score), the one anomaly score. */
 void mp_print_results(void);
 
 /* The `raw-results` list: the output tensor's values as the board holds them, int8 as signed

@@ -43,6 +43,13 @@
  *                    rest keep what they held. Else e-[db load: N must be at least 1 byte] or
  *                    e-[db load: N bytes exceed the model input of M bytes]; without a valid
  *                    plan: e-[db load: no valid plan (<status>)]
+ *                    Anomaly detection (a plan named ad01 whose int8 output has its int8
+ *                    input's size): N may also be 4 * M, the input as float32 values
+ *                    (little-endian), as the EEMBC AD reference DUT takes it; the board
+ *                    quantizes them with the input's scale and zero point (TFLite's
+ *                    AffineQuantize: round half away from zero) after the last byte, and keeps
+ *                    them for the score (in the arena above the plan's, when there is room;
+ *                    else only int8 uploads are taken)
  *   db <hex>%        appends bytes (two hex digits each, any case) to the input; after the
  *                    byte that completes N: m-load-done. Errors (nothing is appended):
  *                    e-[Insufficent number of hex digits]   (odd count; MLPerf's spelling)
@@ -73,6 +80,10 @@
  *                    (-0.003906), d.dddddde<exp> from 1e9 up, nan, inf or -inf. Always one
  *                    line, however long (the runner knows no chunk lines). The values as the
  *                    board holds them, for bit-exact checks: mp-results.
+ *                    Anomaly detection (see db load): one value, the anomaly score of the EEMBC
+ *                    AD reference: the mean squared error between the dequantized output and
+ *                    the input (the float32 upload, or the int8 input dequantized), summed in
+ *                    float32 in element order, divided by the element count.
  *   anything else    e-[Unknown command: <command>]
  *
  * MCUPROF COMMANDS

@@ -57,6 +57,26 @@ static int input_is_reused(const mp_runtime_t *rt) {
   return 0;
 }
 
+/* An ad01 plan with int8 input and output of one size scores as the EEMBC AD reference DUT
+ * (mp_session.h). The float32 input needs 4 bytes per element above the plan's arena, below
+ * the stash, word aligned; without that room the plan takes int8 uploads only. */
+static void setup_anomaly_score(mp_session_t *s) {
+  const mp_runtime_t *rt = s->rt;
+  const char *name = mp_mlperf_name();
+  uint32_t out_bytes = 0, top, need;
+  (void)mp_runtime_output(rt, &out_bytes);
+  if (name == NULL || strcmp(name, "ad01") != 0) return;
+  if ((rt->header->flags & (MP_FLAG_FLOAT_INPUT | MP_FLAG_FLOAT_OUTPUT)) != 0u) return;
+  if (s->input_bytes == 0u || out_bytes != s->input_bytes) return;
+  s->ad_score = 1;
+  top = rt->arena_capacity - (s->stash != NULL ? s->input_bytes : 0u);
+  need = 4u * s->input_bytes;
+  if (rt->header->arena_bytes > top || need > top - rt->header->arena_bytes) return;
+  top = (top - need) & ~3u;
+  if (top < rt->header->arena_bytes) return;
+  s->features = (float *)(void *)(rt->arena + top);
+}
+
 void mp_session_reload(void) {
   mp_session_t *s = &mp_session;
   mp_runtime_t *rt = s->rt;
@@ -75,6 +95,9 @@ void mp_session_reload(void) {
   s->input_reused = 0;
   s->stash = NULL;
   s->input_stale = 0;
+  s->ad_score = 0;
+  s->features = NULL;
+  s->features_float = 0;
   s->have_results = 0;
   s->runs = 0;
   if (s->plan_status != MP_OK) return;
@@ -85,6 +108,7 @@ void mp_session_reload(void) {
       s->input_bytes <= rt->arena_capacity - rt->header->arena_bytes) {
     s->stash = rt->arena + (rt->arena_capacity - s->input_bytes);
   }
+  setup_anomaly_score(s);
 }
 
 void mp_session_restore_input(void) {
