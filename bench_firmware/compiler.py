@@ -125,6 +125,7 @@ class _DataSection:
         self.base = base
         self.buf = bytearray()
         self.scratch_off = 0  # the current op's scratch buffer in the arena
+        self.scratch_bytes = 0  # and its size
 
     def add_data(self, data: bytes | np.ndarray, align: int = pf.ALIGN) -> int:
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
@@ -133,6 +134,30 @@ class _DataSection:
         offset = self.base + len(self.buf)
         self.buf += raw
         return offset
+
+
+def sram_weight_ops(graph: Graph, board: Board, kernel_scratch: dict[int, int]) -> dict[int, int]:
+    """Which operators get room in their scratch buffer to copy their weights into SRAM, and
+    how many bytes: the per-layer cost rule of the DSP kernels.
+
+    On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
+    (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
+    (RM0390 and RM0432, chapter 3, the embedded flash memory interface), and a convolution
+    reads each weight once per pair of output pixels; copied to SRAM once per layer, each
+    weight costs one flash read per inference. The Cortex-M7 boards read flash through their
+    L1 data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI), which already keeps a layer's
+    weights near the core, so they keep them in flash. Only kernels that take the DSP path
+    (those with a scratch buffer) copy. The caller drops copies, largest first, while the
+    arena would not fit the board's SRAM. The copy moves cycles only: the outputs are the
+    same bytes."""
+    if board.core != "cortex-m4" or board.flash_wait_states == 0:
+        return {}
+    copies = {}
+    for i, op in enumerate(graph.operators):
+        size = op_registry.REGISTRY[op.name].sram_weight_bytes(op) if kernel_scratch[i] else 0
+        if size > 0:
+            copies[i] = size
+    return copies
 
 
 def _check_types(graph: Graph) -> None:
@@ -232,15 +257,20 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
     # Kernel scratch buffers live in the arena too, each alive during its own op only.
     # They never overlap the model input: the firmware keeps a copy of the input to restore
     # before each run only when an operator's output overwrites it, and knows no scratch.
-    scratch: dict[int, Buffer] = {}
     model_input = frozenset(t.index for t in graph.inputs)
-    for i, op in enumerate(graph.operators):
-        size = op_registry.REGISTRY[op.name].scratch_bytes(op)
-        if size > 0:
-            scratch[i] = Buffer(key=-1 - i, size=size, first=i, last=i, apart=model_input)
+    kernel_scratch = {i: op_registry.REGISTRY[op.name].scratch_bytes(op)
+                      for i, op in enumerate(graph.operators)}
+    copies = sram_weight_ops(graph, board, kernel_scratch)
     activation_bytes = plan_memory([Buffer(b.key, b.size, b.first, b.last)
                                     for b in life.values()])
-    arena = plan_memory([*life.values(), *scratch.values()])
+    while True:
+        scratch = {i: Buffer(key=-1 - i, size=size + copies.get(i, 0), first=i, last=i,
+                             apart=model_input)
+                   for i, size in kernel_scratch.items() if size > 0}
+        arena = plan_memory([*life.values(), *scratch.values()])
+        if arena <= board.arena_capacity or not copies:
+            break
+        del copies[max(copies, key=copies.__getitem__)]  # the largest copy goes first
     if check_fit and arena > board.arena_capacity:
         big = max(tensors, key=lambda t: t.nbytes)
         raise DoesNotFitError(
@@ -261,6 +291,7 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
     for i, op in enumerate(graph.operators):
         before = len(data.buf)
         data.scratch_off = scratch[i].offset if i in scratch else 0
+        data.scratch_bytes = scratch[i].size if i in scratch else 0
         params = op_registry.REGISTRY[op.name].compile(op, data)
         params_off = data.add_data(params) if params else 0
         acts = [plan_index[t.index] for t in op.inputs if t is not None and not t.is_constant]

@@ -20,10 +20,12 @@ from bench_firmware.tflite_model import Operator, Tensor
 
 class DataSink(Protocol):
     """What an op compiler may do with the plan being built. ``scratch_off`` is the arena
-    offset the memory planner gave the op's scratch buffer (the size its spec's ``scratch``
-    asked for), 0 when it asked for none."""
+    offset the memory planner gave the op's scratch buffer, ``scratch_bytes`` its size: what
+    its spec's ``scratch`` asked for, plus its ``sram_weights`` when the compiler chose to give
+    the kernel room to copy its weights into SRAM; both 0 when it asked for none."""
 
     scratch_off: int
+    scratch_bytes: int
 
     def add_data(self, data: bytes | np.ndarray, align: int = 8) -> int:
         """Append bytes to the data section; returns their absolute offset in the plan."""
@@ -39,20 +41,28 @@ class OpSpec:
     name: str
     compile: OpCompileFn
     scratch: ScratchFn | None = None  # bytes of arena scratch the op's kernel needs
+    # Bytes of weights the kernel copies from flash into the end of its scratch buffer, when
+    # the buffer has room for them, to read them from SRAM (bench_firmware/compiler.py
+    # sram_weight_ops decides which ops get the room); None: the kernel never copies.
+    sram_weights: ScratchFn | None = None
 
     def scratch_bytes(self, op: Operator) -> int:
         return self.scratch(op) if self.scratch is not None else 0
+
+    def sram_weight_bytes(self, op: Operator) -> int:
+        return self.sram_weights(op) if self.sram_weights is not None else 0
 
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
 def register(name: str, *, scratch: ScratchFn | None = None,
-             ) -> Callable[[OpCompileFn], OpCompileFn]:
+             sram_weights: ScratchFn | None = None) -> Callable[[OpCompileFn], OpCompileFn]:
     """Registers an op compiler; ``scratch`` sizes the arena scratch buffer its kernel uses
-    (planned with the activations, alive during that op only)."""
+    (planned with the activations, alive during that op only); ``sram_weights`` the weights
+    its kernel can copy into that buffer (:class:`OpSpec`)."""
     def wrap(fn: OpCompileFn) -> OpCompileFn:
-        REGISTRY[name] = OpSpec(name, fn, scratch)
+        REGISTRY[name] = OpSpec(name, fn, scratch, sram_weights)
         return fn
 
     return wrap

@@ -153,7 +153,21 @@ def conv_scratch_bytes(op: Operator) -> int:
     return (4 if conv_direct(op) else 5) * row_bytes + 16 * out_c
 
 
-@register("CONV_2D", scratch=conv_scratch_bytes)
+def conv_sram_weight_bytes(op: Operator) -> int:
+    """The weights the DSP conv copies into SRAM after its scratch (``out_c * row_bytes``)
+    when the compiler gives it the room: it then reads every weight from flash once per layer
+    instead of once per pair of output pixels. Layers of one pixel pair gain nothing: 0."""
+    filt = op.inputs[1]
+    if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
+        return 0
+    out_c, kh, kw, in_c = filt.shape
+    _, out_h, out_w, _ = op.outputs[0].shape
+    if out_h * out_w <= 2:
+        return 0
+    return out_c * align4(kh * kw * in_c)
+
+
+@register("CONV_2D", scratch=conv_scratch_bytes, sram_weights=conv_sram_weight_bytes)
 def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
     """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned."""
     input_t, filter_t, bias_t, output_t = _tensors(op)
@@ -182,7 +196,8 @@ def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
         act_min=act_min, act_max=act_max, **window, depth_multiplier=1, row_bytes=row_bytes,
         weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
-        scratch_off=getattr(ctx, "scratch_off", 0), scratch_bytes=conv_scratch_bytes(op),
+        scratch_off=getattr(ctx, "scratch_off", 0),
+        scratch_bytes=getattr(ctx, "scratch_bytes", conv_scratch_bytes(op)),
     )
 
 

@@ -1,15 +1,19 @@
 """The DSP kernels' scratch buffers in compiled zoo plans: sized as the kernels expect,
-inside the arena, apart from the model input and from every tensor live during their op."""
+inside the arena, apart from the model input and from every tensor live during their op; and
+the cost rule that gives convolutions room to copy their weights into SRAM."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bench_firmware import plan_format as pf
-from bench_firmware.boards import HOST
+from bench_firmware.boards import BOARDS, HOST
 from bench_firmware.compiler import compile_model
+from bench_firmware.ops.conv import conv_scratch_bytes, conv_sram_weight_bytes
+from bench_firmware.tflite_model import read_tflite
 from tests.zoo import ZOO_NAMES
 
 pytestmark = pytest.mark.slow
@@ -48,3 +52,42 @@ def test_scratch_buffers_are_planned(zoo: dict[str, Path], name: str) -> None:
             tensor = tensors[t]
             assert not _ranges_overlap(off, size, int(tensor["arena_off"]),
                                        int(tensor["bytes"])), f"op {i} scratch overlaps {t}"
+
+
+@pytest.mark.parametrize("board_name", ["nucleo-f446re", "nucleo-l4r5zi", "nucleo-f746zg",
+                                        "nucleo-f767zi"])
+def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
+                                                         board_name: str) -> None:
+    """The cost rule (compiler.sram_weight_ops): on the Cortex-M4 boards every convolution
+    with more than one pixel pair gets room to copy its weights into SRAM; the Cortex-M7
+    boards, whose L1 data cache keeps the weights, read them from flash."""
+    board = BOARDS[board_name]
+    data = zoo["ds_cnn_kws"].read_bytes()
+    graph = read_tflite(data)
+    plan = compile_model(data, board)
+    convs = [(op, layer) for op, layer in zip(graph.operators, plan.layers, strict=True)
+             if op.name == "CONV_2D"]
+    assert convs
+    for op, layer in convs:
+        base = conv_scratch_bytes(op)
+        copy = conv_sram_weight_bytes(op)
+        assert copy > 0
+        expected = base + copy if board.core == "cortex-m4" else base
+        assert layer.scratch_bytes == expected, (op.index, layer.scratch_bytes, base, copy)
+
+
+def test_weight_copies_never_cost_the_fit(zoo: dict[str, Path]) -> None:
+    """On a board with just the SRAM the model needs without copies, the compiler drops copies
+    (largest first) until the arena fits, instead of refusing the model."""
+    data = zoo["ds_cnn_kws"].read_bytes()
+    l4 = BOARDS["nucleo-l4r5zi"]
+    without = compile_model(data, replace(l4, flash_wait_states=0))
+    with_copies = compile_model(data, l4)
+    assert with_copies.arena_bytes > without.arena_bytes
+    tight = replace(l4, sram_bytes=l4.sram_bytes - (l4.arena_capacity - without.arena_bytes))
+    assert tight.arena_capacity == without.arena_bytes
+    plan = compile_model(data, tight)
+    assert plan.arena_bytes <= tight.arena_capacity
+    copied = sum(layer.scratch_bytes for layer in plan.layers)
+    assert sum(layer.scratch_bytes for layer in without.layers) <= copied
+    assert copied < sum(layer.scratch_bytes for layer in with_copies.layers)

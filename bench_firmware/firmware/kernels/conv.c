@@ -71,7 +71,10 @@ static void conv_ref(const mp_conv_job_t *j) {
  *
  * Scratch (arena, planned by bench_firmware/planner.py): the int16 buffer, 4 * row_bytes;
  * the two pixels' int32 accumulator rows, 8 * out_c; the requantization table (mp_requant.h),
- * 8 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path). An odd last pixel is computed as a pair with itself, an odd last
+ * 8 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path); and, when the
+ * compiler gave the room (bench_firmware/compiler.py sram_weight_ops), a copy of the weights,
+ * out_c * row_bytes, made once per layer so the pixel pairs read them from SRAM, not flash.
+ * An odd last pixel is computed as a pair with itself, an odd last
  * channel with its own row twice; the duplicate results are not kept. Each accumulator row
  * is requantized by mp_requant_row(), equal to mp_requantize_output() bit for bit. */
 
@@ -260,7 +263,16 @@ static void conv_mm_pairs(conv_pairs_t *s) {
 }
 #endif
 
-static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch) {
+/* The scratch the DSP path needs before the optional weight copy (must agree with
+ * bench_firmware/ops/conv.py conv_scratch_bytes()). */
+static uint32_t conv_dsp_scratch(const mp_conv_job_t *j) {
+  return (conv_direct(j) ? 4u : 5u) * j->p->row_bytes + 16u * (uint32_t)j->d.out_c;
+}
+
+/* `weights_sram`: room after the scratch for a copy of the weights, or NULL. The compiler
+ * gives that room where reading the weights from SRAM pays (bench_firmware/compiler.py
+ * sram_weight_ops): the rows are copied once, then every pixel pair reads them from SRAM. */
+static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_sram) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t row_bytes = (int32_t)p->row_bytes, groups = row_bytes / 4;
@@ -272,6 +284,11 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch) {
   int32_t *acc0 = (int32_t *)(void *)(scratch + 4 * row_bytes), *acc1 = acc0 + out_c;
   int32_t *table = acc1 + out_c;
   int8_t *tmp = (int8_t *)(table + 2 * out_c);
+  const int8_t *weights = j->weights;
+  if (weights_sram != 0) {
+    memcpy(weights_sram, j->weights, (size_t)out_c * (size_t)row_bytes);
+    weights = weights_sram;
+  }
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
                   table);
@@ -295,12 +312,12 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch) {
       const int32_t pairs = out_c / 2;
       if (pairs > 0) {
         conv_pairs_t st = {col, col + 4 * groups, j->bias, acc0, 4 * out_c, pairs,
-                           j->weights, j->weights + row_bytes};
+                           weights, weights + row_bytes};
         conv_mm_pairs(&st);
       }
       if (out_c & 1) { /* the last channel, as a pair with itself */
         const int32_t oc = out_c - 1;
-        const int8_t *w0 = j->weights + oc * row_bytes;
+        const int8_t *w0 = weights + oc * row_bytes;
         int32_t a00 = j->bias[oc], a01 = a00, a10 = a00, a11 = a00;
         const uint32_t *c = col;
         for (int32_t g = 0; g < groups; ++g, c += 4) {
@@ -323,12 +340,14 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   const mp_conv_params_t *p = j.p;
   if (p->row_bytes < (uint32_t)p->kernel_h * p->kernel_w * (uint32_t)j.d.in_c) return MP_ERR_OP;
   uint8_t *scratch = (uint8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
-  const uint32_t needed = (conv_direct(&j) ? 4u : 5u) * p->row_bytes + 16u * (uint32_t)j.d.out_c;
+  const uint32_t needed = conv_dsp_scratch(&j);
+  const uint32_t weight_bytes = (uint32_t)j.d.out_c * p->row_bytes;
   /* A plan without the scratch buffer (not from our compiler) still runs, on the reference
    * loops. */
   if (ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
       p->row_bytes >= 4u && (p->row_bytes & 3u) == 0)
-    conv_dsp(&j, scratch);
+    conv_dsp(&j, scratch,
+             p->scratch_bytes - needed >= weight_bytes ? (int8_t *)(scratch + needed) : 0);
   else
     conv_ref(&j);
   return MP_OK;
