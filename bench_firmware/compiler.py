@@ -136,28 +136,21 @@ class _DataSection:
         return offset
 
 
-def sram_weight_ops(graph: Graph, board: Board, kernel_scratch: dict[int, int]) -> dict[int, int]:
-    """Which operators get room in their scratch buffer to copy their weights into SRAM, and
-    how many bytes: the per-layer cost rule of the DSP kernels.
-
-    On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
-    (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
-    (RM0390 and RM0432, chapter 3, the embedded flash memory interface), and a convolution
-    reads each weight once per pair of output pixels; copied to SRAM once per layer, each
-    weight costs one flash read per inference. The Cortex-M7 boards read flash through their
-    L1 data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI), which already keeps a layer's
-    weights near the core, so they keep them in flash. Only kernels that take the DSP path
-    (those with a scratch buffer) copy. The caller drops copies, largest first, while the
-    arena would not fit the board's SRAM. The copy moves cycles only: the outputs are the
-    same bytes."""
-    if board.core != "cortex-m4" or board.flash_wait_states == 0:
-        return {}
-    copies = {}
+def extra_scratch_ops(graph: Graph, board: Board, kernel_scratch: dict[int, int]
+                      ) -> dict[int, int]:
+    """The scratch beyond what their kernels need that operators get on ``board``, by operator
+    index: each op spec's ``extra`` says what makes its kernel faster there (the per-layer
+    cost rules: ``bench_firmware/ops/conv.py`` conv_extra_scratch and
+    depthwise_extra_scratch). Only kernels with a scratch buffer (the DSP paths) get any.
+    The caller drops extras, largest first, while the arena would not fit the board's SRAM;
+    an extra moves cycles only, the outputs are the same bytes."""
+    extras = {}
     for i, op in enumerate(graph.operators):
-        size = op_registry.REGISTRY[op.name].sram_weight_bytes(op) if kernel_scratch[i] else 0
-        if size > 0:
-            copies[i] = size
-    return copies
+        if kernel_scratch[i] > 0:
+            size = op_registry.REGISTRY[op.name].extra_scratch_bytes(op, board)
+            if size > 0:
+                extras[i] = size
+    return extras
 
 
 def _check_types(graph: Graph) -> None:
@@ -260,17 +253,17 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
     model_input = frozenset(t.index for t in graph.inputs)
     kernel_scratch = {i: op_registry.REGISTRY[op.name].scratch_bytes(op)
                       for i, op in enumerate(graph.operators)}
-    copies = sram_weight_ops(graph, board, kernel_scratch)
+    extras = extra_scratch_ops(graph, board, kernel_scratch)
     activation_bytes = plan_memory([Buffer(b.key, b.size, b.first, b.last)
                                     for b in life.values()])
     while True:
-        scratch = {i: Buffer(key=-1 - i, size=size + copies.get(i, 0), first=i, last=i,
+        scratch = {i: Buffer(key=-1 - i, size=size + extras.get(i, 0), first=i, last=i,
                              apart=model_input)
                    for i, size in kernel_scratch.items() if size > 0}
         arena = plan_memory([*life.values(), *scratch.values()])
-        if arena <= board.arena_capacity or not copies:
+        if arena <= board.arena_capacity or not extras:
             break
-        del copies[max(copies, key=copies.__getitem__)]  # the largest copy goes first
+        del extras[max(extras, key=extras.__getitem__)]  # the largest goes first
     if check_fit and arena > board.arena_capacity:
         big = max(tensors, key=lambda t: t.nbytes)
         raise DoesNotFitError(

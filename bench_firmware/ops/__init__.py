@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bench_firmware.boards import Board
 from bench_firmware.errors import ModelError, UnsupportedOpError
 from bench_firmware.tflite_model import Operator, Tensor
 
@@ -21,8 +22,8 @@ from bench_firmware.tflite_model import Operator, Tensor
 class DataSink(Protocol):
     """What an op compiler may do with the plan being built. ``scratch_off`` is the arena
     offset the memory planner gave the op's scratch buffer, ``scratch_bytes`` its size: what
-    its spec's ``scratch`` asked for, plus its ``sram_weights`` when the compiler chose to give
-    the kernel room to copy its weights into SRAM; both 0 when it asked for none."""
+    its spec's ``scratch`` asked for, plus its ``extra`` when the arena had room for it; both
+    0 when it asked for none."""
 
     scratch_off: int
     scratch_bytes: int
@@ -34,6 +35,7 @@ class DataSink(Protocol):
 
 OpCompileFn = Callable[[Operator, DataSink], bytes]
 ScratchFn = Callable[[Operator], int]
+ExtraScratchFn = Callable[[Operator, Board], int]
 
 
 @dataclass(frozen=True)
@@ -41,28 +43,28 @@ class OpSpec:
     name: str
     compile: OpCompileFn
     scratch: ScratchFn | None = None  # bytes of arena scratch the op's kernel needs
-    # Bytes of weights the kernel copies from flash into the end of its scratch buffer, when
-    # the buffer has room for them, to read them from SRAM (bench_firmware/compiler.py
-    # sram_weight_ops decides which ops get the room); None: the kernel never copies.
-    sram_weights: ScratchFn | None = None
+    # Bytes of scratch beyond `scratch` with which the kernel runs faster on a board (the
+    # kernel uses them when its buffer is that large); bench_firmware/compiler.py
+    # extra_scratch_ops gives them while the arena fits the board. None: nothing to gain.
+    extra: ExtraScratchFn | None = None
 
     def scratch_bytes(self, op: Operator) -> int:
         return self.scratch(op) if self.scratch is not None else 0
 
-    def sram_weight_bytes(self, op: Operator) -> int:
-        return self.sram_weights(op) if self.sram_weights is not None else 0
+    def extra_scratch_bytes(self, op: Operator, board: Board) -> int:
+        return self.extra(op, board) if self.extra is not None else 0
 
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
 def register(name: str, *, scratch: ScratchFn | None = None,
-             sram_weights: ScratchFn | None = None) -> Callable[[OpCompileFn], OpCompileFn]:
+             extra: ExtraScratchFn | None = None) -> Callable[[OpCompileFn], OpCompileFn]:
     """Registers an op compiler; ``scratch`` sizes the arena scratch buffer its kernel uses
-    (planned with the activations, alive during that op only); ``sram_weights`` the weights
-    its kernel can copy into that buffer (:class:`OpSpec`)."""
+    (planned with the activations, alive during that op only); ``extra`` the scratch beyond
+    that with which its kernel runs faster (:class:`OpSpec`)."""
     def wrap(fn: OpCompileFn) -> OpCompileFn:
-        REGISTRY[name] = OpSpec(name, fn, scratch, sram_weights)
+        REGISTRY[name] = OpSpec(name, fn, scratch, extra)
         return fn
 
     return wrap

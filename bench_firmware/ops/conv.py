@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench_firmware import plan_format as pf
+from bench_firmware.boards import Board
 from bench_firmware.ops import DataSink, fail, register, require_int8
 from bench_firmware.quantization import activation_range, quantize_multiplier
 from bench_firmware.tflite_model import Operator, Tensor
@@ -153,11 +154,21 @@ def conv_scratch_bytes(op: Operator) -> int:
     return (4 if conv_direct(op) else 5) * row_bytes + 16 * out_c
 
 
-def conv_sram_weight_bytes(op: Operator) -> int:
-    """The weights the DSP conv copies into SRAM after its scratch (``out_c * row_bytes``)
-    when the compiler gives it the room: it then reads every weight from flash once per layer
-    instead of once per pair of output pixels. Layers of one pixel pair gain nothing: 0."""
+def conv_extra_scratch(op: Operator, board: Board) -> int:
+    """Room after the DSP conv's scratch to copy its weights into SRAM (``out_c *
+    row_bytes``), on the boards where that pays: the per-layer cost rule.
+
+    On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
+    (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
+    (RM0390 and RM0432, chapter 3, the embedded flash memory interface), and the DSP conv
+    reads each weight once per pair of output pixels; copied once per layer, each weight
+    costs one flash read per inference. The Cortex-M7 boards read flash through their L1
+    data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI), which already keeps a layer's
+    weights near the core: 0 there, and for a layer of one pixel pair, which reads its
+    weights once anyway."""
     filt = op.inputs[1]
+    if board.core != "cortex-m4" or board.flash_wait_states == 0:
+        return 0
     if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
         return 0
     out_c, kh, kw, in_c = filt.shape
@@ -167,7 +178,7 @@ def conv_sram_weight_bytes(op: Operator) -> int:
     return out_c * align4(kh * kw * in_c)
 
 
-@register("CONV_2D", scratch=conv_scratch_bytes, sram_weights=conv_sram_weight_bytes)
+@register("CONV_2D", scratch=conv_scratch_bytes, extra=conv_extra_scratch)
 def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
     """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned."""
     input_t, filter_t, bias_t, output_t = _tensors(op)
@@ -227,7 +238,27 @@ def depthwise_scratch_bytes(op: Operator) -> int:
     return (4 * out_w + 8) * out_c if out_c >= 4 else 0
 
 
-@register("DEPTHWISE_CONV_2D", scratch=depthwise_scratch_bytes)
+def depthwise_extra_scratch(op: Operator, board: Board) -> int:
+    """Room after the DSP depthwise kernel's scratch for a band of three padded input rows,
+    ``3 * ((out_w - 1) * stride_w + 3) * channels`` bytes, for a 3x3 kernel (dilation 1)
+    with padding: with the rows under an output row copied there, the input zero point
+    around them, every pixel takes the unrolled 3x3 path instead of the border pixels
+    looping over their in-bounds taps (``firmware/kernels/depthwise_conv.c``). Every board
+    gains; 0 for other kernels and for unpadded layers, whose windows are all inside."""
+    filt = op.inputs[1]
+    if depthwise_scratch_bytes(op) == 0 or filt is None or len(op.outputs[0].shape) != 4:
+        return 0
+    _, kh, kw, channels = filt.shape
+    opts = op.options
+    if (kh, kw) != (3, 3) or opts.get("dilation_h", 1) != 1 \
+            or opts.get("dilation_w", 1) != 1 or opts.get("padding") != "SAME":
+        return 0
+    out_w = op.outputs[0].shape[2]
+    del board  # the border loop costs the same on every core
+    return 3 * ((out_w - 1) * int(opts.get("stride_w", 1)) + 3) * channels
+
+
+@register("DEPTHWISE_CONV_2D", scratch=depthwise_scratch_bytes, extra=depthwise_extra_scratch)
 def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
     """TFLite's [1][kh][kw][out_c] weights with each tap's channels padded to a word, so the
     DSP path's four-channel loads are aligned."""
@@ -265,5 +296,5 @@ def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
         weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
         dsp_off=dsp_off, scratch_off=getattr(ctx, "scratch_off", 0),
-        scratch_bytes=depthwise_scratch_bytes(op),
+        scratch_bytes=getattr(ctx, "scratch_bytes", depthwise_scratch_bytes(op)),
     )

@@ -1,6 +1,7 @@
 """The DSP kernels' scratch buffers in compiled zoo plans: sized as the kernels expect,
 inside the arena, apart from the model input and from every tensor live during their op; and
-the cost rule that gives convolutions room to copy their weights into SRAM."""
+the cost rules that give kernels extra scratch where it makes them faster: convolutions room to
+copy their weights into SRAM, depthwise 3x3 layers a band of padded input rows."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from bench_firmware import compiler
 from bench_firmware import plan_format as pf
 from bench_firmware.boards import BOARDS, HOST
 from bench_firmware.compiler import compile_model
-from bench_firmware.ops.conv import conv_scratch_bytes, conv_sram_weight_bytes
+from bench_firmware.ops.conv import (
+    conv_extra_scratch,
+    conv_scratch_bytes,
+    depthwise_extra_scratch,
+    depthwise_scratch_bytes,
+)
 from bench_firmware.tflite_model import read_tflite
 from tests.zoo import ZOO_NAMES
 
@@ -58,7 +65,7 @@ def test_scratch_buffers_are_planned(zoo: dict[str, Path], name: str) -> None:
                                         "nucleo-f767zi"])
 def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
                                                          board_name: str) -> None:
-    """The cost rule (compiler.sram_weight_ops): on the Cortex-M4 boards every convolution
+    """The cost rule (ops/conv.py conv_extra_scratch): on the Cortex-M4 boards every convolution
     with more than one pixel pair gets room to copy its weights into SRAM; the Cortex-M7
     boards, whose L1 data cache keeps the weights, read them from flash."""
     board = BOARDS[board_name]
@@ -70,19 +77,23 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
     assert convs
     for op, layer in convs:
         base = conv_scratch_bytes(op)
-        copy = conv_sram_weight_bytes(op)
+        copy = conv_extra_scratch(op, BOARDS["nucleo-l4r5zi"])
         assert copy > 0
         expected = base + copy if board.core == "cortex-m4" else base
         assert layer.scratch_bytes == expected, (op.index, layer.scratch_bytes, base, copy)
 
 
-def test_weight_copies_never_cost_the_fit(zoo: dict[str, Path]) -> None:
-    """On a board with just the SRAM the model needs without copies, the compiler drops copies
-    (largest first) until the arena fits, instead of refusing the model."""
+def test_extra_scratch_never_costs_the_fit(zoo: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a board with just the SRAM the model needs without extra scratch (weight copies,
+    depthwise bands), the compiler drops extras (largest first) until the arena fits,
+    instead of refusing the model."""
     data = zoo["ds_cnn_kws"].read_bytes()
     l4 = BOARDS["nucleo-l4r5zi"]
-    without = compile_model(data, replace(l4, flash_wait_states=0))
     with_copies = compile_model(data, l4)
+    with monkeypatch.context() as m:
+        m.setattr(compiler, "extra_scratch_ops", lambda *args: {})
+        without = compile_model(data, l4)
     assert with_copies.arena_bytes > without.arena_bytes
     tight = replace(l4, sram_bytes=l4.sram_bytes - (l4.arena_capacity - without.arena_bytes))
     assert tight.arena_capacity == without.arena_bytes
@@ -91,3 +102,26 @@ def test_weight_copies_never_cost_the_fit(zoo: dict[str, Path]) -> None:
     copied = sum(layer.scratch_bytes for layer in plan.layers)
     assert sum(layer.scratch_bytes for layer in without.layers) <= copied
     assert copied < sum(layer.scratch_bytes for layer in with_copies.layers)
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_kws", "dw_m1_same_s1", "dw_m1_same_s2",
+                                  "mobilenetv2_block"])
+def test_padded_depthwise_layers_get_a_band(zoo: dict[str, Path], name: str) -> None:
+    """A 3x3 depthwise layer with SAME padding gets room for three padded input rows on every
+    board; an unpadded or other-sized one none."""
+    data = zoo[name].read_bytes()
+    graph = read_tflite(data)
+    for board_name in ("nucleo-f446re", "nucleo-f746zg"):
+        plan = compile_model(data, BOARDS[board_name])
+        for op, layer in zip(graph.operators, plan.layers, strict=True):
+            if op.name != "DEPTHWISE_CONV_2D":
+                continue
+            base = depthwise_scratch_bytes(op)
+            band = depthwise_extra_scratch(op, BOARDS[board_name])
+            _, kh, kw, channels = op.inputs[1].shape  # type: ignore[union-attr]
+            padded = op.options.get("padding") == "SAME" and (kh, kw) == (3, 3)
+            assert (band > 0) == (padded and base > 0)
+            if band:
+                out_w, stride = op.outputs[0].shape[2], op.options.get("stride_w", 1)
+                assert band == 3 * ((out_w - 1) * stride + 3) * channels
+            assert layer.scratch_bytes == base + band

@@ -72,7 +72,7 @@ static void conv_ref(const mp_conv_job_t *j) {
  * Scratch (arena, planned by bench_firmware/planner.py): the int16 buffer, 4 * row_bytes;
  * the two pixels' int32 accumulator rows, 8 * out_c; the requantization table (mp_requant.h),
  * 8 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path); and, when the
- * compiler gave the room (bench_firmware/compiler.py sram_weight_ops), a copy of the weights,
+ * compiler gave the room (bench_firmware/ops/conv.py conv_extra_scratch), a copy of the weights,
  * out_c * row_bytes, made once per layer so the pixel pairs read them from SRAM, not flash.
  * An odd last pixel is computed as a pair with itself, an odd last
  * channel with its own row twice; the duplicate results are not kept. Each accumulator row
@@ -87,13 +87,9 @@ static int conv_direct(const mp_conv_job_t *j) {
 }
 
 /* Copies n bytes; first layers copy a few bytes per kernel row (kw * in_c with in_c <= 3),
- * less than a memcpy call costs (GCC would turn these loops back into calls). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define CONV_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define CONV_NO_LIBCALLS
-#endif
-static inline CONV_NO_LIBCALLS void conv_copy(int8_t *dst, const int8_t *src, int32_t n) {
+ * less than a memcpy call costs (GCC would turn these loops back into calls: MP_NO_LIBCALLS,
+ * mp_conv_job.h). */
+static inline MP_NO_LIBCALLS void conv_copy(int8_t *dst, const int8_t *src, int32_t n) {
   if (n > 16) {
     memcpy(dst, src, (size_t)n);
     return;
@@ -107,13 +103,13 @@ static inline CONV_NO_LIBCALLS void conv_copy(int8_t *dst, const int8_t *src, in
   for (int32_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-static inline CONV_NO_LIBCALLS void conv_fill(int8_t *dst, int8_t v, int32_t n) {
+static inline MP_NO_LIBCALLS void conv_fill(int8_t *dst, int8_t v, int32_t n) {
   for (int32_t i = 0; i < n; ++i) dst[i] = v;
 }
 
 /* Pixel (oy, ox)'s int8 column: its window, kernel row by kernel row, taps outside the input
  * filled with `pad`, then `pad` up to row_bytes. */
-static CONV_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_b, int32_t oy, int32_t ox,
+static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_b, int32_t oy, int32_t ox,
                         int8_t *dst) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
@@ -270,8 +266,8 @@ static uint32_t conv_dsp_scratch(const mp_conv_job_t *j) {
 }
 
 /* `weights_sram`: room after the scratch for a copy of the weights, or NULL. The compiler
- * gives that room where reading the weights from SRAM pays (bench_firmware/compiler.py
- * sram_weight_ops): the rows are copied once, then every pixel pair reads them from SRAM. */
+ * gives that room where reading the weights from SRAM pays (bench_firmware/ops/conv.py
+ * conv_extra_scratch): the rows are copied once, then every pixel pair reads them from SRAM. */
 static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_sram) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
@@ -286,7 +282,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   int8_t *tmp = (int8_t *)(table + 2 * out_c);
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
-    memcpy(weights_sram, j->weights, (size_t)out_c * (size_t)row_bytes);
+    mp_copy_bytes(weights_sram, j->weights, out_c * row_bytes);
     weights = weights_sram;
   }
   mp_requant_t rq;

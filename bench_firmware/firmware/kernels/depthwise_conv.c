@@ -159,7 +159,34 @@ static inline void dw_taps(int32_t origin, int32_t dilation, int32_t k, int32_t 
  * data cache across the row's pixels instead of being read again for every pixel. The row's
  * accumulators (out_w * channels) go to the scratch buffer, then each pixel's are requantized
  * together; the requantization table follows them. */
-static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *acc) {
+/* The band: the three input rows under output row oy, each widened to band_w pixels so that
+ * every output column's 3x3 window lies inside it; positions outside the input hold the
+ * input zero point (-input_offset), which the kernel widens to 0, so they add nothing, as
+ * TFLM's skipped taps. Then every pixel of the row takes the unrolled 3x3 path. */
+static void dw_fill_band(const mp_conv_job_t *j, const int8_t *in_b, int32_t iy0,
+                         int8_t *band, int32_t band_w) {
+  const mp_conv_params_t *p = j->p;
+  const mp_conv_dims_t *d = &j->d;
+  const int32_t c = d->in_c, pl = p->pad_left;
+  const int8_t pad = (int8_t)(-p->input_offset);
+  /* Input columns [ix_lo, ix_hi) land at band columns [ix_lo + pl, ix_hi + pl). */
+  const int32_t ix_lo = pl > 0 ? 0 : -pl;
+  const int32_t ix_hi = d->in_w < band_w - pl ? d->in_w : band_w - pl;
+  for (int32_t r = 0; r < 3; ++r, band += band_w * c) {
+    const int32_t iy = iy0 + r;
+    if (iy < 0 || iy >= d->in_h || ix_hi <= ix_lo) {
+      mp_fill_bytes(band, pad, band_w * c);
+      continue;
+    }
+    mp_fill_bytes(band, pad, (ix_lo + pl) * c);
+    mp_copy_bytes(band + (ix_lo + pl) * c, in_b + (iy * d->in_w + ix_lo) * c,
+                  (ix_hi - ix_lo) * c);
+    mp_fill_bytes(band + (ix_hi + pl) * c, pad, (band_w - ix_hi - pl) * c);
+  }
+}
+
+static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *acc,
+                      int8_t *band) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t kh = p->kernel_h, kw = p->kernel_w, c_all = d->in_c;
@@ -177,8 +204,14 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
   /* The output columns whose 3-wide window lies inside the input: ix0 = ox * stride -
    * pad_left >= 0 and ix0 + 3 <= in_w. */
   const int32_t sw = p->stride_w, pl = p->pad_left;
-  const int32_t ox_lo = (pl + sw - 1) / sw;
-  const int32_t ox_hi = d->in_w - 3 + pl >= 0 ? (d->in_w - 3 + pl) / sw + 1 : 0;
+  int32_t ox_lo = (pl + sw - 1) / sw;
+  int32_t ox_hi = d->in_w - 3 + pl >= 0 ? (d->in_w - 3 + pl) / sw + 1 : 0;
+  const int32_t band_w = (d->out_w - 1) * sw + 3;
+  if (!unrolled) band = 0;
+  if (band != 0) { /* every column reads the band */
+    ox_lo = 0;
+    ox_hi = d->out_w;
+  }
   for (int32_t b = 0; b < d->batches; ++b) {
     const int8_t *in_b = j->input + b * d->in_h * row;
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
@@ -187,7 +220,13 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
       mp_tap_range(iy0, p->dilation_h, kh, d->in_h, &ky_lo, &ky_hi);
       const int rows_full = ky_lo == 0 && ky_hi == kh;
       const uint8_t *blk = blocks;
-      const int run3 = unrolled && rows_full; /* pixels [ox_lo, ox_hi) take the 3x3 path */
+      /* pixels [ox_lo, ox_hi) take the 3x3 path */
+      const int run3 = unrolled && (rows_full || band != 0);
+      /* Where the 3x3 path reads: the input, or the band, whose column 0 is input column
+       * -pad_left. */
+      const int8_t *src = band != 0 ? band : in_b + iy0 * row - pl * c_all;
+      const int32_t src_row = band != 0 ? band_w * c_all : row;
+      if (band != 0) dw_fill_band(j, in_b, iy0, band, band_w);
       for (int32_t g = 0; g < groups; ++g, blk += blk_bytes) {
         const int32_t *q = (const int32_t *)(const void *)(blk + taps * 4);
         const int8_t *wg = (const int8_t *)blk;
@@ -199,8 +238,8 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
           a[3] = q[3];
           if (run3 && ox >= ox_lo && ox < ox_hi) {
             /* The window's rows and columns are all inside the input. */
-            const int8_t *x = in_b + iy0 * row + (ox * p->stride_w - p->pad_left) * c_all + 4 * g;
-            dw_3x3_group(x, c_all, row, wg, off2, a);
+            const int8_t *x = src + ox * sw * c_all + 4 * g;
+            dw_3x3_group(x, c_all, src_row, wg, off2, a);
             continue;
           }
           const int32_t ix0 = ox * p->stride_w - p->pad_left;
@@ -259,10 +298,16 @@ mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
   /* The DSP block is part of the plan, which the runtime checked as a whole at load; a
    * plan without one (depth multiplier > 1, fewer than 4 channels) runs the reference loops. */
   int32_t *acc = (int32_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
+  /* Must agree with bench_firmware/ops/conv.py depthwise_scratch_bytes() and
+   * depthwise_extra_scratch(). */
+  const uint32_t needed = (4u * (uint32_t)j.d.out_w + 8u) * (uint32_t)j.d.in_c;
+  const uint32_t band_bytes =
+      3u * ((uint32_t)(j.d.out_w - 1) * p->stride_w + 3u) * (uint32_t)j.d.in_c;
   if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1 && p->dsp_off != 0 && acc != 0 &&
-      p->scratch_bytes >= (4u * (uint32_t)j.d.out_w + 8u) * (uint32_t)j.d.in_c &&
-      (p->dsp_off & 3u) == 0 && p->dsp_off + (uint64_t)blocks_bytes <= ctx->plan_bytes)
-    dw_dsp_m1(&j, ctx->plan + p->dsp_off, acc);
+      p->scratch_bytes >= needed && (p->dsp_off & 3u) == 0 &&
+      p->dsp_off + (uint64_t)blocks_bytes <= ctx->plan_bytes)
+    dw_dsp_m1(&j, ctx->plan + p->dsp_off, acc,
+              p->scratch_bytes - needed >= band_bytes ? (int8_t *)acc + needed : 0);
   else
     dw_ref(&j);
   return MP_OK;
