@@ -7,8 +7,6 @@ CONCATENATION, QUANTIZE, DEQUANTIZE) and lookups (SOFTMAX, RELU, RELU6 count one
 
 from __future__ import annotations
 
-import numpy as np
-
 from bench_firmware.tflite_model import Operator
 
 
@@ -52,4 +50,4 @@ def param_bytes(op: Operator) -> int:
     .tflite; shape tensors of RESHAPE / PAD / MEAN are not parameters."""
     if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         return 0
-    return sum(int(np.asarray(t.data).nbytes) for t in op.inputs if t is not None and t.is_constant)
+    return sum(t.nbytes for t in op.inputs if t is not None and t.is_constant)  # int4: packed

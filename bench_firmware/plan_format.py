@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"MCUP"
-VERSION = 2  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block
+VERSION = 3  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
+#              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -163,10 +164,13 @@ CONV = Struct("mp_conv_params_t", (
     ("pad_top", "i16"),
     ("pad_left", "i16"),
     ("depth_multiplier", "u16"), # depthwise only
-    ("reserved", "u16"),
-    ("row_bytes", "u32"),        # conv: bytes per output channel's OHWI row, padded to 4;
-                                 # dw: bytes per kernel tap (out_c padded to 4)
-    ("weights_off", "u32"),      # conv: [out_c][row_bytes]; dw: [kh][kw][row_bytes]
+    ("weight_bits", "u16"),      # 8, or 4 (conv only): rows packed two weights per byte,
+                                 # the first in the low nibble, row_bytes / 2 bytes each
+    ("row_bytes", "u32"),        # conv: weights per output channel's OHWI row, padded to 4
+                                 # (bytes at 8 bits); dw: bytes per kernel tap (out_c
+                                 # padded to 4)
+    ("weights_off", "u32"),      # conv: [out_c][row_bytes * weight_bits / 8];
+                                 # dw: [kh][kw][row_bytes]
     ("bias_off", "u32"),         # i32[out_c]
     ("mult_off", "u32"),         # i32[out_c]
     ("shift_off", "u32"),        # i32[out_c]
@@ -183,12 +187,16 @@ FULLY_CONNECTED = Struct("mp_fc_params_t", (
     ("act_max", "i32"),
     ("in_features", "u32"),
     ("out_features", "u32"),
-    ("row_bytes", "u32"),        # bytes per output row of weights (in_features padded to 4)
-    ("weights_off", "u32"),      # [out_features][row_bytes]
+    ("row_bytes", "u32"),        # weights per output row (in_features padded to 4; bytes
+                                 # at 8 bits)
+    ("weights_off", "u32"),      # [out_features][row_bytes * weight_bits / 8]
     ("bias_off", "u32"),         # i32[out_features]
     ("folded_bias_off", "u32"),  # i32[out_features]: bias + input_offset * sum(row)
     ("mult_off", "u32"),         # i32[out_features]
     ("shift_off", "u32"),        # i32[out_features]
+    ("weight_bits", "u32"),      # 8, or 4: rows packed two weights per byte, low nibble first
+    ("scratch_off", "u32"),      # arena offset of the DSP path's scratch (4-bit weights:
+    ("scratch_bytes", "u32"),    # rows unpacked there); 0 bytes: none
 ), "FULLY_CONNECTED; rows = input elements / in_features.")
 
 POOL = Struct("mp_pool_params_t", (

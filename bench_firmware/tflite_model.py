@@ -79,7 +79,43 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
+        if self.dtype == "int4":
+            return (self.elements + 1) // 2  # two per byte
         return self.elements * np.dtype(_NUMPY.get(self.dtype, np.int8)).itemsize
+
+
+def unpack_int4(packed: bytes, count: int) -> np.ndarray:
+    """TFLite's INT4 tensor data (two values per byte, the first in the low nibble, each a
+    signed 4-bit value: tensorflow/lite/kernels/internal/portable_tensor_utils.h
+    UnpackDenseInt4IntoInt8) as ``count`` int8 values."""
+    b = np.frombuffer(packed, dtype=np.uint8)
+    low = (b << 4).astype(np.int8) >> 4
+    high = b.astype(np.int8) >> 4
+    return np.stack([low, high], axis=1).reshape(-1)[:count].astype(np.int8)
+
+
+def pack_int4(values: np.ndarray) -> bytes:
+    """int8 values in [-8, 7] packed two per byte, the first in the low nibble (TFLite INT4)."""
+    v = np.asarray(values, dtype=np.int8).reshape(-1)
+    if v.size and (v.min() < -8 or v.max() > 7):
+        raise ValueError("int4 values must be in [-8, 7]")
+    if v.size % 2:
+        v = np.concatenate([v, np.zeros(1, np.int8)])
+    u = v.astype(np.uint8) & 0x0F
+    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def _unpack_int4(raw: bytes, shape: tuple[int, ...], index: int, name: str) -> np.ndarray:
+    count = math.prod(shape)
+    if any(d <= 0 for d in shape):
+        raise CorruptModelError(f"tensor {index} ({name!r}) has shape {list(shape)}; every "
+                                f"dimension must be >= 1. {validate.REEXPORT}")
+    if len(raw) != (count + 1) // 2:
+        raise CorruptModelError(
+            f"tensor {index} ({name!r}) has shape {list(shape)} (int4, {(count + 1) // 2} "
+            f"bytes packed two per byte) but its buffer holds {len(raw)} bytes. "
+            f"{validate.REEXPORT}")
+    return unpack_int4(raw, count).reshape(shape if shape else ())
 
 
 @dataclass
@@ -196,7 +232,9 @@ def _read(data: bytes) -> Graph:
             # Models over 2 GB keep buffers outside the flatbuffer; none fits an MCU anyway.
             start, size = buf.Offset(), buf.Size()
             raw = data[start : start + size]
-        if raw is not None:
+        if raw is not None and dtype == "int4":
+            const = _unpack_int4(raw, shape, i, t.Name().decode(errors="replace"))
+        elif raw is not None:
             np_type = _NUMPY.get(dtype)
             if np_type is None:
                 raise CorruptModelError(

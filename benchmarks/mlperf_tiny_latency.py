@@ -1,7 +1,7 @@
 """MLPerf Tiny reference networks on the virtual twins, beside the published results.
 
     .venv/bin/python benchmarks/mlperf_tiny_latency.py [--board B]... [--network N]...
-        [--kernels dsp|ref] [--runs N] [--json]
+        [--kernels dsp|ref] [--weight-bits 8|4] [--runs N] [--json]
 
 For the presets ``mlperf-kws``, ``mlperf-vww``, ``mlperf-ic`` and ``mlperf-ad``
 (``search/presets.py``) the script builds the int8 ``.tflite`` the way ``mcuprof sample --preset``
@@ -46,16 +46,18 @@ LAYER_TYPES = ("conv 1x1", "conv kxk", "first layer", "depthwise 3x3", "depthwis
                "fully connected", "other")
 
 
-def model_path(name: str) -> Path:
-    """The preset's .tflite, converted once (as ``mcuprof sample --preset NAME``)."""
-    path = CACHE / f"{name}.tflite"
+def model_path(name: str, weight_bits: int = 8) -> Path:
+    """The preset's .tflite, converted once (as ``mcuprof sample --preset NAME
+    [--weight-bits 4]``; 4-bit models are cached under ``build/mlperf-tiny/w4/``)."""
+    cache = CACHE if weight_bits == 8 else CACHE / f"w{weight_bits}"
+    path = cache / f"{name}.tflite"
     if path.exists():
         return path
     from search.cli import plan_jobs, run_jobs
 
-    CACHE.mkdir(parents=True, exist_ok=True)
-    jobs = plan_jobs(space=None, presets=(name,), n=1, seed=0, out=CACHE, input_size=None,
-                     representative=None, weight_seed=0, force=False)
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(space=None, presets=(name,), n=1, seed=0, out=cache, input_size=None,
+                     representative=None, weight_seed=0, force=False, weight_bits=weight_bits)
     _, failures = run_jobs(jobs, 1, progress=False)
     if failures:
         raise SystemExit(f"converting {name} failed: {failures[0][1]}")
@@ -94,10 +96,11 @@ def profile(data: bytes, device: str, *, runs: int, kernels: str, name: str) -> 
                         run.layer_cycles or None, cycle_source="cycle-model")
 
 
-def measure(name: str, board: str, kernels: str, runs: int) -> dict[str, Any]:
+def measure(name: str, board: str, kernels: str, runs: int,
+            weight_bits: int = 8) -> dict[str, Any]:
     from bench_firmware.tflite_model import read_tflite
 
-    data = model_path(name).read_bytes()
+    data = model_path(name, weight_bits).read_bytes()
     graph = read_tflite(data, name=name)
     start = time.monotonic()
     result = profile(data, f"virtual:{board}", runs=runs, kernels=kernels, name=name)
@@ -109,7 +112,8 @@ def measure(name: str, board: str, kernels: str, runs: int) -> dict[str, Any]:
         bucket[1] += int(layer["cycles"] or 0)
     cycles = int(result["cycles"])
     return {
-        "network": name, "board": board, "kernels": kernels, "cycles": cycles,
+        "network": name, "board": board, "kernels": kernels, "weight_bits": weight_bits,
+        "cycles": cycles,
         "latency_ms": result["latency_ms"], "macs": result["macs"],
         "mac_per_cycle": result["macs"] / cycles if cycles else None,
         "arena_bytes": result["arena_bytes"], "plan_bytes": result["plan_bytes"],
@@ -123,7 +127,9 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     out = sys.stdout.write
     for board in dict.fromkeys(r["board"] for r in rows):
         mine = [r for r in rows if r["board"] == board]
-        out(f"\n{board} (virtual twin, {mine[0]['kernels']} kernels)\n")
+        bits = mine[0].get("weight_bits", 8)
+        out(f"\n{board} (virtual twin, {mine[0]['kernels']} kernels, {bits}-bit conv and FC "
+            "weights)\n")
         out(f"{'network':<11} {'MACs':>11} {'cycles':>12} {'ms':>8} {'MAC/cyc':>8} "
             f"{'arena':>8} {'plan':>8} | " + " ".join(f"{c:>15}" for c in PUBLISHED_COLUMNS)
             + "\n")
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", action="append", choices=NETWORKS,
                         help="network (repeatable) [default: all, smallest first]")
     parser.add_argument("--kernels", choices=("dsp", "ref"), default="dsp")
+    parser.add_argument("--weight-bits", type=int, choices=(8, 4), default=8,
+                        help="4: the presets with 4-bit conv and FC weights (search/int4.py)")
     parser.add_argument("--runs", type=int, default=1,
                         help="timed runs per network (the twin is deterministic) [default: 1]")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for board in args.board or BOARDS:
         for name in args.network or NETWORKS:
-            row = measure(name, board, args.kernels, args.runs)
+            row = measure(name, board, args.kernels, args.runs, args.weight_bits)
             rows.append(row)
             if args.json:
                 print(json.dumps(row), flush=True)  # noqa: T201

@@ -34,7 +34,7 @@ _BOARD_COLUMNS = {"nucleo-f446re": "F446RE", "nucleo-f746zg": "F746ZG",
 
 def plan_jobs(*, space: str | None, presets: tuple[str, ...], n: int, seed: int,
               out: Path, input_size: int | None, representative: Path | None,
-              weight_seed: int, force: bool) -> list[Any]:
+              weight_seed: int, force: bool, weight_bits: int = 8) -> list[Any]:
     """The :class:`search.convert.Job` list for a ``sample`` invocation (pure: no TF)."""
     from search.convert import Job
     from search.presets import PRESETS, get_preset
@@ -45,7 +45,8 @@ def plan_jobs(*, space: str | None, presets: tuple[str, ...], n: int, seed: int,
             preset: str | None, backbone: str, source: str) -> Job:
         return Job(name=name, out_dir=str(out), network=network, arch=arch, preset=preset,
                    backbone=backbone, source=source, weight_seed=weight_seed, force=force,
-                   representative=str(representative) if representative else None)
+                   representative=str(representative) if representative else None,
+                   weight_bits=weight_bits)
 
     if space is not None:
         sp = get_space(space)
@@ -180,12 +181,16 @@ def print_summary(sidecars: list[dict[str, Any]]) -> None:
                    "[default: seeded random inputs].")
 @click.option("--weight-seed", type=int, default=0, show_default=True,
               help="Seed of the random weights.")
+@click.option("--weight-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
+              help="4: make the conv and fully connected weights 4-bit (TFLite INT4, packed two "
+                   "per byte; a post-training re-quantization, search/int4.py); depthwise "
+                   "weights stay 8-bit.")
 @click.option("--force", is_flag=True, help="Rebuild models that already exist in --out.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print each model's sidecar as one JSON line instead of the table.")
 def sample_cmd(space: str | None, presets: tuple[str, ...], n: int, seed: int, out: Path,
                jobs: int | None, input_size: int | None, representative: Path | None,
-               weight_seed: int, force: bool, as_json: bool) -> None:
+               weight_seed: int, weight_bits: str, force: bool, as_json: bool) -> None:
     """Write int8 .tflite models sampled from a search space, or named presets.
 
     Each model NAME.tflite comes with NAME.json: its space, architecture and id, the server
@@ -204,7 +209,7 @@ def sample_cmd(space: str | None, presets: tuple[str, ...], n: int, seed: int, o
                                  param_hint="--input-size")
     todo = plan_jobs(space=space, presets=presets, n=n, seed=seed, out=out,
                      input_size=input_size, representative=representative,
-                     weight_seed=weight_seed, force=force)
+                     weight_seed=weight_seed, force=force, weight_bits=int(weight_bits))
     if representative is not None:
         _check_representative(representative, todo)
     try:

@@ -245,11 +245,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def convert_network(network: Network, *, arch: Architecture | None = None,
                     preset: str | None = None, backbone: str | None = None,
                     name: str | None = None, weight_seed: int = 0, representative: Any = None,
-                    calibration_seed: int = 0, source: str = "") -> ConvertedModel:
-    """Build, convert and analyse ``network``; returns the model and its sidecar data."""
+                    calibration_seed: int = 0, source: str = "",
+                    weight_bits: int = 8) -> ConvertedModel:
+    """Build, convert and analyse ``network``; returns the model and its sidecar data.
+    ``weight_bits`` 4: conv and fully connected weights made 4-bit (search/int4.py)."""
     name = name or network.name
     model = build_keras(network, seed=weight_seed)
     data = to_int8_tflite(model, representative, seed=calibration_seed)
+    if weight_bits == 4:
+        from search.int4 import int4_weights
+
+        data = int4_weights(data, name=name)
+    elif weight_bits != 8:
+        raise ConversionError(f"{name}: weights are 8 or 4 bits, not {weight_bits}", name=name)
     summary = analyze_tflite(data, name=name)
     tf, _ = import_keras()
     expected = network.macs()
@@ -270,6 +278,7 @@ def convert_network(network: Network, *, arch: Architecture | None = None,
         "network": network.to_dict(),
         "source": source or network.source,
         "weight_seed": weight_seed,
+        "weight_bits": weight_bits,
         "converter": f"tensorflow {tf.__version__}",
         "calibration": "user" if representative is not None else
                        f"random seed {calibration_seed}, {REPRESENTATIVE_SAMPLES} samples",
@@ -327,6 +336,7 @@ class Job:
     weight_seed: int = 0
     representative: str | None = None  # path of an .npy file [N, *input_shape]
     force: bool = False
+    weight_bits: int = 8  # 4: conv and FC weights re-quantized to INT4 (search/int4.py)
 
 
 def worker_init() -> None:
@@ -356,6 +366,7 @@ def existing_result(job: Job) -> dict[str, Any] | None:
     except (SearchError, OSError):
         return None
     if (meta.get("network") == job.network and meta.get("weight_seed") == job.weight_seed
+            and meta.get("weight_bits", 8) == job.weight_bits
             and meta.get("calibration") == _calibration_label(job.representative)
             and meta.get("sha256") == hashlib.sha256(data).hexdigest()):
         return {**meta, "reused": True}
@@ -392,7 +403,7 @@ def run_job(job: Job) -> dict[str, Any]:
     converted = convert_network(Network.from_dict(job.network), arch=arch, preset=job.preset,
                                 backbone=job.backbone, name=job.name,
                                 weight_seed=job.weight_seed, representative=representative,
-                                source=job.source)
+                                source=job.source, weight_bits=job.weight_bits)
     converted.meta["calibration"] = _calibration_label(job.representative)
     converted.write(Path(job.out_dir))
     return {**converted.meta, "reused": False}

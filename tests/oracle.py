@@ -44,12 +44,34 @@ def _runtime() -> Any:
     return mod
 
 
+def has_int4(model: bytes) -> bool:
+    """Whether the model has INT4 tensors (4-bit weights)."""
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(model, 0)
+    sg = m.Subgraphs(0)
+    return any(sg.Tensors(i).Type() == tflite.TensorType.INT4 for i in range(sg.TensorsLength()))
+
+
+def reference_model(model: bytes) -> bytes:
+    """The model TFLM runs as the reference for ``model``: itself, or for a model with 4-bit
+    weights the same model widened to int8 (same values and scales, ``search.int4.
+    widen_int4``): TFLM's FULLY_CONNECTED takes no INT4 weights, and its CONV_2D unpacks
+    them to int8 before computing, which is what widening does
+    (``test_int4.py`` checks the two agree where TFLM runs 4-bit)."""
+    if not has_int4(model):
+        return model
+    from search.int4 import widen_int4
+
+    return widen_int4(model)
+
+
 def tflm_interpreter(model: bytes | bytearray | str | Path, arena_size: int | None = None) -> Any:
     """A TFLM ``runtime.Interpreter`` for ``model``, growing the arena until allocation succeeds.
 
     With ``arena_size`` given, exactly that size is tried (``RuntimeError`` if too small).
     """
-    data = _as_bytes(model)
+    data = reference_model(_as_bytes(model))
     runtime = _runtime()
     if arena_size is not None:
         return runtime.Interpreter.from_bytes(data, arena_size=arena_size)

@@ -72,7 +72,8 @@ __all__ = [
 _REPRESENTATIVE_SAMPLES = 32
 
 # Every file that defines the zoo: a change to any of them is a new cache directory.
-_SOURCES = ("zoo.py", "zoo_kit.py", "zoo_models.py", "zoo_inputs.py", "tflite_convert.py")
+_SOURCES = ("zoo.py", "zoo_kit.py", "zoo_models.py", "zoo_inputs.py", "tflite_convert.py",
+            "../search/int4.py")
 
 # --------------------------------------------------------------------------------------------
 # Building and caching
@@ -124,6 +125,10 @@ def build_model(name: str) -> bytes:
         data = to_int8_tflite(model, representative, float_io=spec.float_io,
                               per_tensor=spec.per_tensor)
         keras.backend.clear_session()
+    if spec.weight_bits == 4:
+        from search.int4 import int4_weights
+
+        data = int4_weights(data, name=name)
     return data
 
 

@@ -113,6 +113,7 @@ class ZooSpec:
     float_io: bool = False
     per_tensor: bool = False
     description: str = ""
+    weight_bits: int = 8  # 4: conv and FC weights made 4-bit by search/int4.py
 
 
 ZOO_SPECS: dict[str, ZooSpec] = {}
@@ -125,6 +126,7 @@ def _model(
     *,
     float_io: bool = False,
     per_tensor: bool = False,
+    weight_bits: int = 8,
 ) -> Callable[[Callable[[_Kit, Any], Any]], Callable[[_Kit, Any], Any]]:
     def register(fn: Callable[[_Kit, Any], Any]) -> Callable[[_Kit, Any], Any]:
         assert name not in ZOO_SPECS, name
@@ -136,6 +138,7 @@ def _model(
             float_io=float_io,
             per_tensor=per_tensor,
             description=(fn.__doc__ or "").strip(),
+            weight_bits=weight_bits,
         )
         return fn
 

@@ -365,6 +365,38 @@ def _resnet(k: _Kit, x: Any) -> Any:
     return k.L.Softmax()(k.dense(y, 10))
 
 
+# --------------------------------------------------------------------------------------------
+# 4-bit weights (search/int4.py after conversion): TFLite INT4 conv and FC weight tensors
+# --------------------------------------------------------------------------------------------
+
+
+@_model("conv_int4", (9, 8, 5), {"CONV_2D"}, weight_bits=4)
+def _conv_int4(k: _Kit, x: Any) -> Any:
+    """4-bit weights: 3x3 SAME 5 -> 11 (RELU), 1x1 11 -> 12, 3x3 VALID stride 2 12 -> 7."""
+    y = k.conv(x, 11, 3, padding="same", activation="relu")
+    y = k.conv(y, 12, 1)
+    return k.conv(y, 7, 3, padding="valid", strides=2)
+
+
+@_model("fc_int4", (43,), {"FULLY_CONNECTED"}, weight_bits=4)
+def _fc_int4(k: _Kit, x: Any) -> Any:
+    """4-bit weights: Dense 43 -> 17 (RELU) -> 7, odd widths (TFLM runs no 4-bit FC: the
+    reference is the model widened to int8, search/int4.py widen_int4)."""
+    y = k.dense(x, 17, activation="relu")
+    return k.dense(y, 7)
+
+
+@_model(
+    "ds_cnn_kws_int4",
+    (49, 10, 1),
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"},
+    weight_bits=4,
+)
+def _ds_cnn_int4(k: _Kit, x: Any) -> Any:
+    """``ds_cnn_kws`` with 4-bit conv and FC weights (depthwise weights stay 8-bit)."""
+    return _ds_cnn(k, x)
+
+
 #: All zoo model names, in a stable order (usable in ``pytest.mark.parametrize``).
 ZOO_NAMES: list[str] = list(ZOO_SPECS)
 #: name -> the set of TFLite builtin op names the converted model contains.

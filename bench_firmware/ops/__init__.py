@@ -78,9 +78,34 @@ def fail(op: Operator, what: str, hint: str = "") -> UnsupportedOpError:
     return UnsupportedOpError(msg, op=op.name, index=op.index)
 
 
+WEIGHT_BITS = {"int8": 8, "int4": 4}
+
+
+def require_weights(op: Operator, tensor: Tensor | None, role: str) -> Tensor:
+    """A quantized int8 or int4 weight tensor (4-bit: CONV_2D and FULLY_CONNECTED only)."""
+    if tensor is not None and tensor.dtype == "int4" and tensor.is_quantized:
+        return tensor
+    return require_int8(op, tensor, role)
+
+
+def weight_rows(rows: np.ndarray, bits: int) -> np.ndarray:
+    """Weight rows as the plan stores them: int8 as they are; 4-bit packed two per byte, the
+    first in the low nibble (TFLite's INT4 layout), each row on its own (rows have an even
+    number of weights: they are padded to a multiple of four)."""
+    if bits == 8:
+        return rows
+    u = rows.astype(np.uint8) & 0x0F
+    return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8)
+
+
 def require_int8(op: Operator, tensor: Tensor | None, role: str) -> Tensor:
     if tensor is None:
         raise ModelError(f"operator {op.index} ({op.name}) has no {role} tensor")
+    if tensor.dtype == "int4" and tensor.is_constant:
+        raise fail(op, f"{role} tensor {tensor.name!r} has 4-bit weights, which mcuprof runs "
+                       "on CONV_2D and FULLY_CONNECTED only",
+                   "keep this operator's weights at 8 bits (search/int4.py converts conv and "
+                   "fully connected weights only)")
     if tensor.dtype != "int8" or not tensor.is_quantized:
         raise fail(op, f"{role} tensor {tensor.name!r} is {tensor.dtype}, not quantized int8")
     return tensor

@@ -19,7 +19,15 @@ import numpy as np
 
 from bench_firmware import plan_format as pf
 from bench_firmware.boards import Board
-from bench_firmware.ops import DataSink, fail, register, require_int8
+from bench_firmware.ops import (
+    WEIGHT_BITS,
+    DataSink,
+    fail,
+    register,
+    require_int8,
+    require_weights,
+    weight_rows,
+)
 from bench_firmware.quantization import activation_range, quantize_multiplier
 from bench_firmware.tflite_model import Operator, Tensor
 
@@ -119,7 +127,8 @@ def _tensors(op: Operator) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
                        f"{len(op.outputs)}")
     input_t = require_int8(op, op.inputs[0], "input")
-    filter_t = require_int8(op, op.inputs[1], "filter")
+    filter_t = (require_weights if op.name == "CONV_2D" else require_int8)(
+        op, op.inputs[1], "filter")
     output_t = require_int8(op, op.outputs[0], "output")
     bias_t = op.inputs[2] if len(op.inputs) == 3 else None
     if filter_t.data is None:
@@ -165,17 +174,19 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     costs one flash read per inference. The Cortex-M7 boards read flash through their L1
     data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI), which already keeps a layer's
     weights near the core: 0 there, and for a layer of one pixel pair, which reads its
-    weights once anyway."""
+    weights once anyway. 4-bit weights get the room on every board: the DSP path unpacks them
+    into it once per layer (without it the layer runs on the reference loops)."""
     filt = op.inputs[1]
-    if board.core != "cortex-m4" or board.flash_wait_states == 0:
-        return 0
     if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
         return 0
     out_c, kh, kw, in_c = filt.shape
-    _, out_h, out_w, _ = op.outputs[0].shape
-    if out_h * out_w <= 2:
+    copy = out_c * align4(kh * kw * in_c)
+    if filt.dtype == "int4":
+        return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
+    if board.core != "cortex-m4" or board.flash_wait_states == 0:
         return 0
-    return out_c * align4(kh * kw * in_c)
+    _, out_h, out_w, _ = op.outputs[0].shape
+    return copy if out_h * out_w > 2 else 0
 
 
 @register("CONV_2D", scratch=conv_scratch_bytes, extra=conv_extra_scratch)
@@ -202,10 +213,12 @@ def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
     row_bytes = align4(row)
     weights = np.zeros((out_c, row_bytes), dtype=np.int8)
     weights[:, :row] = np.asarray(filter_t.data, dtype=np.int8).reshape(out_c, row)
+    bits = WEIGHT_BITS[filter_t.dtype]
     return pf.CONV.pack(
         input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, **window, depth_multiplier=1, row_bytes=row_bytes,
-        weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
+        weight_bits=bits, weights_off=ctx.add_data(weight_rows(weights, bits)),
+        bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
         scratch_off=getattr(ctx, "scratch_off", 0),
         scratch_bytes=getattr(ctx, "scratch_bytes", conv_scratch_bytes(op)),
@@ -292,7 +305,7 @@ def compile_depthwise_conv2d(op: Operator, ctx: DataSink) -> bytes:
     return pf.CONV.pack(
         input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, **window, depth_multiplier=multiplier,
-        row_bytes=tap_bytes,
+        weight_bits=8, row_bytes=tap_bytes,
         weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
         dsp_off=dsp_off, scratch_off=getattr(ctx, "scratch_off", 0),

@@ -18,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from bench_firmware import plan_format as pf
-from bench_firmware.ops import DataSink, fail, register, require_int8
+from bench_firmware.ops import (
+    WEIGHT_BITS,
+    DataSink,
+    fail,
+    register,
+    require_int8,
+    require_weights,
+    weight_rows,
+)
 from bench_firmware.ops.conv import (
     align4,
     bias_array,
@@ -50,15 +58,28 @@ def fc_multipliers(op: Operator, input_t: Tensor, filter_t: Tensor, output_t: Te
     return mults, shifts
 
 
-@register("FULLY_CONNECTED")
+FC_ROWS = 3  # rows of weights the DSP path's inner loop reads at once (fully_connected.c)
+
+
+def fc_scratch_bytes(op: Operator) -> int:
+    """The DSP path's scratch: with 4-bit weights, room for FC_ROWS rows unpacked to int8
+    (``FC_ROWS * row_bytes``); 8-bit weights need none."""
+    filt = op.inputs[1] if len(op.inputs) > 1 else None
+    if filt is None or filt.dtype != "int4" or len(filt.shape) != 2:
+        return 0
+    return FC_ROWS * align4(filt.shape[1])
+
+
+@register("FULLY_CONNECTED", scratch=fc_scratch_bytes)
 def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
-    """Weights as [out][row_bytes] word-aligned rows, plus the bias with the input offset
-    folded in (bias + input_offset * sum(row)) for the DSP path."""
+    """Weights as [out][row_bytes] word-aligned rows (4-bit: packed two per byte), plus the
+    bias with the input offset folded in (bias + input_offset * sum(row)) for the DSP
+    path."""
     if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
         raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
                        f"{len(op.outputs)}")
     input_t = require_int8(op, op.inputs[0], "input")
-    filter_t = require_int8(op, op.inputs[1], "weights")
+    filter_t = require_weights(op, op.inputs[1], "weights")
     output_t = require_int8(op, op.outputs[0], "output")
     bias_t = op.inputs[2] if len(op.inputs) == 3 else None
     if filter_t.data is None:
@@ -91,11 +112,14 @@ def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
     # TFLM's sum of w * (x + input_offset) + bias modulo 2**32 in every case.
     folded = (bias.astype(np.int64) + input_offset * w.astype(np.int64).sum(axis=1))
     folded_bias = ((folded + 2**31) % 2**32 - 2**31).astype("<i4")
+    bits = WEIGHT_BITS[filter_t.dtype]
     return pf.FULLY_CONNECTED.pack(
         input_offset=input_offset, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, in_features=in_features,
         out_features=out_features, row_bytes=row_bytes,
-        weights_off=ctx.add_data(weights), bias_off=ctx.add_data(bias),
+        weights_off=ctx.add_data(weight_rows(weights, bits)), bias_off=ctx.add_data(bias),
         folded_bias_off=ctx.add_data(folded_bias),
-        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
+        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts), weight_bits=bits,
+        scratch_off=getattr(ctx, "scratch_off", 0),
+        scratch_bytes=getattr(ctx, "scratch_bytes", fc_scratch_bytes(op)),
     )

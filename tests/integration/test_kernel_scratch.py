@@ -1,4 +1,5 @@
-"""The DSP kernels' scratch buffers in compiled zoo plans: sized as the kernels expect,
+"""The DSP kernels' scratch buffers in compiled zoo plans (convolutions, depthwise, fully
+connected with 4-bit weights): sized as the kernels expect,
 inside the arena, apart from the model input and from every tensor live during their op; and
 the cost rules that give kernels extra scratch where it makes them faster: convolutions room to
 copy their weights into SRAM, depthwise 3x3 layers a band of padded input rows."""
@@ -42,10 +43,12 @@ def test_scratch_buffers_are_planned(zoo: dict[str, Path], name: str) -> None:
            for i in range(int(header["n_ops"]))]
     assert plan.activation_bytes <= plan.arena_bytes == header["arena_bytes"]
     for i, (op, layer) in enumerate(zip(ops, plan.layers, strict=True)):
-        if pf.OP_NAMES[int(op["code"])] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        kind = pf.OP_NAMES[int(op["code"])]
+        if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             assert layer.scratch_bytes == 0
             continue
-        params = pf.CONV.unpack(data, int(op["params_off"]))
+        struct = pf.FULLY_CONNECTED if kind == "FULLY_CONNECTED" else pf.CONV
+        params = struct.unpack(data, int(op["params_off"]))
         off, size = int(params["scratch_off"]), int(params["scratch_bytes"])
         assert size == layer.scratch_bytes
         if size == 0:

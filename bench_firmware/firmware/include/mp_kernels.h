@@ -33,6 +33,23 @@ static inline void *mp_scratch(const mp_op_ctx_t *ctx, uint32_t off, uint32_t by
   return ctx->arena + off;
 }
 
+/* 4-bit weights (plan weight_bits 4): two per byte, the first in the low nibble, each a signed
+ * 4-bit value, as TFLite's INT4 tensors (tensorflow/lite/kernels/internal/
+ * portable_tensor_utils.h, UnpackDenseInt4IntoInt8). (n ^ 8) - 8 sign-extends a nibble. */
+static inline int32_t mp_int4_at(const int8_t *packed, int32_t k) {
+  const uint32_t b = (uint8_t)packed[k >> 1];
+  return (int32_t)(((k & 1) ? b >> 4 : b & 0x0Fu) ^ 8u) - 8;
+}
+
+/* Unpacks n (even) 4-bit weights to int8. */
+static inline void mp_unpack_int4(int8_t *dst, const int8_t *src, int32_t n) {
+  for (int32_t i = 0; i < n / 2; ++i) {
+    const uint32_t b = (uint8_t)src[i];
+    dst[2 * i] = (int8_t)((int32_t)((b & 0x0Fu) ^ 8u) - 8);
+    dst[2 * i + 1] = (int8_t)((int32_t)((b >> 4) ^ 8u) - 8);
+  }
+}
+
 /* A pointer to plan data at byte offset `off`. */
 #define MP_PLAN_AT(ctx, type, off) ((const type *)(const void *)((ctx)->plan + (off)))
 

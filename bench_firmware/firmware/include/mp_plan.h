@@ -9,7 +9,7 @@
   typedef char mp_static_assert_##name[(cond) ? 1 : -1]
 
 #define MP_PLAN_MAGIC "MCUP"
-#define MP_PLAN_VERSION 2
+#define MP_PLAN_VERSION 3
 #define MP_PLAN_CRC_START 16
 #define MP_PLAN_ALIGN 8
 #define MP_TYPE_INT8 1
@@ -102,7 +102,7 @@ typedef struct {
   int16_t pad_top;
   int16_t pad_left;
   uint16_t depth_multiplier;
-  uint16_t reserved;
+  uint16_t weight_bits;
   uint32_t row_bytes;
   uint32_t weights_off;
   uint32_t bias_off;
@@ -128,8 +128,11 @@ typedef struct {
   uint32_t folded_bias_off;
   uint32_t mult_off;
   uint32_t shift_off;
+  uint32_t weight_bits;
+  uint32_t scratch_off;
+  uint32_t scratch_bytes;
 } mp_fc_params_t;
-MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 48, mp_fc_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 60, mp_fc_params_t_size);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D. */
 typedef struct {

@@ -2,7 +2,9 @@
  * (tensorflow/lite/kernels/internal/reference/integer_ops/conv.h).
  *
  * Weights (bench_firmware/ops/conv.py): [out_c][row_bytes], each row the output channel's
- * OHWI filter (kh * kw * in_c bytes) padded to a word. Taps outside the input are skipped,
+ * OHWI filter (kh * kw * in_c bytes) padded to a word; with weight_bits 4, each row packed
+ * two weights per byte (row_bytes / 2 bytes), which the reference loops read nibble by
+ * nibble and the DSP path unpacks into its SRAM copy once per layer. Taps outside the input are skipped,
  * as in TFLM: the padded input would be -input_offset, whose offset-corrected value is 0.
  *
  * The DSP path is described above conv_dsp() below. Both paths give identical bytes. */
@@ -24,6 +26,8 @@ static void conv_ref(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t kh = p->kernel_h, kw = p->kernel_w;
+  const int bits4 = p->weight_bits == 4u;
+  const int32_t row_stride = (int32_t)(bits4 ? p->row_bytes / 2u : p->row_bytes);
   for (int32_t b = 0; b < d->batches; ++b) {
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -31,7 +35,7 @@ static void conv_ref(const mp_conv_job_t *j) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         int8_t *out = j->output + ((b * d->out_h + oy) * d->out_w + ox) * d->out_c;
         for (int32_t oc = 0; oc < d->out_c; ++oc) {
-          const int8_t *row = j->weights + oc * (int32_t)p->row_bytes;
+          const int8_t *row = j->weights + oc * row_stride;
           int32_t acc = 0;
           for (int32_t ky = 0; ky < kh; ++ky) {
             const int32_t iy = iy0 + ky * p->dilation_h;
@@ -39,9 +43,11 @@ static void conv_ref(const mp_conv_job_t *j) {
               const int32_t ix = ix0 + kx * p->dilation_w;
               if (iy < 0 || iy >= d->in_h || ix < 0 || ix >= d->in_w) continue;
               const int8_t *x = j->input + ((b * d->in_h + iy) * d->in_w + ix) * d->in_c;
-              const int8_t *w = row + (ky * kw + kx) * d->in_c;
-              for (int32_t ic = 0; ic < d->in_c; ++ic)
-                acc += (int32_t)w[ic] * ((int32_t)x[ic] + p->input_offset);
+              const int32_t k0 = (ky * kw + kx) * d->in_c;
+              for (int32_t ic = 0; ic < d->in_c; ++ic) {
+                const int32_t w = bits4 ? mp_int4_at(row, k0 + ic) : (int32_t)row[k0 + ic];
+                acc += w * ((int32_t)x[ic] + p->input_offset);
+              }
             }
           }
           acc += j->bias[oc];
@@ -282,7 +288,10 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   int8_t *tmp = (int8_t *)(table + 2 * out_c);
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
-    mp_copy_bytes(weights_sram, j->weights, out_c * row_bytes);
+    if (p->weight_bits == 4u)
+      mp_unpack_int4(weights_sram, j->weights, out_c * row_bytes);
+    else
+      mp_copy_bytes(weights_sram, j->weights, out_c * row_bytes);
     weights = weights_sram;
   }
   mp_requant_t rq;
@@ -338,12 +347,15 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   uint8_t *scratch = (uint8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
   const uint32_t needed = conv_dsp_scratch(&j);
   const uint32_t weight_bytes = (uint32_t)j.d.out_c * p->row_bytes;
+  if (p->weight_bits != 8u && p->weight_bits != 4u) return MP_ERR_OP;
   /* A plan without the scratch buffer (not from our compiler) still runs, on the reference
-   * loops. */
-  if (ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
-      p->row_bytes >= 4u && (p->row_bytes & 3u) == 0)
-    conv_dsp(&j, scratch,
-             p->scratch_bytes - needed >= weight_bytes ? (int8_t *)(scratch + needed) : 0);
+   * loops; so do 4-bit weights without the room to unpack them. */
+  int8_t *copy = 0;
+  const int dsp = ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
+                  p->row_bytes >= 4u && (p->row_bytes & 3u) == 0;
+  if (dsp && p->scratch_bytes - needed >= weight_bytes) copy = (int8_t *)(scratch + needed);
+  if (dsp && (copy != 0 || p->weight_bits == 8u))
+    conv_dsp(&j, scratch, copy);
   else
     conv_ref(&j);
   return MP_OK;

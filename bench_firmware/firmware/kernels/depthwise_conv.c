@@ -291,7 +291,7 @@ mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
   if (mp_conv_job_init(ctx, &j) != MP_OK) return MP_ERR_OP;
   const mp_conv_params_t *p = j.p;
   if (p->depth_multiplier == 0 || j.d.out_c != j.d.in_c * (int32_t)p->depth_multiplier ||
-      p->row_bytes < (uint32_t)j.d.out_c)
+      p->row_bytes < (uint32_t)j.d.out_c || p->weight_bits != 8u)
     return MP_ERR_OP;
   const uint32_t taps = (uint32_t)p->kernel_h * p->kernel_w;
   const uint32_t blocks_bytes = (uint32_t)(j.d.in_c / 4) * (taps * 4u + 16u);

@@ -4,7 +4,9 @@
  * one kernel serves both; weight zero points are 0 (the compiler refuses others).
  *
  * Weights (bench_firmware/ops/fully_connected.py): [out_features][row_bytes], rows padded to
- * a word. The DSP path starts each accumulator from folded_bias = bias + input_offset *
+ * a word; with weight_bits 4, packed two per byte (row_bytes / 2 bytes per row), read nibble
+ * by nibble by the reference loop and unpacked FC_ROWS rows at a time into the scratch
+ * buffer by the DSP path. The DSP path starts each accumulator from folded_bias = bias + input_offset *
  * sum(row), so the inner loop is a plain int8 dot product (fc_dsp below). The sums equal
  * TFLM's modulo 2^32, which is all the int32 accumulator keeps. Both paths give identical
  * bytes. */
@@ -23,13 +25,16 @@ static void fc_ref(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
                    int32_t rows) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
+  const int bits4 = p->weight_bits == 4u;
+  const int32_t stride = (int32_t)(bits4 ? p->row_bytes / 2u : p->row_bytes);
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t *x = in + r * n_in;
     for (int32_t o = 0; o < n_out; ++o) {
-      const int8_t *row = w + o * (int32_t)p->row_bytes;
+      const int8_t *row = w + o * stride;
       int32_t acc = 0;
       for (int32_t i = 0; i < n_in; ++i)
-        acc += (int32_t)row[i] * ((int32_t)x[i] + p->input_offset);
+        acc += (bits4 ? mp_int4_at(row, i) : (int32_t)row[i]) *
+               ((int32_t)x[i] + p->input_offset);
       acc += bias[o];
       out[r * n_out + o] = fc_out(p, acc, mult[o], shift[o]);
     }
@@ -103,7 +108,7 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
  * equal to mp_requantize_output() bit for bit. */
 static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
                    const int32_t *folded, const int32_t *mult, const int32_t *shift,
-                   int32_t rows) {
+                   int32_t rows, int8_t *unpacked) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
   const int32_t row_bytes = (int32_t)p->row_bytes;
   const int32_t groups = n_in / 4, tail = groups * 4;
@@ -113,6 +118,10 @@ static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
     for (int32_t o = 0; o < n_out; o += FC_ROWS) {
       const int32_t n = n_out - o < FC_ROWS ? n_out - o : FC_ROWS;
       const int8_t *w0 = w + o * row_bytes;
+      if (unpacked != 0) { /* 4-bit weights: this pass's rows unpacked to int8 */
+        mp_unpack_int4(unpacked, w + o * (row_bytes / 2), n * row_bytes);
+        w0 = unpacked;
+      }
       /* Fewer rows left: the missing ones repeat the last (step 0 from there), unused. */
       int32_t acc[FC_ROWS] = {0};
       for (int32_t k = 0; k < n; ++k) acc[k] = folded[o + k];
@@ -148,8 +157,15 @@ mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   const int8_t *w = MP_PLAN_AT(ctx, int8_t, p->weights_off);
   const int32_t *mult = MP_PLAN_AT(ctx, int32_t, p->mult_off);
   const int32_t *shift = MP_PLAN_AT(ctx, int32_t, p->shift_off);
-  if (ctx->path == MP_KERNELS_DSP)
-    fc_dsp(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->folded_bias_off), mult, shift, rows);
+  if (p->weight_bits != 8u && p->weight_bits != 4u) return MP_ERR_OP;
+  /* 4-bit weights: the DSP path unpacks FC_ROWS rows at a time into the scratch buffer
+   * (bench_firmware/ops/fully_connected.py fc_scratch_bytes); without it, the reference. */
+  int8_t *unpacked = 0;
+  if (p->weight_bits == 4u && p->scratch_bytes >= FC_ROWS * p->row_bytes)
+    unpacked = (int8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
+  if (ctx->path == MP_KERNELS_DSP && (p->weight_bits == 8u || unpacked != 0))
+    fc_dsp(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->folded_bias_off), mult, shift, rows,
+           unpacked);
   else
     fc_ref(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->bias_off), mult, shift, rows);
   return MP_OK;
