@@ -164,12 +164,13 @@ CONV = Struct("mp_conv_params_t", (
     ("pad_top", "i16"),
     ("pad_left", "i16"),
     ("depth_multiplier", "u16"), # depthwise only
-    ("weight_bits", "u16"),      # 8, or 4 (conv only): rows packed two weights per byte,
-                                 # the first in the low nibble, row_bytes / 2 bytes each
+    ("weight_bits", "u16"),      # 8, or 4 (conv only): rows packed two weights per byte
+                                 # (ops/__init__.py weight_rows), ceil(row_bytes / 8) * 4
+                                 # bytes each
     ("row_bytes", "u32"),        # conv: weights per output channel's OHWI row, padded to 4
                                  # (bytes at 8 bits); dw: bytes per kernel tap (out_c
                                  # padded to 4)
-    ("weights_off", "u32"),      # conv: [out_c][row_bytes * weight_bits / 8];
+    ("weights_off", "u32"),      # conv: [out_c][row_bytes], 4-bit: packed rows;
                                  # dw: [kh][kw][row_bytes]
     ("bias_off", "u32"),         # i32[out_c]
     ("mult_off", "u32"),         # i32[out_c]
@@ -189,12 +190,12 @@ FULLY_CONNECTED = Struct("mp_fc_params_t", (
     ("out_features", "u32"),
     ("row_bytes", "u32"),        # weights per output row (in_features padded to 4; bytes
                                  # at 8 bits)
-    ("weights_off", "u32"),      # [out_features][row_bytes * weight_bits / 8]
+    ("weights_off", "u32"),      # [out_features][row_bytes], 4-bit: packed rows
     ("bias_off", "u32"),         # i32[out_features]
     ("folded_bias_off", "u32"),  # i32[out_features]: bias + input_offset * sum(row)
     ("mult_off", "u32"),         # i32[out_features]
     ("shift_off", "u32"),        # i32[out_features]
-    ("weight_bits", "u32"),      # 8, or 4: rows packed two weights per byte, low nibble first
+    ("weight_bits", "u32"),      # 8, or 4: rows packed two weights per byte (weight_rows)
     ("scratch_off", "u32"),      # arena offset of the DSP path's scratch (4-bit weights:
     ("scratch_bytes", "u32"),    # rows unpacked there); 0 bytes: none
 ), "FULLY_CONNECTED; rows = input elements / in_features.")

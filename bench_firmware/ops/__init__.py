@@ -89,13 +89,17 @@ def require_weights(op: Operator, tensor: Tensor | None, role: str) -> Tensor:
 
 
 def weight_rows(rows: np.ndarray, bits: int) -> np.ndarray:
-    """Weight rows as the plan stores them: int8 as they are; 4-bit packed two per byte, the
-    first in the low nibble (TFLite's INT4 layout), each row on its own (rows have an even
-    number of weights: they are padded to a multiple of four)."""
+    """Weight rows as the plan stores them: int8 as they are; 4-bit packed two per byte for
+    the kernels' unpacking (``firmware/include/mp_kernels.h``): each row padded with zeros to
+    a multiple of 8 weights, each 8 in 4 bytes, byte k holding weight k in its low nibble and
+    weight k + 4 in its high one, so a word unpacks into two words of int8 in order."""
     if bits == 8:
         return rows
-    u = rows.astype(np.uint8) & 0x0F
-    return (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8)
+    n_rows, n = rows.shape
+    padded = np.zeros((n_rows, -(-n // 8) * 8), dtype=np.uint8)
+    padded[:, :n] = rows.astype(np.uint8) & 0x0F
+    blocks = padded.reshape(n_rows, -1, 2, 4)  # [row][block][half][k]
+    return (blocks[:, :, 0, :] | (blocks[:, :, 1, :] << 4)).reshape(n_rows, -1)
 
 
 def require_int8(op: Operator, tensor: Tensor | None, role: str) -> Tensor:

@@ -57,6 +57,10 @@ static inline uint32_t mp_sadd16(uint32_t a, uint32_t b) {
 static inline uint32_t mp_qadd16(uint32_t a, uint32_t b) {
   return (uint32_t)__qadd16((int32_t)a, (int32_t)b);
 }
+/* Per-byte a - b, modulo 2^8: SSUB8. */
+static inline uint32_t mp_ssub8(uint32_t a, uint32_t b) {
+  return (uint32_t)__ssub8((int8x4_t)a, (int8x4_t)b);
+}
 
 #else /* portable C with the same results */
 
@@ -96,6 +100,12 @@ static inline int32_t mp_sat16(int32_t x) {
 }
 static inline uint32_t mp_qadd16(uint32_t a, uint32_t b) {
   return mp_halves(mp_sat16(mp_lo16(a) + mp_lo16(b)), mp_sat16(mp_hi16(a) + mp_hi16(b)));
+}
+static inline uint32_t mp_ssub8(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  for (unsigned k = 0; k < 4; ++k)
+    r |= (((a >> (8 * k)) - (b >> (8 * k))) & 0xFFu) << (8 * k);
+  return r;
 }
 
 #endif /* __ARM_FEATURE_DSP */

@@ -5,6 +5,9 @@
 #define MP_KERNELS_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "mp_acle.h"
 
 #include "mp_plan.h"
 #include "mp_runtime.h"
@@ -33,20 +36,37 @@ static inline void *mp_scratch(const mp_op_ctx_t *ctx, uint32_t off, uint32_t by
   return ctx->arena + off;
 }
 
-/* 4-bit weights (plan weight_bits 4): two per byte, the first in the low nibble, each a signed
- * 4-bit value, as TFLite's INT4 tensors (tensorflow/lite/kernels/internal/
- * portable_tensor_utils.h, UnpackDenseInt4IntoInt8). (n ^ 8) - 8 sign-extends a nibble. */
-static inline int32_t mp_int4_at(const int8_t *packed, int32_t k) {
-  const uint32_t b = (uint8_t)packed[k >> 1];
-  return (int32_t)(((k & 1) ? b >> 4 : b & 0x0Fu) ^ 8u) - 8;
+/* 4-bit weights (plan weight_bits 4; bench_firmware/ops/__init__.py weight_rows): each row
+ * padded to a multiple of 8 weights, each 8 packed into 4 bytes, byte k holding weight k in
+ * its low nibble and weight k + 4 in its high nibble, so one word unpacks into two words of
+ * int8 in order (mp_int4_word). Each nibble is a signed 4-bit value, as in TFLite's INT4
+ * tensors; (n ^ 8) - 8 sign-extends it. */
+static inline uint32_t mp_int4_row_bytes(uint32_t weights) { return ((weights + 7u) & ~7u) / 2u; }
+
+static inline int32_t mp_int4_at(const int8_t *row, int32_t k) {
+  const uint32_t b = (uint8_t)row[(k >> 3) * 4 + (k & 3)];
+  return (int32_t)(((k & 4) ? b >> 4 : b & 0x0Fu) ^ 8u) - 8;
 }
 
-/* Unpacks n (even) 4-bit weights to int8. */
-static inline void mp_unpack_int4(int8_t *dst, const int8_t *src, int32_t n) {
-  for (int32_t i = 0; i < n / 2; ++i) {
-    const uint32_t b = (uint8_t)src[i];
-    dst[2 * i] = (int8_t)((int32_t)((b & 0x0Fu) ^ 8u) - 8);
-    dst[2 * i + 1] = (int8_t)((int32_t)((b >> 4) ^ 8u) - 8);
+/* One packed word: weights 0-3 of its block in `lo`, 4-7 in `hi`, one int8 per byte. */
+static inline void mp_int4_word(uint32_t v, uint32_t *lo, uint32_t *hi) {
+  const uint32_t nibbles = 0x0F0F0F0Fu, eights = 0x08080808u;
+  *lo = mp_ssub8((v & nibbles) ^ eights, eights);
+  *hi = mp_ssub8(((v >> 4) & nibbles) ^ eights, eights);
+}
+
+/* A packed row of n weights (a multiple of 4) unpacked to int8 at dst. */
+static inline void mp_unpack_int4_row(int8_t *dst, const int8_t *src, int32_t n) {
+  uint32_t lo, hi;
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8, src += 4) {
+    mp_int4_word(mp_load32(src), &lo, &hi);
+    memcpy(dst + i, &lo, 4);
+    memcpy(dst + i + 4, &hi, 4);
+  }
+  if (i < n) {
+    mp_int4_word(mp_load32(src), &lo, &hi);
+    memcpy(dst + i, &lo, 4);
   }
 }
 

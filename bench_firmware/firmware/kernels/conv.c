@@ -3,8 +3,8 @@
  *
  * Weights (bench_firmware/ops/conv.py): [out_c][row_bytes], each row the output channel's
  * OHWI filter (kh * kw * in_c bytes) padded to a word; with weight_bits 4, each row packed
- * two weights per byte (row_bytes / 2 bytes), which the reference loops read nibble by
- * nibble and the DSP path unpacks into its SRAM copy once per layer. Taps outside the input are skipped,
+ * two weights per byte (mp_kernels.h), which the reference loops read nibble by nibble and
+ * the DSP path unpacks into its SRAM copy once per layer. Taps outside the input are skipped,
  * as in TFLM: the padded input would be -input_offset, whose offset-corrected value is 0.
  *
  * The DSP path is described above conv_dsp() below. Both paths give identical bytes. */
@@ -27,7 +27,7 @@ static void conv_ref(const mp_conv_job_t *j) {
   const mp_conv_dims_t *d = &j->d;
   const int32_t kh = p->kernel_h, kw = p->kernel_w;
   const int bits4 = p->weight_bits == 4u;
-  const int32_t row_stride = (int32_t)(bits4 ? p->row_bytes / 2u : p->row_bytes);
+  const int32_t row_stride = (int32_t)(bits4 ? mp_int4_row_bytes(p->row_bytes) : p->row_bytes);
   for (int32_t b = 0; b < d->batches; ++b) {
     for (int32_t oy = 0; oy < d->out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -288,9 +288,11 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   int8_t *tmp = (int8_t *)(table + 2 * out_c);
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
-    if (p->weight_bits == 4u)
-      mp_unpack_int4(weights_sram, j->weights, out_c * row_bytes);
-    else
+    if (p->weight_bits == 4u) {
+      const int32_t stride = (int32_t)mp_int4_row_bytes((uint32_t)row_bytes);
+      for (int32_t oc = 0; oc < out_c; ++oc)
+        mp_unpack_int4_row(weights_sram + oc * row_bytes, j->weights + oc * stride, row_bytes);
+    } else
       mp_copy_bytes(weights_sram, j->weights, out_c * row_bytes);
     weights = weights_sram;
   }

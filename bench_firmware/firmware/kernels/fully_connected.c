@@ -4,7 +4,7 @@
  * one kernel serves both; weight zero points are 0 (the compiler refuses others).
  *
  * Weights (bench_firmware/ops/fully_connected.py): [out_features][row_bytes], rows padded to
- * a word; with weight_bits 4, packed two per byte (row_bytes / 2 bytes per row), read nibble
+ * a word; with weight_bits 4, packed two per byte (mp_kernels.h), read nibble
  * by nibble by the reference loop and unpacked FC_ROWS rows at a time into the scratch
  * buffer by the DSP path. The DSP path starts each accumulator from folded_bias = bias + input_offset *
  * sum(row), so the inner loop is a plain int8 dot product (fc_dsp below). The sums equal
@@ -26,7 +26,7 @@ static void fc_ref(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
                    int32_t rows) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
   const int bits4 = p->weight_bits == 4u;
-  const int32_t stride = (int32_t)(bits4 ? p->row_bytes / 2u : p->row_bytes);
+  const int32_t stride = (int32_t)(bits4 ? mp_int4_row_bytes(p->row_bytes) : p->row_bytes);
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t *x = in + r * n_in;
     for (int32_t o = 0; o < n_out; ++o) {
@@ -119,7 +119,9 @@ static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
       const int32_t n = n_out - o < FC_ROWS ? n_out - o : FC_ROWS;
       const int8_t *w0 = w + o * row_bytes;
       if (unpacked != 0) { /* 4-bit weights: this pass's rows unpacked to int8 */
-        mp_unpack_int4(unpacked, w + o * (row_bytes / 2), n * row_bytes);
+        const int32_t stride4 = (int32_t)mp_int4_row_bytes((uint32_t)row_bytes);
+        for (int32_t k = 0; k < n; ++k)
+          mp_unpack_int4_row(unpacked + k * row_bytes, w + (o + k) * stride4, row_bytes);
         w0 = unpacked;
       }
       /* Fewer rows left: the missing ones repeat the last (step 0 from there), unused. */
