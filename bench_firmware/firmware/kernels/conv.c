@@ -92,21 +92,11 @@ static int conv_direct(const mp_conv_job_t *j) {
          p->pad_left == 0;
 }
 
-/* Copies n bytes; first layers copy a few bytes per kernel row (kw * in_c with in_c <= 3),
- * less than a memcpy call costs (GCC would turn these loops back into calls: MP_NO_LIBCALLS,
- * mp_conv_job.h). */
-static inline MP_NO_LIBCALLS void conv_copy(int8_t *dst, const int8_t *src, int32_t n) {
-  if (n > 16) {
-    memcpy(dst, src, (size_t)n);
-    return;
-  }
-  /* Word at a time: LDR and STR take any alignment on Armv7-M (A3.2.1); mp_load32 and the
-   * memcpy store compile to exactly those, never to LDRD/LDM. */
-  for (; n >= 4; n -= 4, dst += 4, src += 4) {
-    const uint32_t v = mp_load32(src);
-    memcpy(dst, &v, sizeof(v));
-  }
-  for (int32_t i = 0; i < n; ++i) dst[i] = src[i];
+/* Copies n bytes of a window row: first layers copy a few bytes per kernel row (kw * in_c
+ * with in_c <= 3), less than a memcpy call costs, and the runtime's own loop sits at the same
+ * address in an exported library as in the bench firmware (mp_conv_job.h). */
+static inline void conv_copy(int8_t *dst, const int8_t *src, int32_t n) {
+  mp_copy_bytes(dst, src, n);
 }
 
 static inline MP_NO_LIBCALLS void conv_fill(int8_t *dst, int8_t v, int32_t n) {
