@@ -106,9 +106,17 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
  * pass sharing each extended input word; SXTB16 pairs bytes (0, 2) and (1, 3) of input and
  * weights alike, so SMLAD sums matching products. Requantization by mp_requant_out_fast(),
  * equal to mp_requantize_output() bit for bit. */
-static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
-                   const int32_t *folded, const int32_t *mult, const int32_t *shift,
-                   int32_t rows, int8_t *unpacked) {
+#if defined(__GNUC__)
+#define FC_INLINE inline __attribute__((always_inline))
+#else
+#define FC_INLINE inline
+#endif
+
+/* Inlined into one copy per weight width (fc_dsp8, fc_dsp4), so the 8-bit loop carries
+ * nothing of the 4-bit one. */
+static FC_INLINE void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out,
+                             const int8_t *w, const int32_t *folded, const int32_t *mult,
+                             const int32_t *shift, int32_t rows, int8_t *unpacked) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
   const int32_t row_bytes = (int32_t)p->row_bytes;
   const int32_t groups = n_in / 4, tail = groups * 4;
@@ -146,6 +154,18 @@ static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
   }
 }
 
+static void fc_dsp8(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
+                    const int32_t *folded, const int32_t *mult, const int32_t *shift,
+                    int32_t rows) {
+  fc_dsp(p, in, out, w, folded, mult, shift, rows, 0);
+}
+
+static void fc_dsp4(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
+                    const int32_t *folded, const int32_t *mult, const int32_t *shift,
+                    int32_t rows, int8_t *unpacked) {
+  fc_dsp(p, in, out, w, folded, mult, shift, rows, unpacked);
+}
+
 mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
   const mp_fc_params_t *p = (const mp_fc_params_t *)ctx->params;
@@ -165,9 +185,11 @@ mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   int8_t *unpacked = 0;
   if (p->weight_bits == 4u && p->scratch_bytes >= FC_ROWS * p->row_bytes)
     unpacked = (int8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
-  if (ctx->path == MP_KERNELS_DSP && (p->weight_bits == 8u || unpacked != 0))
-    fc_dsp(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->folded_bias_off), mult, shift, rows,
-           unpacked);
+  const int32_t *folded = MP_PLAN_AT(ctx, int32_t, p->folded_bias_off);
+  if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u)
+    fc_dsp8(p, in, out, w, folded, mult, shift, rows);
+  else if (ctx->path == MP_KERNELS_DSP && unpacked != 0)
+    fc_dsp4(p, in, out, w, folded, mult, shift, rows, unpacked);
   else
     fc_ref(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->bias_off), mult, shift, rows);
   return MP_OK;
