@@ -119,20 +119,32 @@ class Plan:
 
 
 class _DataSection:
-    """The plan's data section; offsets are absolute in the finished plan."""
+    """The plan's data section; offsets are absolute in the finished plan.
+
+    The firmware only reads it, so identical arrays are stored once: a second array equal to
+    an earlier one (weights of identical layers, the per-channel multipliers of layers with
+    the same scales, equal parameter records) gets the earlier one's offset, as the TFLite
+    converter shares equal constant buffers."""
 
     def __init__(self, base: int) -> None:
         self.base = base
         self.buf = bytearray()
         self.scratch_off = 0  # the current op's scratch buffer in the arena
         self.scratch_bytes = 0  # and its size
+        self._stored: dict[bytes, int] = {}  # array -> its offset
+        self.shared_bytes = 0  # bytes that equal arrays did not take again
 
     def add_data(self, data: bytes | np.ndarray, align: int = pf.ALIGN) -> int:
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        earlier = self._stored.get(raw)
+        if earlier is not None and earlier % align == 0:
+            self.shared_bytes += len(raw)
+            return earlier
         pad = (-(self.base + len(self.buf))) % align
         self.buf += b"\0" * pad
         offset = self.base + len(self.buf)
         self.buf += raw
+        self._stored.setdefault(raw, offset)
         return offset
 
 

@@ -70,14 +70,30 @@ def quiet() -> Iterator[None]:
 class _Builder:
     """Applies IR layers to Keras tensors with seeded, non-trivial initialisers."""
 
-    def __init__(self, keras: Any) -> None:
+    def __init__(self, keras: Any, seed: int = 0) -> None:
         self.keras = keras
         self.L = keras.layers
         self.count = 0
-        init = keras.initializers
-        self.he_in = init.VarianceScaling(2.0, "fan_in", "truncated_normal")
-        self.he_out = init.VarianceScaling(2.0, "fan_out", "truncated_normal")
-        self.bias = init.RandomNormal(stddev=0.1)
+        self.seed = seed
+        self.draws = 0
+
+    def _seed(self) -> int:
+        """A seed of its own for every initializer: Keras 3 gives an unseeded initializer
+        instance the same values on every call, so layers of one shape sharing an instance got
+        identical weights (which the converter then stored once), unlike any trained model."""
+        self.draws += 1
+        return (self.seed * 1_000_003 + self.draws) % 2**31
+
+    def he_in(self) -> Any:
+        return self.keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal",
+                                                       seed=self._seed())
+
+    def he_out(self) -> Any:
+        return self.keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal",
+                                                       seed=self._seed())
+
+    def bias(self) -> Any:
+        return self.keras.initializers.RandomNormal(stddev=0.1, seed=self._seed())
 
     def name(self, kind: str) -> str:
         """Explicit, sequential layer names: Keras' automatic names count every layer ever
@@ -90,10 +106,10 @@ class _Builder:
         init = self.keras.initializers
         return self.L.BatchNormalization(
             name=self.name("bn"),
-            gamma_initializer=init.RandomUniform(0.5, 1.5),
-            beta_initializer=init.RandomNormal(stddev=0.1),
-            moving_mean_initializer=init.RandomNormal(stddev=0.1),
-            moving_variance_initializer=init.RandomUniform(0.5, 1.5),
+            gamma_initializer=init.RandomUniform(0.5, 1.5, seed=self._seed()),
+            beta_initializer=init.RandomNormal(stddev=0.1, seed=self._seed()),
+            moving_mean_initializer=init.RandomNormal(stddev=0.1, seed=self._seed()),
+            moving_variance_initializer=init.RandomUniform(0.5, 1.5, seed=self._seed()),
         )(x)
 
     def act(self, x: Any, act: str | None) -> Any:
@@ -107,13 +123,13 @@ class _Builder:
         L = self.L
         if isinstance(layer, Conv):
             y = L.Conv2D(layer.filters, layer.kernel, strides=layer.stride, padding=layer.padding,
-                         use_bias=not layer.bn, kernel_initializer=self.he_in,
-                         bias_initializer=self.bias, name=self.name("conv"))(x)
+                         use_bias=not layer.bn, kernel_initializer=self.he_in(),
+                         bias_initializer=self.bias(), name=self.name("conv"))(x)
             return self.act(self.bn(y) if layer.bn else y, layer.act)
         if isinstance(layer, DepthwiseConv):
             y = L.DepthwiseConv2D(layer.kernel, strides=layer.stride, padding=layer.padding,
-                                  use_bias=not layer.bn, depthwise_initializer=self.he_out,
-                                  bias_initializer=self.bias, name=self.name("dwconv"))(x)
+                                  use_bias=not layer.bn, depthwise_initializer=self.he_out(),
+                                  bias_initializer=self.bias(), name=self.name("dwconv"))(x)
             return self.act(self.bn(y) if layer.bn else y, layer.act)
         if isinstance(layer, AvgPool):
             return L.AveragePooling2D(layer.pool, strides=layer.stride, padding=layer.padding,
@@ -121,8 +137,8 @@ class _Builder:
         if isinstance(layer, Flatten):
             return L.Flatten(name=self.name("flatten"))(x)
         if isinstance(layer, Dense):
-            y = L.Dense(layer.units, use_bias=not layer.bn, kernel_initializer=self.he_in,
-                        bias_initializer=self.bias, name=self.name("dense"))(x)
+            y = L.Dense(layer.units, use_bias=not layer.bn, kernel_initializer=self.he_in(),
+                        bias_initializer=self.bias(), name=self.name("dense"))(x)
             return self.act(self.bn(y) if layer.bn else y, layer.act)
         if isinstance(layer, Softmax):
             return L.Softmax(name=self.name("softmax"))(x)
@@ -145,7 +161,7 @@ def build_keras(network: Network, *, seed: int = 0) -> Any:
         with quiet():
             keras.utils.set_random_seed(seed)
             inp = keras.Input(network.input_shape, batch_size=1, name="input")
-            builder = _Builder(keras)
+            builder = _Builder(keras, seed)
             x = inp
             for layer in network.layers:
                 x = builder.apply(layer, x)

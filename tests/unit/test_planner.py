@@ -52,3 +52,27 @@ def test_random_lifetimes_never_overlap_and_are_bounded() -> None:
             for t in range(16)
         )
         assert arena >= peak
+
+
+def test_equal_plan_data_is_stored_once() -> None:
+    """The plan's data section keeps one copy of equal arrays (the firmware only reads it),
+    at an offset that meets every request's alignment."""
+    import numpy as np
+
+    from bench_firmware.compiler import _DataSection
+
+    data = _DataSection(base=64)
+    a = data.add_data(np.arange(12, dtype="<i4"))
+    b = data.add_data(np.arange(5, dtype=np.int8))
+    assert data.add_data(np.arange(12, dtype="<i4")) == a
+    assert data.add_data(np.arange(5, dtype=np.int8).tobytes()) == b
+    assert data.shared_bytes == 48 + 5
+    size = len(data.buf)
+    c = data.add_data(np.arange(6, dtype=np.int8))  # different bytes: stored
+    assert c != b and len(data.buf) > size
+    # An equal array that needs more alignment than the stored copy has is stored again.
+    data.add_data(b"\x09", align=1)
+    odd = data.add_data(b"\x01\x02\x03\x04", align=1)
+    assert odd % 2 == 1
+    again = data.add_data(b"\x01\x02\x03\x04", align=8)
+    assert again != odd and again % 8 == 0
