@@ -160,15 +160,28 @@ def load_records(session: Session, key: PartitionKey) -> list[dict[str, Any]]:
                Measurement.ops, Measurement.macs, Measurement.cycles, Measurement.latency_ms,
                Measurement.energy_mj, Measurement.arena_bytes, Measurement.plan_bytes,
                Measurement.flash_bytes, Measurement.layers, Measurement.created_at,
-               ModelTag.value, Model.analysis["input_shape"])
+               ModelTag.value, Model.analysis["input_shape"], Measurement.firmware_id)
         .join(Model, Model.id == Measurement.model_id)
         .outerjoin(ModelTag, backbone_join(Measurement.model_id))
         .where(Measurement.device_class == dev, Measurement.kernels == kern, _usable())
         .order_by(Measurement.id))
     names = ("id", "job_id", "model_id", "device", "device_class", "board", "kernels", "ops",
              "macs", "cycles", "latency_ms", "energy_mj", "arena_bytes", "plan_bytes",
-             "flash_bytes", "layers", "created_at", "backbone", "input_shape")
+             "flash_bytes", "layers", "created_at", "backbone", "input_shape", "firmware_id")
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def current_firmware(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records measured with the firmware image of the partition's newest measurement.
+
+    The cycles are those of the runtime in the image: a new image (faster kernels, or only
+    code that moved in flash) changes them, so a fit mixing images would describe none. The
+    older measurements stay in the database, and come back into the fit if their image does.
+    Records without a firmware id count as one image of their own."""
+    if not records:
+        return []
+    newest = max(records, key=lambda r: int(r["id"]))["firmware_id"]
+    return [r for r in records if r["firmware_id"] == newest]
 
 
 def records_fingerprint(records: Sequence[dict[str, Any]]) -> str:
@@ -213,23 +226,29 @@ def refit(db: Database, key: PartitionKey) -> bool:
             records = load_records(session, key)
             stored = session.scalar(select(FitPartition.fingerprint).where(
                 FitPartition.device_class == key[0], FitPartition.kernels == key[1]))
-        fp = records_fingerprint(records)
+        fp = records_fingerprint(records)  # of every measurement: any new one refits
         if fp == stored:
             return False
         results: list[FitResult] | None = []
         notes: list[str] = []
-        if records:
+        current = current_firmware(records)
+        if len(current) < len(records):
+            notes.append(f"{len(records) - len(current)} measurement(s) from earlier firmware "
+                         f"images are left out: the fits use the {len(current)} made with "
+                         f"firmware {current[0]['firmware_id'] or '(unnamed)'}, the newest; "
+                         "profile the models again to bring them into the fits")
+        if current:
             try:
-                results = fit_all(measurements_frame(records), layers_frame(records),
+                results = fit_all(measurements_frame(current), layers_frame(current),
                                   k_folds=K_FOLDS, seed=SEED)
             except (FitError, ValueError, np.linalg.LinAlgError) as e:
                 logger.warning("refitting %s (%s kernels) failed: %s", *key, e)
                 results = None
                 notes.append(f"refit failed ({e}); the previous fits stay current")
-        notes += _notes(records, results or [])
+        notes += _notes(current, results or [])
         try:
             with db.transaction() as session:
-                stored_now = _store(session, key, fp, len(records), results, notes)
+                stored_now = _store(session, key, fp, len(current), results, notes)
         except IntegrityError:
             # Another replica stored the same partition (or the same versions) first.
             logger.info("refit of %s (%s kernels) was stored by another process", *key)

@@ -175,7 +175,8 @@ def frame(data: bytes, kind: FrameKind, fmt: str = "parquet") -> pd.DataFrame:
 
 
 def report_via_queue(db: Database, model_id: int, model: SyntheticModel, device_class: str,
-                     *, seed: int = 0, agent: str = "seed-agent") -> int:
+                     *, seed: int = 0, agent: str = "seed-agent",
+                     firmware_id: str | None = None) -> int:
     """One measurement stored the way an agent's report is (register, enqueue, lease,
     ``report_result``); returns its id."""
     device = f"{device_class}:{agent}-0"
@@ -189,6 +190,8 @@ def report_via_queue(db: Database, model_id: int, model: SyntheticModel, device_
         granted = lease(session, device, agent_name=agent, lease_seconds=60.0)
         assert isinstance(granted, Lease), granted
         body = measurement_body(model, device, np.random.default_rng(seed))
+        if firmware_id is not None:
+            body["firmware_id"] = firmware_id
         body["layers"] = [LayerOut.model_validate(x) for x in body["layers"]]
         job = report_result(session, granted.attempt.id, MeasurementIn.model_validate(body),
                             agent_name=agent)

@@ -128,6 +128,37 @@ def test_a_reported_measurement_refits_its_partition_with_new_versions(
     assert [f["version"] for f in history] == [new_kws["version"], old_kws["version"]]
 
 
+def test_fits_use_the_newest_firmware_images_measurements_only(
+        client: TestClient, database: Database, seeded: seed.Seeded,
+        sample: list[seed.SyntheticModel]) -> None:
+    """The cycles are the runtime's: once a board class reports from a new firmware image,
+    its fits drop the older image's measurements (kept in the database) and say so, until
+    enough models are profiled again; other board classes keep theirs."""
+    before = by_key(client.get("/api/v1/fits").json())
+    assert (F446, "ops_line", "kws") in before
+    kws = [i for i, m in enumerate(sample) if m.backbone == "kws"]
+    new = [seed.report_via_queue(database, seeded.model_ids[i], sample[i], F446, seed=i,
+                                 firmware_id="f00dfeed00000001") for i in kws[:2]]
+    after = by_key(client.get("/api/v1/fits").json())
+    assert (F446, "ops_line", "kws") not in after  # 2 measurements: too few for a line
+    assert after[(F746, "ops_line", "kws")]["version"] == before[(F746, "ops_line",
+                                                                  "kws")]["version"]
+    with database.read() as s:
+        part = s.scalars(select(FitPartition).where(FitPartition.device_class == F446)).one()
+        total = s.scalar(select(func.count()).select_from(Measurement)
+                         .where(Measurement.device_class == F446))
+    assert part.n_measurements == 2
+    assert any(f"{total - 2} measurement(s) from earlier firmware images are left out" in n
+               and "f00dfeed00000001" in n for n in part.notes), part.notes
+    # Profiled again on the new image, the models make a line of their own.
+    for i in kws[2:]:
+        new.append(seed.report_via_queue(database, seeded.model_ids[i], sample[i], F446,
+                                         seed=i, firmware_id="f00dfeed00000001"))
+    line = by_key(client.get("/api/v1/fits").json())[(F446, "ops_line", "kws")]
+    current = client.get(f"/api/v1/fits/{line['version']}").json()
+    assert set(current["measurement_ids"]) == set(new)
+
+
 def test_a_changed_backbone_tag_refits(client: TestClient, database: Database,
                                        seeded: seed.Seeded, fit_calls: list[int]) -> None:
     client.get("/api/v1/fits")
