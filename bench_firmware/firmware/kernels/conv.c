@@ -325,8 +325,10 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         acc1[oc] = a10;
       }
       int8_t *out0 = out_b + pix * out_c;
-      mp_requant_row(&rq, acc0, out0, out_c);
-      if (pair) mp_requant_row(&rq, acc1, out0 + out_c, out_c);
+      if (pair) /* acc1 = acc0 + out_c; pixel pix + 1's output follows pixel pix's */
+        mp_requant_rows2(&rq, acc0, out0, out_c);
+      else
+        mp_requant_row(&rq, acc0, out0, out_c);
     }
   }
 }

@@ -280,8 +280,13 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
           }
           a[c] = sum;
         }
-        mp_requant_row(&rq, a, out + ox * d->out_c, c_all);
       }
+      /* The row's pixels are consecutive in the scratch and in the output: requantize them
+       * two at a time. */
+      int32_t ox = 0;
+      for (; ox + 1 < d->out_w; ox += 2)
+        mp_requant_rows2(&rq, acc + ox * c_all, out + ox * d->out_c, c_all);
+      if (ox < d->out_w) mp_requant_row(&rq, acc + ox * c_all, out + ox * d->out_c, c_all);
     }
   }
 }

@@ -128,6 +128,82 @@ static int32_t requant_run(const mp_requant_t *rq, const int32_t *acc, int8_t *o
 }
 #endif
 
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* Two pixels' rows at once (acc1 = acc0 + n, out1 = out0 + n), full int8 range: each
+ * channel's {multiplier, right} and rounding half are loaded and made once for both pixels,
+ * as is the loop's control; the arithmetic per output is the short path above, SSAT #8 the
+ * clamp. Stops before a channel where either accumulator overflows the short path. */
+__attribute__((noinline)) static int32_t requant_run2_ssat(const mp_requant_t *rq,
+                                                           const int32_t *acc, int8_t *out,
+                                                           int32_t c, int32_t n) {
+  register const int32_t *a_p __asm__("r0") = acc + c;
+  register int8_t *o_p __asm__("r1") = out + c;
+  register const int32_t *a_end __asm__("r2") = acc + n;
+  register const int32_t *m_p __asm__("r3") = rq->table + 2 * c;
+  register int32_t a_stride __asm__("r4") = 4 * n;
+  register int32_t off __asm__("r5") = rq->output_offset;
+  register int32_t o_stride __asm__("r6") = n;
+  register int32_t one __asm__("lr") = 1;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr    r8, [%[a], %[as]]\n\t"   /* pixel 1's accumulator */
+      "ldrd   r9, r10, [%[m]], #8\n\t" /* multiplier, right >= 1 */
+      "ldr    r7, [%[a]], #4\n\t"      /* pixel 0's */
+      "adds   r8, r8, r8\n\t"
+      "bvs    2f\n\t"
+      "adds   r7, r7, r7\n\t"
+      "bvs    2f\n\t"
+      "lsl    r12, %[one], r10\n\t"
+      "lsr    r12, r12, #1\n\t"        /* half */
+      "smmulr r7, r7, r9\n\t"
+      "smmulr r8, r8, r9\n\t"
+      "add    r11, r7, r12\n\t"
+      "add    r11, r11, r7, asr #31\n\t"
+      "asr    r11, r11, r10\n\t"
+      "add    r11, r11, %[off]\n\t"
+      "ssat   r11, #8, r11\n\t"
+      "strb   r11, [%[o]]\n\t"         /* pixel 0's output */
+      "add    r11, r8, r12\n\t"
+      "add    r11, r11, r8, asr #31\n\t"
+      "asr    r11, r11, r10\n\t"
+      "add    r11, r11, %[off]\n\t"
+      "ssat   r11, #8, r11\n\t"
+      "strb   r11, [%[o], %[os]]\n\t"     /* pixel 1's */
+      "add    %[o], %[o], #1\n\t"
+      "cmp    %[a], %[end]\n\t"
+      "bne    1b\n\t"
+      "b      3f\n\t"
+      "2:\n\t" /* undo the channel's post-increments */
+      "subs   %[a], %[a], #4\n\t"
+      "subs   %[m], %[m], #8\n\t"
+      "3:\n\t"
+      : [a] "+r"(a_p), [o] "+r"(o_p), [m] "+r"(m_p)
+      : [end] "r"(a_end), [off] "r"(off), [as] "r"(a_stride), [os] "r"(o_stride),
+        [one] "r"(one)
+      : "r7", "r8", "r9", "r10", "r11", "r12", "cc", "memory");
+  return (int32_t)(a_p - acc);
+}
+#endif
+
+void mp_requant_rows2(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n) {
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+  if (rq->all_right && rq->full_range) {
+    int32_t c = 0;
+    while (c < n) {
+      c = requant_run2_ssat(rq, acc, out, c, n);
+      if (c < n) {
+        out[c] = requant_one(rq, acc[c], c);
+        out[n + c] = requant_one(rq, acc[n + c], c);
+        ++c;
+      }
+    }
+    return;
+  }
+#endif
+  mp_requant_row(rq, acc, out, n);
+  mp_requant_row(rq, acc + n, out + n, n);
+}
+
 void mp_requant_row(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n) {
   if (!rq->all_right) {
     for (int32_t c = 0; c < n; ++c) out[c] = requant_one(rq, acc[c], c);
