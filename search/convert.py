@@ -242,6 +242,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise SearchError(f"cannot write {path}: {e.strerror}") from e
 
 
+def convert_preset(name: str, *, weight_bits: int = 8) -> ConvertedModel:
+    """A named preset (``search/presets.py``) built and converted, as ``mcuprof sample
+    --preset NAME`` does, without writing it."""
+    from search.presets import get_preset
+
+    p = get_preset(name)
+    return convert_network(p.network(), arch=p.architecture(), preset=p.name,
+                           backbone=p.backbone, source=p.source, weight_bits=weight_bits)
+
+
 def convert_network(network: Network, *, arch: Architecture | None = None,
                     preset: str | None = None, backbone: str | None = None,
                     name: str | None = None, weight_seed: int = 0, representative: Any = None,

@@ -85,6 +85,8 @@ def _unshare(schema: Any, m: Any, sg: Any, ops: list[Any]) -> None:
 
 def _convert(schema: Any, m: Any, sg: Any, in_index: int, w_index: int, b_index: int,
              name: str) -> None:
+    from bench_firmware.tflite_model import pack_int4
+
     weights = sg.tensors[w_index]
     bias = sg.tensors[b_index] if b_index >= 0 else None
     if weights.type != schema.TensorType.INT8 or weights.quantization is None \
@@ -107,11 +109,8 @@ def _convert(schema: Any, m: Any, sg: Any, in_index: int, w_index: int, b_index:
         peak = np.array([np.abs(real).max()])
     new_scales = np.where(peak > 0, peak / INT4_MAX, scales).astype(np.float32)
     divisor = new_scales.reshape(bshape) if per_channel else new_scales[0]
-    q4 = np.clip(np.round(real / divisor), -INT4_MAX, INT4_MAX).astype(np.int8).reshape(-1)
-    if q4.size % 2:
-        q4 = np.concatenate([q4, np.zeros(1, np.int8)])
-    u = q4.astype(np.uint8) & 0x0F
-    m.buffers[weights.buffer].data = (u[0::2] | (u[1::2] << 4)).astype(np.uint8)
+    q4 = np.clip(np.round(real / divisor), -INT4_MAX, INT4_MAX).astype(np.int8)
+    m.buffers[weights.buffer].data = np.frombuffer(pack_int4(q4), np.uint8)
     weights.type = schema.TensorType.INT4
     weights.quantization.scale = new_scales.tolist()
     if bias is None:

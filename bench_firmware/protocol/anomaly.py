@@ -19,10 +19,11 @@ INT8_MIN, INT8_MAX = -128, 127
 def quantize_features(values: npt.ArrayLike, scale: float, zero_point: int) -> bytes:
     """float32 values to the int8 input bytes, as the firmware quantizes a float32 upload:
     TFLite's reference AffineQuantize (``round(x / scale) + zero_point``, rounded half away from
-    zero, clamped to int8), the division in float32. NaN gives -128."""
+    zero, clamped to int8), the division in float32, as its QUANTIZE kernel. NaN gives the
+    zero point."""
     x = np.asarray(values, dtype=np.float32)
     v = x / np.float32(scale)
-    v = np.where(np.isnan(v), np.float32(-512.0), v)
+    v = np.where(np.isnan(v), np.float32(0.0), v)
     v = np.clip(v, np.float32(-512.0), np.float32(512.0))
     q = np.trunc(v)
     frac = v - q

@@ -14,11 +14,11 @@ from bench_firmware.backends.virtual.backend import VirtualBoard
 from bench_firmware.backends.virtual.timing import MemoryConfig, _fast, create_cycle_model
 from bench_firmware.backends.virtual.timing.harness import BareCore
 from bench_firmware.boards import BOARDS, Board
-from bench_firmware.compiler import compile_model
-from bench_firmware.errors import BoardError, DoesNotFitError
+from bench_firmware.errors import BoardError
 from bench_firmware.settings import ConfigError
 from tests.fidelity_workloads import GCC, builder
 from tests.zoo import ZOO_NAMES, random_input
+from tests.zoo_plans import zoo_plans
 
 TWINS = ("nucleo-f446re", "nucleo-l4r5zi", "nucleo-f746zg", "nucleo-f767zi")
 WORKLOADS = ("scalar", "mem_flash", "mac_flash", "mac_sram")
@@ -79,12 +79,7 @@ def test_zoo_cycles_are_identical(zoo: dict[str, Path], board_name: str) -> None
         got = runs.setdefault(implementation, {})
         with VirtualBoard(f"virtual:{board_name}", cycle_model=lambda b, i=implementation:
                           create_cycle_model(b, implementation=i)) as vb:
-            for name in ZOO_NAMES:
-                model = zoo[name].read_bytes()
-                try:
-                    plan = compile_model(model, board, name=name)
-                except DoesNotFitError:
-                    continue
+            for name, model, plan in zoo_plans(zoo, board):
                 vb.load_plan(plan.data)
                 x = random_input(model, 0).tobytes()
                 for kernels in ("ref", "dsp"):

@@ -29,12 +29,9 @@ LAYER_SUM_TOLERANCE = 0.01
 @pytest.fixture(scope="module")
 def model() -> bytes:
     pytest.importorskip("tensorflow", reason="building the preset needs tensorflow")
-    from search.convert import convert_network
-    from search.presets import get_preset
+    from search.convert import convert_preset
 
-    p = get_preset(PRESET)
-    return convert_network(p.network(), arch=p.architecture(), preset=p.name,
-                           backbone=p.backbone, source=p.source).tflite
+    return convert_preset(PRESET).tflite
 
 
 @pytest.fixture(scope="module")

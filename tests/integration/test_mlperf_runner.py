@@ -74,12 +74,9 @@ def kws(zoo: dict[str, Path]) -> bytes:
 def ad() -> bytes:
     """The MLPerf Tiny AD autoencoder (640-128x4-8-128x4-640), converted by TensorFlow."""
     pytest.importorskip("tensorflow", reason="converting the mlperf-ad preset needs tensorflow")
-    from search.convert import convert_network
-    from search.presets import get_preset
+    from search.convert import convert_preset
 
-    preset = get_preset(AD_PRESET)
-    return convert_network(preset.network(), arch=preset.architecture(), preset=preset.name,
-                           backbone=preset.backbone, source=preset.source).tflite
+    return convert_preset(AD_PRESET).tflite
 
 
 def _machine(firmware: Path, model: bytes, name: str | None) -> VirtualMachine:

@@ -11,10 +11,9 @@ import pytest
 
 from bench_firmware.backends.virtual.backend import VirtualBoard
 from bench_firmware.boards import BOARDS
-from bench_firmware.compiler import compile_model
-from bench_firmware.errors import DoesNotFitError
 from tests.oracle import tflm_run
 from tests.zoo import ZOO_NAMES, random_input
+from tests.zoo_plans import zoo_plans
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +29,7 @@ def test_zoo_bit_exact_on_the_virtual_twin(zoo: dict[str, Path], board_name: str
     failures: list[str] = []
     ran = 0
     with VirtualBoard(f"virtual:{board_name}") as vb:
-        for name in ZOO_NAMES:
-            model = zoo[name].read_bytes()
-            try:
-                plan = compile_model(model, board, name=name)
-            except DoesNotFitError:
-                continue
+        for name, model, plan in zoo_plans(zoo, board):
             x = random_input(model, 0)
             expected = np.asarray(tflm_run(model, x))
             out_dtype = np.float32 if plan.output_dtype == "float32" else np.int8

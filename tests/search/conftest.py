@@ -13,16 +13,13 @@ from search.convert import ConvertedModel
 def converted_preset() -> Callable[[str], ConvertedModel]:
     """name -> the preset converted to int8 (memoised; skips without TensorFlow)."""
     pytest.importorskip("tensorflow", reason="converting presets needs tensorflow")
-    from search.convert import convert_network
-    from search.presets import get_preset
+    from search.convert import convert_preset
 
     cache: dict[str, ConvertedModel] = {}
 
     def get(name: str) -> ConvertedModel:
         if name not in cache:
-            p = get_preset(name)
-            cache[name] = convert_network(p.network(), arch=p.architecture(), preset=p.name,
-                                          backbone=p.backbone, source=p.source)
+            cache[name] = convert_preset(name)
         return cache[name]
 
     return get

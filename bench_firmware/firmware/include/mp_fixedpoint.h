@@ -33,6 +33,20 @@ static inline int32_t mp_requantize(int32_t x, int32_t multiplier, int32_t shift
   return mp_rounding_divide_by_pot(mp_sat_rounding_doubling_high_mul(shifted, multiplier), right);
 }
 
+/* std::round on a float (TfLiteRound, as TFLM's reference AffineQuantize uses it): nearest
+ * integer, halves away from zero; saturated to +-2^30 so the conversion is defined (callers
+ * clamp to int8 anyway); NaN gives 0. */
+static inline int32_t mp_round_half_away(float q) {
+  if (!(q == q)) return 0; /* NaN */
+  if (q >= 1073741824.0f) return INT32_C(1) << 30;
+  if (q <= -1073741824.0f) return -(INT32_C(1) << 30);
+  const int32_t t = (int32_t)q;  /* truncates toward zero, exact */
+  const float frac = q - (float)t; /* exact: q and t share their leading bits */
+  if (frac >= 0.5f) return t + 1;
+  if (frac <= -0.5f) return t - 1;
+  return t;
+}
+
 static inline int32_t mp_clamp(int32_t x, int32_t lo, int32_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }

@@ -11,19 +11,6 @@
 #include "mp_fixedpoint.h"
 #include "mp_kernels.h"
 
-/* std::round on a float (TfLiteRound): nearest integer, halves away from zero; saturated
- * to +-2^30 so the conversion is defined (the result is clamped to int8 anyway). */
-static int32_t round_half_away(float q) {
-  if (!(q == q)) return 0; /* NaN */
-  if (q >= 1073741824.0f) return INT32_C(1) << 30;
-  if (q <= -1073741824.0f) return -(INT32_C(1) << 30);
-  const int32_t t = (int32_t)q;  /* truncates toward zero, exact */
-  const float frac = q - (float)t; /* exact: q and t share their leading bits */
-  if (frac >= 0.5f) return t + 1;
-  if (frac <= -0.5f) return t - 1;
-  return t;
-}
-
 mp_status_t mp_op_quantize(const mp_op_ctx_t *ctx) {
   const mp_quantize_params_t *p = (const mp_quantize_params_t *)ctx->params;
   if (ctx->n_inputs < 1 || p == 0) return MP_ERR_OP;
@@ -36,7 +23,7 @@ mp_status_t mp_op_quantize(const mp_op_ctx_t *ctx) {
     for (uint32_t i = 0; i < n; ++i) {
       float x;
       memcpy(&x, in + 4u * i, sizeof x);
-      const int32_t q = round_half_away(x / scale) + p->output_offset;
+      const int32_t q = mp_round_half_away(x / scale) + p->output_offset;
       out[i] = (int8_t)mp_clamp(q, INT8_MIN, INT8_MAX);
     }
   } else if (p->mode == MP_QUANT_REQUANT) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mp_board.h"
+#include "mp_fixedpoint.h"
 #include "mp_out.h"
 #include "mp_protocol.h"
 #include "mp_session.h"
@@ -165,30 +166,16 @@ static void db_print(void) {
   mp_out_list("buffer", src != NULL ? s->received : 0u, mp_item_byte_hex, src);
 }
 
-/* float32 to int8 with the input tensor's scale and zero point, as TFLite's reference
- * AffineQuantize (tensorflow/lite/kernels/internal/reference/quantize.h): round(x / scale) +
- * zero_point, rounded half away from zero (TfLiteRound), clamped to int8. A NaN gives -128. */
-static int8_t quantize_value(float x, float scale, int32_t zero_point) {
-  float v = x / scale;
-  int32_t q;
-  float frac;
-  if (!(v > -512.0f)) v = -512.0f;
-  if (v > 512.0f) v = 512.0f;
-  q = (int32_t)v; /* toward zero; v - q is exact below 2^23 */
-  frac = v - (float)q;
-  if (frac >= 0.5f) q++;
-  else if (frac <= -0.5f) q--;
-  q += zero_point;
-  return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
-}
-
 /* The float32 upload is complete: quantize it into the input tensor (and the stash). */
 static void quantize_features(void) {
   mp_session_t *s = &mp_session;
   const mp_tensor_t *t = &s->rt->tensors[s->rt->header->input_tensor];
   uint32_t i;
   for (i = 0; i < s->input_bytes; i++) {
-    const int8_t q = quantize_value(s->features[i], t->scale, t->zero_point);
+    /* As TFLite's reference AffineQuantize (the QUANTIZE kernel): round(x / scale) +
+     * zero_point, halves away from zero, clamped to int8. */
+    const int32_t q = mp_clamp(mp_round_half_away(s->features[i] / t->scale) + t->zero_point,
+                               INT8_MIN, INT8_MAX);
     s->input[i] = (uint8_t)q;
     if (s->stash != NULL) s->stash[i] = (uint8_t)q;
   }
