@@ -34,6 +34,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3 python3-venv python3-dev \
       build-essential gcc-arm-none-eabi libnewlib-arm-none-eabi \
+      espeak-ng flite \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: all run test setup toolchain browser firmware lint clean help
+.PHONY: all run test setup toolchain browser speech firmware lint clean help
 
 all: test
 
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[ml,dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) toolchain
+setup: $(STAMP) toolchain speech
 
 # The ARM cross toolchain and a host C compiler, from the distribution's packages.
 toolchain:
@@ -44,6 +44,14 @@ browser:
 	  ($(SUDO) apt-get update && \
 	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver) || \
 	  echo "chromium could not be installed: the browser test will skip"
+
+# The speech synthesizers behind the synthetic keyword set `synth:kws` (search/data/synth.py;
+# Debian's packages, run offline).
+speech:
+	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
+	  ($(SUDO) apt-get update && \
+	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y espeak-ng flite) || \
+	  echo "espeak-ng and flite could not be installed: synth:kws and its tests will skip"
 
 firmware: setup
 	$(MCUPROF) firmware build --board all
