@@ -37,6 +37,7 @@ from profiler_client.errors import QueueError
 from profiler_client.schemas import (
     MAX_ERROR_CHARS,
     MAX_HEALTH_DETAIL_CHARS,
+    MAX_SEARCH_EPOCHS_PER_POST,
     AgentIn,
     AgentOut,
     BoardIn,
@@ -60,6 +61,14 @@ from profiler_client.schemas import (
     ModelOut,
     PredictIn,
     PredictOut,
+    SearchCandidateIn,
+    SearchCandidateOut,
+    SearchCandidatePatch,
+    SearchEpochIn,
+    SearchEpochOut,
+    SearchRunIn,
+    SearchRunOut,
+    SearchRunPatch,
     WhoamiOut,
     clip,
     log_tail,
@@ -438,6 +447,61 @@ class Client(HttpClient):
         return self._many("GET", "/calibrations", _CALIBRATIONS,
                           params=self._params(board=board))
 
+    # -- search runs ------------------------------------------------------------------------
+    # Creating a run is the one write that is not repeatable (a repeat would start a second
+    # run), so it is retried only when the request never reached the server. The others are:
+    # an epoch is named by its (round, epoch) and a candidate by its (round, arch_id), so a
+    # repeat replaces what the first attempt stored; patches set values.
+
+    def create_search(self, run: SearchRunIn) -> SearchRunOut:
+        """``POST /searches``: start recording a search run (state ``running``)."""
+        return self._one("POST", "/searches", SearchRunOut, idempotent=False,
+                         json=run.model_dump(mode="json"))
+
+    def searches(self, limit: int | None = None, *, state: str | None = None,
+                 offset: int | None = None) -> list[SearchRunOut]:
+        """``GET /searches``: runs, newest first, with the counts of their epochs and
+        candidates (``epochs`` and ``candidates`` are None: :meth:`search` has them)."""
+        return self._many("GET", "/searches", _SEARCHES, params=self._params(
+            limit=limit, state=state, offset=offset))
+
+    def search(self, run_id: int) -> SearchRunOut:
+        """One run with its epochs (by round and epoch) and candidates."""
+        return self._one("GET", f"/searches/{run_id}", SearchRunOut)
+
+    def add_search_epochs(self, run_id: int,
+                          epochs: Sequence[SearchEpochIn]) -> list[SearchEpochOut]:
+        """``POST /searches/{id}/epochs``: append epoch records, at most
+        ``MAX_SEARCH_EPOCHS_PER_POST`` a request (more are sent in several); a (round,
+        epoch) the run has already is replaced. A finished run refuses them (ApiError, 409)."""
+        out: list[SearchEpochOut] = []
+        batch = [e.model_dump(mode="json") for e in epochs]
+        for start in range(0, len(batch), MAX_SEARCH_EPOCHS_PER_POST):
+            stored: list[SearchEpochOut] = self._many(
+                "POST", f"/searches/{run_id}/epochs", _SEARCH_EPOCHS,
+                json=batch[start:start + MAX_SEARCH_EPOCHS_PER_POST])
+            out.extend(stored)
+        return out
+
+    def add_search_candidate(self, run_id: int, cand: SearchCandidateIn) -> SearchCandidateOut:
+        """``POST /searches/{id}/candidates``: add a candidate, or update the one with its
+        (round, arch_id)."""
+        return self._one("POST", f"/searches/{run_id}/candidates", SearchCandidateOut,
+                         json=cand.model_dump(mode="json"))
+
+    def update_search_candidate(self, run_id: int, cid: int,
+                                patch: SearchCandidatePatch) -> SearchCandidateOut:
+        """``PATCH /searches/{id}/candidates/{cid}``: the fields ``patch`` was given
+        (``measured`` is merged by device class)."""
+        return self._one("PATCH", f"/searches/{run_id}/candidates/{cid}", SearchCandidateOut,
+                         json=patch.model_dump(mode="json", exclude_unset=True))
+
+    def update_search(self, run_id: int, patch: SearchRunPatch) -> SearchRunOut:
+        """``PATCH /searches/{id}``: state (running → done or failed), error, result, fit
+        versions; the fields ``patch`` was given."""
+        return self._one("PATCH", f"/searches/{run_id}", SearchRunOut,
+                         json=patch.model_dump(mode="json", exclude_unset=True))
+
     # -- fits and predictions ------------------------------------------------------------
 
     def fits(self, *, device: str | None = None, backbone: str | None = None,
@@ -508,6 +572,8 @@ _DEVICES: TypeAdapter[list[DeviceOut]] = TypeAdapter(list[DeviceOut])
 _MEASUREMENTS: TypeAdapter[list[MeasurementOut]] = TypeAdapter(list[MeasurementOut])
 _FITS: TypeAdapter[list[FitOut]] = TypeAdapter(list[FitOut])
 _CALIBRATIONS: TypeAdapter[list[CalibrationOut]] = TypeAdapter(list[CalibrationOut])
+_SEARCHES: TypeAdapter[list[SearchRunOut]] = TypeAdapter(list[SearchRunOut])
+_SEARCH_EPOCHS: TypeAdapter[list[SearchEpochOut]] = TypeAdapter(list[SearchEpochOut])
 
 
 def _int_id(text: str, what: str) -> int:

@@ -40,6 +40,17 @@ Fits and predictions (latency models, ``service/fits_store.py``)
     ``GET /api/v1/fits/{version}`` → ``FitOut`` with its ``measurement_ids``
     ``POST /api/v1/predict`` ``PredictIn`` (JSON), or multipart ``file`` (.tflite), repeated
     ``device``, optional ``backbone`` and ``kernels`` → ``PredictOut``
+Search runs (DNAS, ``docs/searches.md``; written with user tokens)
+    ``POST /api/v1/searches`` ``SearchRunIn`` → ``SearchRunOut``, 201
+    ``GET /api/v1/searches?state=&limit=&offset=`` → ``list[SearchRunOut]`` (newest first)
+    ``GET /api/v1/searches/{id}`` → ``SearchRunOut`` with its epochs and candidates
+    ``PATCH /api/v1/searches/{id}`` ``SearchRunPatch`` → ``SearchRunOut``
+    ``POST /api/v1/searches/{id}/epochs`` ``SearchEpochIn`` or a list of them →
+    ``list[SearchEpochOut]``, 201 (a (round, epoch) sent again replaces its record)
+    ``POST /api/v1/searches/{id}/candidates`` ``SearchCandidateIn`` → ``SearchCandidateOut``;
+    201 when new, 200 when the run has that (round, arch_id) already (it is updated)
+    ``PATCH /api/v1/searches/{id}/candidates/{cid}`` ``SearchCandidatePatch`` →
+    ``SearchCandidateOut``
 
 Auth: ``Authorization: Bearer <token>``. User tokens submit and read; agent tokens register,
 lease, heartbeat and report for their own boards and leases only. An agent token is the
@@ -50,11 +61,21 @@ development) every request is allowed.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 # --------------------------------------------------------------------------------------------
 # Bounds of what a client or an agent may send. Everything that is stored or shown has a
@@ -608,3 +629,272 @@ class CalibrationOut(_Out):
     bench_ratios: dict[str, float] = Field(
         default_factory=dict, description="twin / silicon cycles of each microbenchmark (per "
         "instruction class / memory path), by name")
+
+
+# --------------------------------------------------------------------------------------------
+# Search runs (DNAS): the run, its epochs as it trains, the architectures it proposed
+# (candidates) and what measuring them said (the verification loop of DESIGN.md). Costs are
+# per device class; a device class that is a twin (virtual:...) has cycle-model latencies,
+# and the dashboard says so.
+
+SearchState = Literal["running", "done", "failed"]
+SEARCH_STATES: tuple[SearchState, ...] = ("running", "done", "failed")
+MAX_SEARCH_EPOCHS_PER_POST = 1000  # epoch records in one POST
+MAX_SEARCH_EPOCHS = 100_000  # epoch records one run keeps
+MAX_SEARCH_CANDIDATES = 10_000  # candidates one run keeps
+MAX_CONFIG_JSON_BYTES = 256 * 1024  # bytes of a run's config or result, as compact JSON
+MAX_ARCH_JSON_BYTES = 64 * 1024  # bytes of one architecture, as compact JSON
+MAX_JSON_DEPTH = 32  # levels of nesting of a config, result or architecture
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` (parsed JSON) cannot be stored: nested too deeply, or a number JSON
+    has no spelling for (Python's parser reads NaN and Infinity)."""
+    if depth > MAX_JSON_DEPTH:
+        return f"it is nested deeper than {MAX_JSON_DEPTH} levels; flatten it"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ("it holds a NaN or infinite number, which JSON cannot carry; send null or a "
+                "finite number")
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            problem = _json_problem(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _bounded_json(limit: int) -> AfterValidator:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        problem = _json_problem(value)
+        if problem is None:
+            size = len(json.dumps(value, separators=(",", ":")).encode())
+            if size > limit:
+                problem = (f"it is {size} bytes as JSON, at most {limit} are kept; store "
+                           f"bulky data elsewhere and reference it")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+ConfigJSON = Annotated[dict[str, Any], _bounded_json(MAX_CONFIG_JSON_BYTES)]
+ArchJSON = Annotated[dict[str, Any], _bounded_json(MAX_ARCH_JSON_BYTES)]
+ArchId = Annotated[str, Field(min_length=1, max_length=NAME_CHARS,
+                              description="the architecture's id in its search space")]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False,
+                                  description="a fraction (0.91 = 91 %)")]
+LatencyMs = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False,
+                                   description="ms per inference at the board's clock")]
+SearchRound = Annotated[int, Field(ge=0, le=MAX_ID, description=(
+    "the search round: 0, then one more each time the search refits and searches again"))]
+
+
+def _devices_named(devices: Sequence[str], **mappings: dict[str, Any] | None) -> None:
+    """Refuse mappings keyed by a device that is not one of ``devices``."""
+    for field, mapping in mappings.items():
+        stray = sorted(set(mapping or {}) - set(devices))
+        if stray:
+            raise ValueError(f"{field} names {', '.join(map(repr, stray))}, not one of the "
+                             f"run's devices ({', '.join(devices)}); key it by those")
+
+
+class SearchBudget(BaseModel):
+    """What a device class allows an architecture (None: no limit of that kind)."""
+
+    sram_bytes: Bytes | None = Field(default=None, description="arena bytes at most")
+    flash_bytes: Bytes | None = Field(default=None, description="plan bytes at most (what the "
+                                      "model flash region holds)")
+    latency_ms: float | None = Field(default=None, gt=0, le=MAX_LATENCY_MS,
+                                     allow_inf_nan=False, description="ms per inference at most")
+
+
+class SearchCost(BaseModel):
+    """A device class's predicted costs of the search's current architecture distribution at
+    an epoch: expectations under the relaxation, so they may be fractional."""
+
+    latency_ms: LatencyMs | None = None
+    sram_bytes: float | None = Field(default=None, ge=0, le=MAX_ADDRESSABLE_BYTES,
+                                     allow_inf_nan=False, description="arena bytes")
+    flash_bytes: float | None = Field(default=None, ge=0, le=MAX_ADDRESSABLE_BYTES,
+                                      allow_inf_nan=False, description="plan bytes")
+    ops: float | None = Field(default=None, ge=0, le=MAX_INT64, allow_inf_nan=False,
+                              description="ops (1 MAC = 2 ops)")
+
+
+class SearchArch(BaseModel):
+    """An architecture: its id and its description in the search space."""
+
+    arch_id: ArchId
+    architecture: ArchJSON = Field(default_factory=dict)
+
+
+class SearchEpochIn(BaseModel):
+    """One epoch of a run: the temperature of the relaxation, loss, validation accuracy, the
+    predicted costs per device class and the current argmax architecture."""
+
+    round: SearchRound = 0
+    epoch: int = Field(ge=0, le=MAX_ID)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    loss: FiniteFloat | None = None
+    accuracy: Fraction | None = Field(default=None, description="validation accuracy (0-1)")
+    costs: dict[Name, SearchCost] = Field(default_factory=dict, max_length=MAX_DEVICES)
+    candidate: SearchArch | None = Field(default=None,
+                                         description="the current argmax architecture")
+
+
+class SearchArchOut(BaseModel):
+    arch_id: str
+    architecture: dict[str, Any]
+
+
+class SearchEpochOut(BaseModel):
+    id: int
+    run_id: int
+    round: int
+    epoch: int
+    temperature: float | None
+    loss: float | None
+    accuracy: float | None
+    costs: dict[str, SearchCost]
+    candidate: SearchArchOut | None
+    created_at: datetime
+
+
+class SearchPrediction(BaseModel):
+    """What a latency model predicted for a candidate on one device class (as in
+    ``DevicePredictionOut``): the headline latency, its interval, memory, the fit's version."""
+
+    latency_ms: LatencyMs
+    latency_lo_ms: LatencyMs | None = None
+    latency_hi_ms: LatencyMs | None = None
+    sram_bytes: Bytes | None = Field(default=None, description="arena bytes")
+    flash_bytes: Bytes | None = Field(default=None, description="plan bytes")
+    fit_version: Name | None = None
+    extrapolated: StrictBool = Field(default=False,
+                                     description="outside what the fit was fitted on")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchPrediction:
+        lo, hi = self.latency_lo_ms, self.latency_hi_ms
+        if (lo is not None and lo > self.latency_ms) or (hi is not None and hi < self.latency_ms):
+            raise ValueError(f"the interval [{lo}, {hi}] ms does not hold latency_ms "
+                             f"{self.latency_ms}; send latency_lo_ms <= latency_ms <= "
+                             f"latency_hi_ms")
+        return self
+
+
+class SearchMeasured(BaseModel):
+    """A candidate measured on one device class: the measurement's latency, arena
+    (``sram_bytes``) and plan (``flash_bytes``), and the job and measurement it came from."""
+
+    latency_ms: float = Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False,
+                              description="ms per inference at the board's clock")
+    sram_bytes: Bytes | None = Field(default=None, description="the measurement's arena_bytes")
+    flash_bytes: Bytes | None = Field(default=None, description="the measurement's plan_bytes")
+    job_id: Id | None = None
+    measurement_id: Id | None = None
+    cycle_source: Name | None = Field(
+        default=None, description="where the cycles came from (dwt-cyccnt: silicon; "
+        "cycle-model: a twin): the server takes it from the measurement when measurement_id "
+        "names one")
+
+
+class SearchCandidateIn(BaseModel):
+    """An architecture a run proposed, with its accuracy and predicted costs per device class.
+    The run's (round, arch_id) names it: sending it again updates it."""
+
+    round: SearchRound = 0
+    arch_id: ArchId
+    architecture: ArchJSON = Field(default_factory=dict)
+    accuracy: Fraction | None = Field(default=None, description="validation accuracy (0-1)")
+    predicted: dict[Name, SearchPrediction] = Field(default_factory=dict,
+                                                    max_length=MAX_DEVICES)
+    model_id: Id | None = Field(default=None, description="the model uploaded for it")
+
+
+class SearchCandidateOut(BaseModel):
+    id: int
+    run_id: int
+    round: int
+    arch_id: str
+    architecture: dict[str, Any]
+    accuracy: float | None
+    predicted: dict[str, SearchPrediction]
+    measured: dict[str, SearchMeasured] | None = Field(
+        default=None, description="per device class, once measured")
+    model_id: int | None
+    verified: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SearchCandidatePatch(BaseModel):
+    """Changes to a candidate; a field left out is unchanged. ``measured`` is merged by device
+    class (null clears it); ``verified`` true needs measured figures."""
+
+    measured: dict[Name, SearchMeasured] | None = Field(default=None, max_length=MAX_DEVICES)
+    verified: StrictBool | None = Field(default=None, description="null: unchanged")
+    model_id: Id | None = None
+    accuracy: Fraction | None = None
+
+
+class SearchRunIn(BaseModel):
+    """A search run as it starts: its search space, device classes, the whole search config,
+    the budgets per device class and the fit versions its latency models come from."""
+
+    name: Annotated[str, Field(min_length=1, max_length=NAME_CHARS)]
+    space: Annotated[str, Field(min_length=1, max_length=TAG_CHARS,
+                                description="the search space (backbone), e.g. kws")]
+    devices: list[Name] = Field(min_length=1, max_length=MAX_DEVICES,
+                                description="device classes, e.g. virtual:nucleo-f446re")
+    config: ConfigJSON = Field(default_factory=dict, description="the whole search config")
+    budgets: dict[Name, SearchBudget] = Field(default_factory=dict, max_length=MAX_DEVICES)
+    fit_versions: dict[Name, Name] = Field(
+        default_factory=dict, max_length=MAX_DEVICES,
+        description="the version of the fit (GET /api/v1/fits/{version}) used per device class")
+
+    @model_validator(mode="after")
+    def _keyed_by_devices(self) -> SearchRunIn:
+        if len(set(self.devices)) != len(self.devices):
+            raise ValueError("devices names a device class twice; name each once")
+        _devices_named(self.devices, budgets=self.budgets, fit_versions=self.fit_versions)
+        return self
+
+
+class SearchRunOut(BaseModel):
+    """A search run. ``epochs`` and ``candidates`` are there in GET /searches/{id} only
+    (null elsewhere); the counts always are."""
+
+    id: int
+    name: str
+    space: str
+    devices: list[str]
+    config: dict[str, Any]
+    budgets: dict[str, SearchBudget]
+    fit_versions: dict[str, str]
+    state: SearchState
+    error: str | None
+    created_by: str = Field(description="the name of the token that created it")
+    created_at: datetime
+    updated_at: datetime
+    result: dict[str, Any] | None = Field(
+        default=None, description="what the run found, e.g. {arch_id, architecture, "
+        "predicted}")
+    n_epochs: int = 0
+    n_candidates: int = 0
+    n_verified: int = 0
+    epochs: list[SearchEpochOut] | None = None
+    candidates: list[SearchCandidateOut] | None = None
+
+
+class SearchRunPatch(BaseModel):
+    """Changes to a run; a field left out is unchanged (``error`` and ``result`` null: cleared).
+    A finished run (done, failed) keeps its state; ``fit_versions`` replaces the mapping."""
+
+    state: SearchState | None = Field(default=None, description="null: unchanged")
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
+    result: ConfigJSON | None = None
+    fit_versions: dict[Name, Name] | None = Field(default=None, max_length=MAX_DEVICES)

@@ -29,6 +29,7 @@ from service.api.routes import (
     jobs,
     measurements,
     models,
+    searches,
 )
 from service.api.security import Guard
 from service.config import ConfigError, Settings
@@ -171,7 +172,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                        upload_limit=settings.max_upload_bytes)
     # Added last, so it runs first: Host, Origin and token before any body is read.
     app.add_middleware(Guard, settings=settings, db=db, api_prefix=API_PREFIX)
-    for module in (models, jobs, devices, agents, measurements, fits, calibrations):
+    for module in (models, jobs, devices, agents, measurements, fits, calibrations, searches):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(dashboard.router)  # /, /device/..., /model/..., /jobs, /static/...
+    app.include_router(dashboard.router)  # /, /device/..., /model/..., /jobs, /searches, ...
     return app

@@ -107,5 +107,6 @@ async def get_agent_scope(principal: PrincipalDep) -> str | None:
 
 Reader = Annotated[Principal, Depends(get_principal)]  # any valid token
 User = Annotated[Principal, Depends(_role("user", "submitting and cancelling"))]
+SearchWriter = Annotated[Principal, Depends(_role("user", "recording a search run"))]
 AgentPrincipal = Annotated[Principal, Depends(_role("agent", "registering an agent"))]
 AgentScope = Annotated[str | None, Depends(get_agent_scope)]

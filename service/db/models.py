@@ -39,6 +39,7 @@ HEALTH_STATES = ("ok", "bad", "unknown")
 TOKEN_ROLES = ("user", "agent")
 FIT_KINDS = ("ops_line", "per_layer")
 ATTEMPT_OUTCOMES = ("running", "done", "failed", "expired", "cancelled", "abandoned")
+SEARCH_STATES = ("running", "done", "failed")
 
 NAME_LENGTH = 200  # characters in a model, device, agent or token name
 TAG_LENGTH = 200  # characters in a tag key or value
@@ -394,3 +395,69 @@ class Calibration(Base):
     op_errors: Mapped[dict[str, Any]]
     networks: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchRun(Base):
+    """A DNAS search run (``search/``): its space, device classes, the whole config, budgets
+    per device class, the fit versions its latency models came from, and what it found
+    (``result``). Its epochs and candidates are rows of their own."""
+
+    __tablename__ = "search_runs"
+    __table_args__ = (CheckConstraint(_in("state", SEARCH_STATES), name="state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    space: Mapped[str] = mapped_column(String(TAG_LENGTH))
+    devices: Mapped[list[str]]
+    config: Mapped[dict[str, Any]]
+    budgets: Mapped[dict[str, Any]]
+    fit_versions: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    result: Mapped[dict[str, Any] | None]
+
+
+class SearchEpoch(Base):
+    """One epoch of a run: temperature, loss, validation accuracy, predicted costs per device
+    class and the argmax architecture then. (run, round, epoch) names it."""
+
+    __tablename__ = "search_epochs"
+    __table_args__ = (UniqueConstraint("run_id", "round", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("search_runs.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    epoch: Mapped[int]
+    temperature: Mapped[float | None]
+    loss: Mapped[float | None]
+    accuracy: Mapped[float | None]
+    costs: Mapped[dict[str, Any]]
+    candidate: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchCandidate(Base):
+    """An architecture a run proposed: accuracy, predicted costs per device class and, once
+    verified, the measured ones (with the job and measurement they came from). (run, round,
+    arch_id) names it."""
+
+    __tablename__ = "search_candidates"
+    __table_args__ = (UniqueConstraint("run_id", "round", "arch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("search_runs.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    arch_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    architecture: Mapped[dict[str, Any]]
+    accuracy: Mapped[float | None]
+    predicted: Mapped[dict[str, Any]]
+    measured: Mapped[dict[str, Any] | None]
+    # A model may be deleted (DELETE /models/{id}) once nothing needs it: the candidate stays.
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"),
+                                                 index=True)
+    verified: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,6 @@
 """The dashboard's pages: ``/`` (overview), ``/device/{class}``, ``/model/{id}``, ``/jobs``,
-and their static files (``/static/...``, plotly.js included: never a CDN).
+``/searches`` and ``/searches/{id}`` (DNAS runs), and their static files (``/static/...``,
+plotly.js included: never a CDN).
 
 Pages are server-rendered (``service.dashboard``) and left out of the OpenAPI schema. A page
 asks for a user token once (``/login``), or takes a one-time login code
@@ -12,7 +13,7 @@ With auth off (unsafe) pages are open.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -35,12 +36,13 @@ from service.auth import (
 from service.calibrations import calibration_out
 from service.calibrations import listed as calibrations_of
 from service.config import Settings
-from service.dashboard import queries
+from service.dashboard import queries, search_queries
 from service.dashboard.figures import device_figures, model_figures, scatter_kinds
-from service.dashboard.labels import KINDS, latency_kind, latency_title, mixed
+from service.dashboard.labels import CYCLE_MODEL, KINDS, latency_kind, latency_title, mixed
 from service.dashboard.render import asset, render
+from service.dashboard.search_figures import epoch_figures, pareto_figure, verified_figure
 from service.db.engine import Database
-from service.db.models import JOB_STATES, NAME_LENGTH, Model
+from service.db.models import JOB_STATES, NAME_LENGTH, Model, SearchRun
 from service.fits_store import ensure_fresh
 from service.fitting.frames import BACKBONE_TAG
 from service.predict import predict, subject_from_analysis
@@ -216,6 +218,44 @@ def jobs_page(request: Request, session: SessionDep, settings: SettingsDep,
         device=device, device_classes=queries.known_device_classes(session),
         first_url="/jobs" + (f"?{urlencode(params)}" if params else ""),
         next_url="/jobs?" + urlencode(params | {"before": page.before or ""})))
+
+
+@router.get("/searches")
+def searches_page(request: Request, session: SessionDep, settings: SettingsDep,
+                  before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+    """Search runs, newest first, 50 a page: devices, state, epochs, best candidate."""
+    if _viewer(request, session, settings) is None:
+        return _login_page(request)
+    return _html(render("searches.html", title="Searches", nav="searches",
+                        page=search_queries.searches_page(session, before=before)))
+
+
+@router.get("/searches/{run_id}")
+def search_page(request: Request, session: SessionDep, settings: SettingsDep,
+                run_id: int) -> Response:
+    """One search run: its epochs against the budgets, the Pareto front of accuracy vs
+    predicted latency, predicted vs measured latency of the verified candidates, and every
+    candidate checked against the budgets (a twin's latency labelled cycle-model)."""
+    if _viewer(request, session, settings) is None:
+        return _login_page(request)
+    run = session.get(SearchRun, run_id) if 1 <= run_id <= MAX_ID else None
+    if run is None:
+        return _not_found(f"There is no search run {run_id}.")
+    view = search_queries.run_view(session, run)
+    figures: dict[str, dict[str, Any]] = {}
+    if view.epochs:
+        figures |= epoch_figures(view.epochs, run.devices, run.budgets)
+    pareto = pareto_figure(view.candidates, view.epochs, run.devices, run.budgets)
+    if pareto["data"]:
+        figures["pareto"] = pareto
+    n_verified = sum(1 for c in view.candidates if c.verified)
+    if any(c.verified and c.measured for c in view.candidates):
+        figures["verified"] = verified_figure(view.candidates, run.devices)
+    kinds = list({d.kind.key: d.kind for d in view.devices}.values())
+    twins = [d.device for d in view.devices if d.kind.key == CYCLE_MODEL.key]
+    return _html(render(
+        "search.html", title=run.name, nav="searches", view=view, figures=figures,
+        n_verified=n_verified, latency_kinds=kinds, mixed_sources=mixed(kinds), twins=twins))
 
 
 def _safe_next(target: str) -> str:
