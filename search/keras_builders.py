@@ -153,14 +153,16 @@ class _Builder:
         raise ConversionError(f"no Keras builder for layer {layer!r}")
 
 
-def build_keras(network: Network, *, seed: int = 0) -> Any:
-    """A ``keras.Model`` of ``network`` with seeded random weights (batch size 1)."""
+def build_keras(network: Network, *, seed: int = 0, batch_size: int | None = 1) -> Any:
+    """A ``keras.Model`` of ``network`` with seeded random weights (batch size 1: what the
+    converter takes; ``batch_size=None`` for training, with the same layers and names, so
+    ``set_weights`` carries trained weights over)."""
     network.shapes()  # fail early, without TensorFlow, on a malformed description
     _, keras = import_keras()
     try:
         with quiet():
             keras.utils.set_random_seed(seed)
-            inp = keras.Input(network.input_shape, batch_size=1, name="input")
+            inp = keras.Input(network.input_shape, batch_size=batch_size, name="input")
             builder = _Builder(keras, seed)
             x = inp
             for layer in network.layers:

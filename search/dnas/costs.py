@@ -151,28 +151,41 @@ class CostModel:
 
     # -- relaxed (differentiable) ---------------------------------------------------------
 
-    def relaxed(self, probs: Mapping[str, Any], argmax: Architecture, *,
-                ceil: Any = None, stop_gradient: Any = None) -> dict[str, Any]:
-        """Costs under ``probs`` (tensors): ``ops``, ``param_bytes``, and per device
-        ``sram:<device>``, ``flash:<device>``, ``latency:<device>``. ``argmax`` is the
-        architecture the straight-through corrections are taken at; ``stop_gradient`` (a
-        function; identity for numbers) keeps the corrections out of the gradient."""
-        sg = stop_gradient or (lambda x: x)
+    def raw(self, probs: Mapping[str, Any], *, ceil: Any = None) -> dict[str, Any]:
+        """The differentiable parts under ``probs``: ``ops``, ``param_bytes``, and per device
+        ``sram:<device>`` and ``flash:<device>`` (stand-ins before their corrections) and
+        ``latency:<device>`` (where there is a latency model)."""
         t = terms(self.rs, probs, weight_bits=self.weight_bits, ceil=ceil)
-        corner = terms(self.rs, one_hot(self.rs, argmax.choices),
-                       weight_bits=self.weight_bits)
-        out: dict[str, Any] = {"ops": t.total("op_count"),
-                               "param_bytes": t.total("weight_bytes") + t.total("bias_bytes")}
+        params = t.total("weight_bytes") + t.total("bias_bytes")
+        out: dict[str, Any] = {"ops": t.total("op_count"), "param_bytes": params}
         peak = _peak(t.io_bytes)
-        peak_corner = float(max(float(v) for v in corner.io_bytes))
-        params_corner = float(corner.total("weight_bytes")) + float(corner.total("bias_bytes"))
         for b in self.budgets:
-            e = self.exact(argmax, b.device)
-            out[f"sram:{b.device}"] = peak + sg(e.arena_bytes - peak_corner)
-            out[f"flash:{b.device}"] = out["param_bytes"] + sg(e.plan_bytes - params_corner)
+            out[f"sram:{b.device}"] = peak
+            out[f"flash:{b.device}"] = params
             model = self.latency.get(b.device)
             if model is not None:
                 out[f"latency:{b.device}"] = model.latency_ms(t)
+        return out
+
+    def corrections(self, argmax: Architecture) -> dict[str, float]:
+        """What to add to :meth:`raw`'s SRAM and flash stand-ins so they are the plan
+        compiler's figures at ``argmax`` (constants: no gradient)."""
+        corner = terms(self.rs, one_hot(self.rs, argmax.choices), weight_bits=self.weight_bits)
+        peak = float(max(float(v) for v in corner.io_bytes))
+        params = float(corner.total("weight_bytes")) + float(corner.total("bias_bytes"))
+        out = {}
+        for b in self.budgets:
+            e = self.exact(argmax, b.device)
+            out[f"sram:{b.device}"] = e.arena_bytes - peak
+            out[f"flash:{b.device}"] = e.plan_bytes - params
+        return out
+
+    def relaxed(self, probs: Mapping[str, Any], argmax: Architecture, *,
+                ceil: Any = None) -> dict[str, Any]:
+        """:meth:`raw` plus :meth:`corrections` at ``argmax``: exact at one-hot ``probs``."""
+        out = self.raw(probs, ceil=ceil)
+        for key, value in self.corrections(argmax).items():
+            out[key] = out[key] + value
         return out
 
 
