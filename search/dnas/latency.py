@@ -4,7 +4,8 @@ Two kinds of fit come from ``GET /api/v1/fits`` (``profiler_client``'s ``FitOut`
 
 ``per_layer`` (one per device class and kernels, any backbone)
     cycles of a layer = Σ_f w[op][f] · feature_f over ``macs``, ``tail_macs``, ``out_elems``,
-    ``out_pixels`` and ``const`` (MAC layers) or ``reduce_ops``, ``out_elems``, ``const``
+    ``out_pixels``, ``window``, ``gather`` and ``const`` (MAC layers) or ``reduce_ops``,
+    ``out_elems``, ``const``
     (the others), op types without weights of their own using the pooled ``fallback``; plus
     the per-inference overhead; divided by the clock. The features are the ones the service
     derives from layer records (its ``service/fitting/per_layer.py`` module docstring gives
@@ -50,6 +51,9 @@ class LatencyModel:
     rel_hi: float = 0.0
     error_band_pct: float | None = None  # a twin's stated error against silicon
     n_models: int = 0
+    # This search's own correction: measured / predicted over the models it already
+    # profiled on this device (geometric mean; 1 before any). See search/dnas/run.py.
+    scale: float = 1.0
 
     @classmethod
     def from_fit(cls, fit: Any, line: Any | None = None) -> LatencyModel:
@@ -97,17 +101,21 @@ class LatencyModel:
             # its family's, the pooled fallback all of them (out_pixels of a pool included).
             feats = {"macs": t.macs[i], "tail_macs": t.tail_macs[i],
                      "reduce_ops": t.reduce_ops[i], "out_elems": t.out_elems[i],
-                     "out_pixels": t.out_pixels[i], "const": t.gate[i]}
+                     "out_pixels": t.out_pixels[i], "window": t.window[i],
+                     "gather": t.gather[i], "const": t.gate[i]}
             for name, coef in w.items():
                 if coef:
+                    if name not in feats:
+                        raise SearchError(f"fit {self.version} has a per-layer feature "
+                                          f"{name!r} this search does not know; update mcuprof")
                     total = total + coef * feats[name]
         return total
 
     def latency_ms(self, t: Terms) -> Any:
         """Expected latency in ms of the relaxed (or one-hot) architecture ``t``."""
         if self.kind == "per_layer":
-            return self.cycles(t) / self.clock_hz * 1e3
-        return self.a_ms_per_op * t.total("op_count") + self.b_ms
+            return self.scale * self.cycles(t) / self.clock_hz * 1e3
+        return self.scale * (self.a_ms_per_op * t.total("op_count") + self.b_ms)
 
     def unseen_ops(self, ops: Sequence[str]) -> list[str]:
         """Op types this per-layer model predicts with its pooled fallback."""
@@ -132,6 +140,7 @@ class LatencyModel:
 
     def describe(self) -> dict[str, Any]:
         return {"device": self.device, "kind": self.kind, "version": self.version,
+                "scale": self.scale,
                 "ops_range": [self.ops_min, self.ops_max], "rel_interval": [self.rel_lo,
                                                                            self.rel_hi],
                 "error_band_pct": self.error_band_pct, "n_models": self.n_models}

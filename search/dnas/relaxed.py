@@ -252,6 +252,8 @@ class Terms:
     tail_macs: list[Any]
     out_elems: list[Any]
     out_pixels: list[Any]
+    window: list[Any]  # CONV_2D: window values per output pixel x output pixels
+    gather: list[Any]  # ... of those, the ones gathered (all but direct 1x1 reads)
     reduce_ops: list[Any]
     io_bytes: list[Any]  # input + output activation bytes while the op runs
 
@@ -267,7 +269,7 @@ def terms(rs: RelaxedSpace, probs: Probs, *, weight_bits: int = 8,
     """Expected costs per operator under ``probs``. ``ceil`` rounds int4 weight bytes up
     (a straight-through ceil for tensors; exact math.ceil for numbers by default)."""
     ev = Evaluator(rs, probs)
-    t = Terms([], [], [], [], [], [], [], [], [], [], [], [])
+    t = Terms([], [], [], [], [], [], [], [], [], [], [], [], [], [])
 
     def tail(c: int) -> float:
         return float(c % SIMD_LANES)
@@ -284,7 +286,13 @@ def terms(rs: RelaxedSpace, probs: Probs, *, weight_bits: int = 8,
         b_bytes: Any = 0.0
         tail_m: Any = 0.0
         reduce: Any = 0.0
+        window: Any = 0.0
+        gather: Any = 0.0
         if op.op == "CONV_2D":
+            window = g * hw_out * kk * in_c
+            gathered = op.in_c.expect(ev, lambda c, kk=kk: 0.0 if kk == 1 and c % SIMD_LANES == 0
+                                      else float(c))
+            gather = g * hw_out * kk * gathered
             macs = g * hw_out * kk * in_c * out_c
             w_elems = g * kk * in_c * out_c
             tail_m = g * hw_out * kk * op.in_c.expect(ev, tail) * out_c
@@ -328,6 +336,8 @@ def terms(rs: RelaxedSpace, probs: Probs, *, weight_bits: int = 8,
         t.tail_macs.append(tail_m)
         t.out_elems.append(out_elems)
         t.out_pixels.append(g * float(hw_out))
+        t.window.append(window)
+        t.gather.append(gather)
         t.reduce_ops.append(reduce)
         t.io_bytes.append(io)
     return t

@@ -29,6 +29,7 @@ from search.dnas.costs import Budget, CostModel, budget_for
 from search.dnas.latency import LatencyModel
 from search.dnas.relaxed import relax
 from search.dnas.search import (
+    JOURNAL,
     RESULT,
     Candidate,
     SearchConfig,
@@ -39,7 +40,7 @@ from search.dnas.search import (
     search_architecture,
 )
 from search.errors import SearchError
-from search.spaces import get_space
+from search.spaces import Architecture, get_space
 
 Progress = Callable[[str], None]
 VERIFY_RUNS = 3  # timed inferences per verification job
@@ -226,7 +227,7 @@ def _rounds(cfg: SearchConfig, api: Client, data: Any, rs: Any, budgets: list[Bu
     for rnd in range(1, cfg.rounds + 1):
         if rnd > 1:
             say(f"round {rnd}: refitted models")
-            latency = fetch_latency_models(api, cfg)
+            latency = corrected(fetch_latency_models(api, cfg), rs, candidates, say)
             model = CostModel(rs, budgets, latency, weight_bits=cfg.weight_bits)
             recorder.fits(latency)
         round_cfg = cfg if rnd == 1 else _refine(cfg)
@@ -238,6 +239,8 @@ def _rounds(cfg: SearchConfig, api: Client, data: Any, rs: Any, budgets: list[Bu
             progress=say, on_epoch=on_epoch)
         offset += round_cfg.epochs
         epochs.extend(r for r in recs if r not in epochs)
+        # The round's result as first found (a resumed run's logits may have moved on).
+        arch = _round_arch(out, rnd, arch)
         alpha = {n: v.numpy() for n, v in state.alpha.items()}
         margins = {b.device: 1.0 / (1.0 + max(latency[b.device].rel_hi, 0.0))
                    for b in budgets if b.device in latency}
@@ -273,6 +276,55 @@ def _rounds(cfg: SearchConfig, api: Client, data: Any, rs: Any, budgets: list[Bu
     recorder.finish({"arch_id": result.final.arch.id, "path": result.final.path,
                      "rounds": len(candidates)})
     return result
+
+
+def corrected(latency: dict[str, LatencyModel], rs: Any, profiled: list[Candidate],
+              say: Progress) -> dict[str, LatencyModel]:
+    """The refitted models, each scaled by what this search's profiled models say of it.
+
+    A fit is made on the space at large (sampled models); the search then concentrates
+    where the loss pulls it, and a fit can be off there by more than its cross-validated
+    error (the per-layer features leave out, e.g., the weight copies into SRAM on the
+    Cortex-M4 boards). The models the earlier rounds exported and profiled are the nearest
+    evidence: the refitted model is scaled by the geometric mean of their measured /
+    predicted ratios on that device (recorded as ``scale`` in the sidecar and the result)."""
+    import math
+    from dataclasses import replace
+
+    from search.dnas.relaxed import one_hot, terms
+
+    out = {}
+    for device, model in latency.items():
+        logs = []
+        for cand in profiled:
+            meas = cand.measured.get(device, {}).get("latency_ms")
+            if not meas:
+                continue
+            pred = float(model.latency_ms(terms(rs, one_hot(rs, cand.arch.choices))))
+            if pred > 0:
+                logs.append(math.log(meas / pred))
+        scale = math.exp(sum(logs) / len(logs)) if logs else 1.0
+        if logs:
+            say(f"{device}: the refitted model is scaled by {scale:.3f} (measured / predicted "
+                f"of the {len(logs)} model(s) this search profiled)")
+        out[device] = replace(model, scale=scale)
+    return out
+
+
+def _round_arch(out: Path, rnd: int, arch: Architecture) -> Architecture:
+    """The architecture round ``rnd`` ended with: from the journal when it recorded one,
+    else ``arch`` (recorded now)."""
+    journal = out / JOURNAL
+    for line in journal.read_text().splitlines() if journal.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("event") == "round" and rec.get("round") == rnd:
+            return Architecture.from_dict(rec["arch"])
+    with journal.open("a") as f:
+        f.write(json.dumps({"event": "round", "round": rnd, "arch": arch.to_dict()}) + "\n")
+    return arch
 
 
 def normalize(data: Any) -> tuple[Any, dict[str, Any]]:

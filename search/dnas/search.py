@@ -303,6 +303,7 @@ class _Search:
         tf, keras = import_keras()
         self.tf, self.keras = tf, keras
         self.cfg, self.rs, self.out = cfg, rs, out
+        tf.config.experimental.enable_op_determinism()  # same seed, same architecture
         keras.utils.set_random_seed(cfg.seed)
         self.net = Supernet(rs, classes, seed=cfg.seed)
         self.alpha = {n: tf.Variable(tf.zeros(len(c)), name=f"alpha_{n.replace('.', '_')}")
@@ -311,6 +312,7 @@ class _Search:
         self.opt_a = keras.optimizers.Adam(cfg.lr_arch)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.names = list(rs.choices)
+        self.loaded_epoch = 0  # epochs the checkpoint held when the run resumed
 
     def build(self, x: np.ndarray) -> None:
         """Create every variable (a forward pass and a zero step of each optimizer)."""
@@ -358,7 +360,8 @@ class _Search:
                                   "differ); remove the folder or choose another --out")
             for i, v in enumerate(state):
                 v.assign(f[f"v{i}"])
-            return int(f["epoch"])
+            self.loaded_epoch = int(f["epoch"])
+            return self.loaded_epoch
 
 
 def _tau(cfg: SearchConfig, epoch: int) -> float:
@@ -396,7 +399,7 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
         half = x / 2.0
         return half + tf.stop_gradient(tf.math.ceil(half) - half)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def weight_step(x: Any, y: Any, tau: Any, seed: Any, uniform: bool) -> Any:
         z = s.sample_z(tau, seed, uniform)
         z = {n: tf.stop_gradient(v) for n, v in z.items()}
@@ -406,11 +409,12 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
         s.opt_w.apply_gradients(zip(tape.gradient(loss, wv), wv, strict=True))
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def arch_step(x: Any, y: Any, tau: Any, seed: Any, lam: Any, corr: Any) -> Any:
         with tf.GradientTape() as tape:
             z = s.sample_z(tau, seed, False)
-            ce = s.loss_fn(y, s.net(x, z, training=False))
+            # Batch statistics: the moving ones average over every sampled sub-network.
+            ce = s.loss_fn(y, s.net(x, z, training=True))
             raw = model.raw(z, ceil=st_ceil)
             costs = tf.stack([tf.cast(raw[k], tf.float32) for k in raw_keys]) + corr
             penalty = tf.reduce_sum(tf.nn.relu(costs / limits - 1.0))
@@ -419,7 +423,8 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
         s.opt_a.apply_gradients(zip(tape.gradient(loss, av), av, strict=True))
         return ce, penalty
 
-    done = s.load() if state is None else start_epoch_offset
+    # A later round resumes where an interrupted run's checkpoint left it, too.
+    done = s.load() if state is None else max(start_epoch_offset, s.loaded_epoch)
     if done:
         say(f"resuming after epoch {done} ({out / CHECKPOINT})")
     records: list[dict[str, Any]] = []
@@ -498,7 +503,9 @@ def _latency_margin(model: CostModel, device: str) -> float:
 
 
 def _supernet_accuracy(s: _Search, data: Any, probs: dict[str, np.ndarray]) -> float:
-    """Validation accuracy of the supernet at the most probable architecture."""
+    """Validation accuracy of the supernet at the most probable architecture, with batch
+    normalization on the batch's statistics (the moving ones average over every sub-network
+    the steps sampled, not this one's: single-path NAS evaluates the same way)."""
     tf = s.tf
     z = {}
     for n, p in probs.items():
@@ -507,7 +514,7 @@ def _supernet_accuracy(s: _Search, data: Any, probs: dict[str, np.ndarray]) -> f
         z[n] = tf.constant(one, tf.float32)
     hits = 0
     for i in range(0, len(data.x_val), 256):
-        logits = s.net(tf.constant(data.x_val[i:i + 256]), z, training=False)
+        logits = s.net(tf.constant(data.x_val[i:i + 256]), z, training=True)
         hits += int(np.sum(np.argmax(logits.numpy(), axis=-1) == data.y_val[i:i + 256]))
     return hits / max(1, len(data.x_val))
 

@@ -74,6 +74,7 @@ def train_network(network: Network, data: Any, *, epochs: int, qat_epochs: int,
     tf, keras = import_keras()
     from search.convert import to_int8_tflite
 
+    tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     say = progress or (lambda _msg: None)
     with quiet():
@@ -91,7 +92,7 @@ def train_network(network: Network, data: Any, *, epochs: int, qat_epochs: int,
     opt = keras.optimizers.Adam(schedule)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(x: Any, y: Any, qat: Any) -> Any:
         saved = [tf.identity(k.value) for k, _ in kernels]
         for (k, axis), w in zip(kernels, saved, strict=True):

@@ -32,7 +32,7 @@ from profiler_client.fitting.metrics import Metrics
 from service.fitting.per_layer import PerLayerModel, fit_per_layer, layer_rows, usable
 
 # Bump when a change to the fitting code changes fitted numbers: it is part of every version.
-FIT_CODE_VERSION = "1"
+FIT_CODE_VERSION = "2"
 BACKBONE_TAG = "backbone"
 DEFAULT_KERNELS = "dsp"
 VERSION_DIGEST_CHARS = 16
@@ -54,7 +54,8 @@ LAYER_COLUMNS: dict[str, str] = {
     "kernels": "str", "layer_index": "int64", "op": "str", "macs": "int64", "ops": "int64",
     "param_bytes": "int64", "plan_bytes": "int64", "output_shape": "str", "cycles": "Int64",
     "out_elems": "int64", "out_channels": "int64", "in_channels": "Int64",
-    "out_pixels": "float64", "tail_macs": "float64", "reduce_ops": "float64",
+    "out_pixels": "float64", "window": "float64", "gather": "float64", "tail_macs": "float64",
+    "reduce_ops": "float64",
 }
 FIT_COLUMNS: dict[str, str] = {
     "kind": "str", "device_class": "str", "backbone": "str", "kernels": "str",

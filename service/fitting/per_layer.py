@@ -35,6 +35,19 @@ counts are these, so a layer's cycles are close to linear in them:
 ``out_pixels``
     Output pixels (out_elems / out_c): per-pixel window set-up (clipping the taps at the
     borders, pointer arithmetic) in the convolutions.
+``window``
+    CONV_2D only: the input values each output pixel's window holds (kh·kw·in_c, the MACs per
+    output) times the output pixels. The DSP convolution gathers a pixel's window into a
+    column (padding filled in) unless it can read a 1×1 window straight from the input, and
+    widens every column to int16 pairs once for all output channels
+    (``bench_firmware/firmware/kernels/conv.c``): work per window value, not per MAC, which
+    is what a narrow layer with a wide window spends its time on (a KWS stem, 10×4 over one
+    input channel, costs ~1,100 cycles per pixel before its first MAC on the F446RE twin).
+``gather``
+    The part of ``window`` that is gathered value by value: every CONV_2D but a 1×1 one over
+    a multiple of 4 channels (which reads its column straight from the input: ``conv_direct``
+    in ``bench_firmware/ops/conv.py``). A gathered value costs a bounds check and a byte
+    copy; a direct one only its share of the widening.
 ``reduce_ops``
     For layers without MACs: ops beyond one per output (the window reads of a pool, the inputs
     a MEAN sums). Copies and element-wise ops (ADD, PAD, RESHAPE, RELU, SOFTMAX) are carried by
@@ -52,7 +65,7 @@ fails (a branch of a skip connection) a CONV_2D is treated as 1×1 (c = MACs per
 
 The model: for each op type, non-negative least squares (scipy's NNLS, the solver under
 scikit-learn's ``LinearRegression(positive=True)``) of the layer's cycles on that family's
-features (MAC layers: macs, tail_macs, out_elems, out_pixels, const; the others: reduce_ops,
+features (MAC layers: macs, tail_macs, out_elems, out_pixels, window, gather, const; the others: reduce_ops,
 out_elems, const), minimizing relative
 error (sample weights 1 / cycles²): what varies a layer's cycles from run to run and from the
 model (cache and flash wait states, data-dependent branches) grows with the layer, so errors
@@ -95,7 +108,7 @@ from profiler_client.fitting.linear import MIN_POINTS, LineFit, fit_ops_line
 from profiler_client.fitting.metrics import DEFAULT_LEVEL, Metrics, Prediction, folds, score
 
 PER_LAYER_KIND = "per_layer"
-PER_LAYER_SCHEMA = 1  # bump when PerLayerModel.to_dict changes shape
+PER_LAYER_SCHEMA = 2  # bump when PerLayerModel.to_dict changes shape
 DEFAULT_K_FOLDS = 5
 # Fewest models (not measurements) to fit and cross-validate: as for a line.
 MIN_MODELS = MIN_POINTS
@@ -108,9 +121,10 @@ SIMD_LANES = 4
 EIG_RTOL = 1e-12
 
 MAC_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
-MAC_FEATURES = ("macs", "tail_macs", "out_elems", "out_pixels", "const")
+MAC_FEATURES = ("macs", "tail_macs", "out_elems", "out_pixels", "window", "gather", "const")
 OTHER_FEATURES = ("reduce_ops", "out_elems", "const")
-ALL_FEATURES = ("macs", "tail_macs", "reduce_ops", "out_elems", "out_pixels", "const")
+ALL_FEATURES = ("macs", "tail_macs", "reduce_ops", "out_elems", "out_pixels", "window",
+                "gather", "const")
 
 
 def features_for(op: str) -> tuple[str, ...]:
@@ -161,6 +175,10 @@ def layer_rows(layers: Sequence[Mapping[str, Any]], *,
         elif op == "FULLY_CONNECTED" and macs:
             in_c = round(per_out) or None
             tail = macs * _tail_fraction(in_c or 0)
+        # CONV_2D: the values of every output pixel's window; read in place (direct) by a 1x1
+        # kernel over a multiple of 4 channels, else gathered one by one.
+        window = float(macs) / out_c if op == "CONV_2D" and out_c else 0.0
+        direct = op == "CONV_2D" and bool(in_c) and per_out == in_c and (in_c or 0) % 4 == 0
         cycles = layer.get("cycles")
         rows.append({
             "layer_index": int(layer.get("index", i)),
@@ -175,6 +193,8 @@ def layer_rows(layers: Sequence[Mapping[str, Any]], *,
             "out_channels": out_c,
             "in_channels": in_c,
             "out_pixels": out_elems / out_c if out_c else 0.0,
+            "window": window,
+            "gather": window if not direct else 0.0,
             "tail_macs": float(tail),
             "reduce_ops": float(max(ops - out_elems, 0)) if not macs else 0.0,
         })
@@ -189,7 +209,7 @@ def layer_table(layers: Sequence[Mapping[str, Any]], *,
 
 
 def _design(layers: pd.DataFrame) -> np.ndarray:
-    """The ``ALL_FEATURES`` columns of a layer table as an n × 6 float matrix."""
+    """The ``ALL_FEATURES`` columns of a layer table as a float matrix, one column per feature."""
     return np.column_stack([np.ones(len(layers)) if f == "const"
                             else layers[f].to_numpy(dtype=float) for f in ALL_FEATURES])
 

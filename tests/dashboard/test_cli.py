@@ -35,7 +35,7 @@ def test_fits_table_json_and_exports(served: ThreadServer, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["device", "kernels", "model", "backbone"]
-    assert len([x for x in lines if " v1-" in x]) == 8
+    assert len([x for x in lines if " v2-" in x]) == 8
     assert len(lines) == 1 + 8 + 3  # and a note per twin's error band, and what it means
     assert any(F446 in line and "op-count line" in line and " kws " in line for line in lines)
     result = run("fits", "--server", served.url, "--device", F746, "--backbone", "kws",
@@ -44,7 +44,7 @@ def test_fits_table_json_and_exports(served: ThreadServer, tmp_path: Path) -> No
     assert {(r["kind"], r["backbone"]) for r in records} == {("ops_line", "kws"),
                                                             ("per_layer", None)}
     line = next(r for r in records if r["kind"] == "ops_line")
-    assert line["n"] == PER_BACKBONE and line["version"].startswith("v1-")
+    assert line["n"] == PER_BACKBONE and line["version"].startswith("v2-")
     assert set(line["metrics"]) == {"n", "r2", "mape", "acc10", "rmse_ms"}
     out = tmp_path / "fits.parquet"
     result = run("fits", "--server", served.url, "--parquet", str(out))

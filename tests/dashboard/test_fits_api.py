@@ -56,7 +56,7 @@ def test_fits_are_fitted_stored_with_their_measurements_and_versioned(
     assert set(fits) == {(d, "ops_line", b) for d in DEVICES for b in ("ad", "kws", "vww")} | {
         (d, "per_layer", None) for d in DEVICES}
     for (_device, kind, _backbone), fit in fits.items():
-        assert fit["current"] and fit["version"].startswith("v1-") and fit["kernels"] == "dsp"
+        assert fit["current"] and fit["version"].startswith("v2-") and fit["kernels"] == "dsp"
         assert fit["n"] == (PER_BACKBONE if kind == "ops_line" else N_MODELS)
         assert fit["k"] == 5 and fit["metrics"]["n"] == fit["n"]
         assert 0.0 <= fit["metrics"]["acc10"] <= 1.0 and fit["metrics"]["mape"] > 0

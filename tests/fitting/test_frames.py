@@ -77,7 +77,7 @@ def test_fit_all_fits_every_group_with_enough_points() -> None:
     assert isinstance(line.model, LineFit) and line.n == 8 and len(line.measurement_ids) == 8
     per_layer = fits[-1]
     assert isinstance(per_layer.model, PerLayerModel) and per_layer.n == 24 + MIN_POINTS - 1
-    assert all(f.version.startswith("v1-") for f in fits)
+    assert all(f.version.startswith("v2-") for f in fits)
     assert len({f.version for f in fits}) == len(fits)
     # Without layers: lines only.
     assert [f.kind for f in fit_all(measurements_frame(recs))] == ["ops_line"] * 3
