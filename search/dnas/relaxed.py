@@ -290,8 +290,7 @@ def terms(rs: RelaxedSpace, probs: Probs, *, weight_bits: int = 8,
         gather: Any = 0.0
         if op.op == "CONV_2D":
             window = g * hw_out * kk * in_c
-            gathered = op.in_c.expect(ev, lambda c, kk=kk: 0.0 if kk == 1 and c % SIMD_LANES == 0
-                                      else float(c))
+            gathered = op.in_c.expect(ev, _gathered if kk != 1 else _gathered_1x1)
             gather = g * hw_out * kk * gathered
             macs = g * hw_out * kk * in_c * out_c
             w_elems = g * kk * in_c * out_c
@@ -341,6 +340,16 @@ def terms(rs: RelaxedSpace, probs: Probs, *, weight_bits: int = 8,
         t.reduce_ops.append(reduce)
         t.io_bytes.append(io)
     return t
+
+
+def _gathered(c: int) -> float:
+    """Window values per output pixel and kernel tap that a k x k convolution gathers."""
+    return float(c)
+
+
+def _gathered_1x1(c: int) -> float:
+    """... for a 1x1 kernel: none when it reads a multiple of 4 channels in place."""
+    return 0.0 if c % SIMD_LANES == 0 else float(c)
 
 
 def _ceil_half(x: Any) -> Any:

@@ -35,6 +35,7 @@ from search.dnas.search import (
     SearchConfig,
     SearchResult,
     check_feasible,
+    latency_margin,
     repair,
     restricted_choices,
     search_architecture,
@@ -60,8 +61,6 @@ def check_config(cfg: SearchConfig) -> None:
         budget_for(d, None)  # an unknown board raises with the known ones
     if cfg.bits not in ("8", "w4"):
         raise SearchError(f"--bits {cfg.bits}: use 8 or w4")
-    if cfg.bits == "w4" and cfg.space == "vww":
-        pass  # 4-bit applies to conv and dense weights; depthwise stays int8 (search/int4.py)
     if cfg.latency_ms is not None and cfg.latency_ms <= 0:
         raise SearchError(f"--latency-ms {cfg.latency_ms:g}: give a positive limit")
     if cfg.epochs < 1 or cfg.final_epochs < 0 or cfg.qat_epochs < 0 or cfg.rounds < 1:
@@ -242,8 +241,7 @@ def _rounds(cfg: SearchConfig, api: Client, data: Any, rs: Any, budgets: list[Bu
         # The round's result as first found (a resumed run's logits may have moved on).
         arch = _round_arch(out, rnd, arch)
         alpha = {n: v.numpy() for n, v in state.alpha.items()}
-        margins = {b.device: 1.0 / (1.0 + max(latency[b.device].rel_hi, 0.0))
-                   for b in budgets if b.device in latency}
+        margins = {b.device: latency_margin(model, b.device) for b in budgets}
         fixed = repair(model, arch, alpha, budgets, latency_margin=margins)
         if fixed != arch:
             say(f"{arch.name} breaks a budget; nearest that meets them: {fixed.name}")
@@ -273,8 +271,8 @@ def _rounds(cfg: SearchConfig, api: Client, data: Any, rs: Any, budgets: list[Bu
                           {d: m.describe() for d, m in latency.items()},
                           time.time() - t_start, str(out))
     (out / RESULT).write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    recorder.finish({"arch_id": result.final.arch.id, "path": result.final.path,
-                     "rounds": len(candidates)})
+    recorder.finish({"arch_id": result.best.arch.id, "path": result.best.path,
+                     "round": result.best.round, "rounds": len(candidates)})
     return result
 
 
