@@ -65,8 +65,8 @@ fails (a branch of a skip connection) a CONV_2D is treated as 1×1 (c = MACs per
 
 The model: for each op type, non-negative least squares (scipy's NNLS, the solver under
 scikit-learn's ``LinearRegression(positive=True)``) of the layer's cycles on that family's
-features (MAC layers: macs, tail_macs, out_elems, out_pixels, window, gather, const; the others: reduce_ops,
-out_elems, const), minimizing relative
+features (MAC layers: macs, tail_macs, out_elems, out_pixels, window, gather, const; the
+others: reduce_ops, out_elems, const), minimizing relative
 error (sample weights 1 / cycles²): what varies a layer's cycles from run to run and from the
 model (cache and flash wait states, data-dependent branches) grows with the layer, so errors
 are multiplicative, and weighting them so lets small layers determine the small per-layer

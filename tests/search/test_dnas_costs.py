@@ -109,8 +109,8 @@ def test_one_hot_costs_equal_mcuprof_analyze(space: str) -> None:
         coeffs = _per_layer_fit(devices[0], seed=len(space))
         lm = LatencyModel.from_fit(_Fit("per_layer", devices[0], coeffs))
         service_model = PerLayerModel.from_dict({
-            "kind": "per_layer", "schema": PER_LAYER_SCHEMA, **coeffs, "n": 1, "n_models": 1, "n_layers": 1,
-            "k": 1, "level": 0.9, "layer_r2": 1.0, "backbones": [],
+            "kind": "per_layer", "schema": PER_LAYER_SCHEMA, **coeffs, "n": 1, "n_models": 1,
+            "n_layers": 1, "k": 1, "level": 0.9, "layer_r2": 1.0, "backbones": [],
             "in_sample": {"n": 1, "r2": 1, "mape": 0, "acc10": 1, "rmse_ms": 0},
             "cv": {"n": 1, "r2": 1, "mape": 0, "acc10": 1, "rmse_ms": 0}})
         layers = summary["layers"]
