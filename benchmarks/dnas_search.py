@@ -22,7 +22,7 @@ Everything runs on this machine: a local server on SQLite with one virtual board
 "profiled (cycle model)". Synthetic speech tests the pipeline; its accuracies are not a KWS
 benchmark.
 
-    .venv/bin/python benchmarks/dnas_search.py                  # the full run (~1 h here)
+    .venv/bin/python benchmarks/dnas_search.py                  # the full run (~30 min here)
     .venv/bin/python benchmarks/dnas_search.py --quick          # one board, one budget
 """
 
@@ -80,9 +80,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one board, one budget, less data")
     ap.add_argument("--max-width", type=int, default=32)
-    ap.add_argument("--per-class", type=int, default=60)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--final-epochs", type=int, default=15)
+    ap.add_argument("--per-class", type=int, default=150)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--final-epochs", type=int, default=20)
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--random", type=int, default=8, help="random architectures (baseline)")
     ap.add_argument("--bootstrap", type=int, default=20)
