@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -41,13 +40,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.campaign import run_campaign  # noqa: E402
+from search.campaign import restrict_widths, run_campaign  # noqa: E402
 from search.campaign.local import LocalService  # noqa: E402
 from search.dnas.costs import CostModel, budget_for  # noqa: E402
 from search.dnas.relaxed import relax  # noqa: E402
 from search.dnas.run import fetch_latency_models, normalize, run_search  # noqa: E402
 from search.dnas.search import SearchConfig, restricted_choices, smallest  # noqa: E402
-from search.spaces import Architecture, get_space  # noqa: E402
+from search.sampler import sample  # noqa: E402
+from search.spaces import Architecture  # noqa: E402
 
 BOARDS = ["virtual:nucleo-f446re", "virtual:nucleo-f746zg"]
 FRACTIONS = (0.25, 0.5, 0.75)
@@ -58,22 +58,6 @@ def largest(rs: Any) -> Architecture:
     for name, allowed in rs.choices.items():
         choices[name] = "block" if "block" in allowed else max(allowed)
     return Architecture(rs.space.name, choices, rs.input_shape)
-
-
-def sample_archs(space: str, n: int, max_width: int, seed: int) -> list[Architecture]:
-    """``n`` architectures of the width-capped space, uniformly per node (the sampler's
-    rule: search.sampler draws one choice per node)."""
-    sp = get_space(space)
-    allowed = restricted_choices(space, max_width)
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        choices: dict[str, Any] = {n.name: rnd.choice(allowed[n.name]) for n in sp.nodes}
-        for node in sp.nodes:
-            if node.active_if is not None and choices[node.active_if] == "skip":
-                choices[node.name] = None
-        out.append(Architecture(space, choices))
-    return out
 
 
 def main() -> int:
@@ -133,8 +117,8 @@ def main() -> int:
             from search.dnas.train import train_network
 
             norm_data, _ = normalize(data)
-            for i, arch in enumerate(sample_archs("kws", args.random, args.max_width,
-                                                  args.seed + 1)):
+            randoms = sample(restrict_widths("kws", args.max_width), args.random, args.seed + 1)
+            for i, arch in enumerate(randoms):
                 t = time.time()
                 trained = train_network(arch.network(), norm_data, epochs=args.final_epochs,
                                         qat_epochs=args.qat_epochs, seed=args.seed)

@@ -269,16 +269,31 @@ def convert_network(network: Network, *, arch: Architecture | None = None,
     elif weight_bits != 8:
         raise ConversionError(f"{name}: weights are 8 or 4 bits, not {weight_bits}", name=name)
     summary = analyze_tflite(data, name=name)
-    tf, _ = import_keras()
     expected = network.macs()
     if summary["macs"] != expected:  # the description and the converted model must agree
         raise ConversionError(f"{name}: the converted model has {summary['macs']:,} MACs, its "
                               f"description {expected:,}; the converter changed the network",
                               name=name)
-    meta: dict[str, Any] = {
+    calibration = ("user" if representative is not None else
+                   f"random seed {calibration_seed}, {REPRESENTATIVE_SAMPLES} samples")
+    meta = sidecar_meta(name, data, network, arch=arch, preset=preset, backbone=backbone,
+                        source=source or network.source, weight_bits=weight_bits,
+                        calibration=calibration, summary=summary, weight_seed=weight_seed)
+    return ConvertedModel(name=name, tflite=data, meta=meta)
+
+
+def sidecar_meta(name: str, data: bytes, network: Network, *, arch: Architecture | None,
+                 preset: str | None = None, backbone: str | None = None, source: str = "",
+                 weight_bits: int = 8, calibration: str = "",
+                 summary: dict[str, Any] | None = None, file: str | None = None,
+                 weight_seed: int | None = None) -> dict[str, Any]:
+    """The sidecar every mcuprof model carries (``mcuprof sample``, campaigns, searches):
+    what it is, how it was made, and its analysis (``summary``; computed when None)."""
+    tf, _ = import_keras()
+    return {
         "sidecar_version": SIDECAR_VERSION,
         "name": name,
-        "file": f"{name}.tflite",
+        "file": file or f"{name}.tflite",
         "space": arch.space if arch is not None else None,
         "preset": preset,
         "id": arch.id if arch is not None else network.digest(),
@@ -286,17 +301,15 @@ def convert_network(network: Network, *, arch: Architecture | None = None,
         "tags": model_tags(arch if arch is not None else network, preset=preset,
                            backbone=backbone),
         "network": network.to_dict(),
-        "source": source or network.source,
-        "weight_seed": weight_seed,
+        "source": source,
+        **({"weight_seed": weight_seed} if weight_seed is not None else {}),
         "weight_bits": weight_bits,
         "converter": f"tensorflow {tf.__version__}",
-        "calibration": "user" if representative is not None else
-                       f"random seed {calibration_seed}, {REPRESENTATIVE_SAMPLES} samples",
+        "calibration": calibration,
         "sha256": hashlib.sha256(data).hexdigest(),
         "tflite_bytes": len(data),
-        **summary,
+        **(summary if summary is not None else analyze_tflite(data, name=name)),
     }
-    return ConvertedModel(name=name, tflite=data, meta=meta)
 
 
 def convert_architecture(arch: Architecture, *, name: str | None = None, weight_seed: int = 0,

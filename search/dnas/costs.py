@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench_firmware.backends.registry import parse_device
 from bench_firmware.boards import Board, get_board
 from search.dnas.graph import ExactCosts, exact_costs
 from search.dnas.latency import LatencyModel
@@ -31,9 +32,7 @@ from search.spaces import Architecture, Choice
 
 def board_of(device: str) -> Board:
     """The board of a device class or device name (``virtual:nucleo-f446re[:id]``)."""
-    parts = device.split(":")
-    name = parts[1] if len(parts) >= 2 else parts[0]
-    return get_board(name)
+    return get_board(parse_device(device)[1])
 
 
 @dataclass(frozen=True)

@@ -147,14 +147,6 @@ class LatencyModel:
 
 
 def _line_interval(fit: Any) -> tuple[float, float]:
-    """A line's relative prediction interval from its cross-validated metrics (the largest
-    relative error seen out of fold, both ways), or 0 when they say nothing."""
-    m = fit.metrics
-    worst = getattr(m, "max_rel_err", None) or getattr(m, "max_abs_pct_err", None)
-    if worst is None:
-        mape = getattr(m, "mape", None)
-        worst = 2.0 * mape if mape is not None else 0.0
-    worst = float(worst)
-    if worst > 1.0:  # given in percent
-        worst /= 100.0
+    """A line's relative prediction interval: ± twice its cross-validated MAPE (a fraction)."""
+    worst = 2.0 * float(fit.metrics.mape)
     return (-worst, worst)

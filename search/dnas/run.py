@@ -36,6 +36,7 @@ from search.dnas.search import (
     SearchResult,
     check_feasible,
     latency_margin,
+    read_journal,
     repair,
     restricted_choices,
     search_architecture,
@@ -51,14 +52,9 @@ VERIFY_TIMEOUT_S = 1800.0
 def check_config(cfg: SearchConfig) -> None:
     """Refuse a bad configuration before anything starts, with what to do."""
     get_space(cfg.space)  # UnknownNameError names the spaces
-    if not cfg.devices:
-        raise SearchError("give at least one target device, e.g. --device "
-                          "virtual:nucleo-f446re")
-    for d in cfg.devices:
-        if d.count(":") != 1:
-            raise SearchError(f"{d!r}: name a device class, <backend>:<board>, e.g. "
-                              "virtual:nucleo-f446re")
-        budget_for(d, None)  # an unknown board raises with the known ones
+    from search.campaign import check_devices
+
+    check_devices(cfg.devices)  # device classes as the server names them, known boards
     if cfg.bits not in ("8", "w4"):
         raise SearchError(f"--bits {cfg.bits}: use 8 or w4")
     if cfg.latency_ms is not None and cfg.latency_ms <= 0:
@@ -312,15 +308,10 @@ def corrected(latency: dict[str, LatencyModel], rs: Any, profiled: list[Candidat
 def _round_arch(out: Path, rnd: int, arch: Architecture) -> Architecture:
     """The architecture round ``rnd`` ended with: from the journal when it recorded one,
     else ``arch`` (recorded now)."""
-    journal = out / JOURNAL
-    for line in journal.read_text().splitlines() if journal.is_file() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for rec in read_journal(out):
         if rec.get("event") == "round" and rec.get("round") == rnd:
             return Architecture.from_dict(rec["arch"])
-    with journal.open("a") as f:
+    with (out / JOURNAL).open("a") as f:
         f.write(json.dumps({"event": "round", "round": rnd, "arch": arch.to_dict()}) + "\n")
     return arch
 
@@ -375,18 +366,15 @@ def _train(cfg: SearchConfig, data: Any, cand: Candidate, say: Progress) -> Any:
 def _sidecar(cfg: SearchConfig, cand: Candidate, budgets: list[Budget],
              latency: dict[str, LatencyModel], trained: Any, data: Any) -> dict[str, Any]:
     """The model's sidecar: what ``mcuprof sample`` writes, plus the search's record."""
-    from search.convert import SIDECAR_VERSION, analyze_tflite, model_tags
+    from search.convert import sidecar_meta
 
-    network = cand.arch.network()
-    summary = analyze_tflite(trained.tflite, name=cand.arch.name)
+    meta = sidecar_meta(
+        cand.arch.name, trained.tflite, cand.arch.network(), arch=cand.arch,
+        file=f"{cand.arch.name}-r{cand.round}.tflite", source=f"DNAS search ({cfg.data})",
+        weight_bits=cfg.weight_bits,
+        calibration=f"{min(len(data.x_train), 200)} training inputs of {cfg.data}")
     return {
-        "sidecar_version": SIDECAR_VERSION, "name": cand.arch.name,
-        "file": f"{cand.arch.name}-r{cand.round}.tflite", "space": cfg.space,
-        "preset": None, "id": cand.arch.id, "arch": cand.arch.to_dict(),
-        "tags": model_tags(cand.arch), "network": network.to_dict(),
-        "source": f"DNAS search ({cfg.data})", "weight_bits": cfg.weight_bits,
-        "calibration": f"{min(len(data.x_train), 200)} training inputs of {cfg.data}",
-        **summary,
+        **meta,
         "dnas": {"config": asdict(cfg), "round": cand.round,
                  "budgets": [b.to_dict() for b in budgets],
                  "predicted": cand.predicted.to_dict(),

@@ -43,9 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from search.dnas.costs import ArchCosts, Budget, CostModel, argmax_arch, budget_for
-from search.dnas.latency import LatencyModel
-from search.dnas.relaxed import RelaxedSpace, relax
+from search.dnas.costs import ArchCosts, Budget, CostModel, argmax_arch
+from search.dnas.relaxed import RelaxedSpace
 from search.errors import SearchError
 from search.spaces import SKIP, Architecture, Choice, get_space
 
@@ -217,16 +216,12 @@ Progress = Callable[[str], None]
 
 
 def restricted_choices(space: str, max_width: int | None) -> dict[str, tuple[Choice, ...]]:
-    """Each node's choices, widths capped at ``max_width`` (at least the smallest)."""
-    sp = get_space(space)
-    out: dict[str, tuple[Choice, ...]] = {}
-    for node in sp.nodes:
-        if node.kind == "width" and max_width is not None:
-            kept = tuple(c for c in node.choices if isinstance(c, int) and c <= max_width)
-            out[node.name] = kept or (min(node.choices),)  # type: ignore[type-var]
-        else:
-            out[node.name] = node.choices
-    return out
+    """Each node's choices, widths capped at ``max_width`` as a campaign caps them
+    (:func:`search.campaign.restrict_widths`), so bootstrap and search share one sub-space."""
+    from search.campaign import restrict_widths
+
+    sp = get_space(space) if max_width is None else restrict_widths(space, max_width)
+    return {node.name: node.choices for node in sp.nodes}
 
 
 def smallest(rs: RelaxedSpace) -> Architecture:
@@ -385,6 +380,18 @@ class _Search:
             return self.loaded_epoch
 
 
+def read_journal(out: Path) -> list[dict[str, Any]]:
+    """The records of ``<out>/journal.jsonl`` (a torn last line, from a crash, is dropped)."""
+    path = out / JOURNAL
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def _tau(cfg: SearchConfig, epoch: int) -> float:
     if cfg.epochs <= 1:
         return cfg.tau1
@@ -448,16 +455,9 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
     done = s.load() if state is None else max(start_epoch_offset, s.loaded_epoch)
     if done:
         say(f"resuming after epoch {done} ({out / CHECKPOINT})")
-    records: list[dict[str, Any]] = []
+    records = [rec for rec in read_journal(out) if rec.get("event") == "epoch"
+               and rec.get("epoch", 0) <= done]
     journal = out / JOURNAL
-    if journal.is_file():
-        for line in journal.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-            if rec.get("event") == "epoch" and rec.get("epoch", 0) <= done:
-                records.append(rec)
     total = cfg.epochs + start_epoch_offset
     n_train, n_val = len(data.x_train), len(data.x_val)
     for epoch in range(done, total):
@@ -470,7 +470,7 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
         rng = np.random.default_rng([cfg.seed, epoch])
         order = rng.permutation(n_train)
         losses, ces, pens = [], [], []
-        for step_i, i in enumerate(range(0, n_train, cfg.batch_size)):
+        for i in range(0, n_train, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             step_seed = int(rng.integers(2**31))
             losses.append(float(weight_step(
@@ -489,7 +489,6 @@ def search_architecture(cfg: SearchConfig, data: Any, model: CostModel, out: Pat
                     tf.constant([corr.get(k, 0.0) for k in raw_keys], tf.float32))
                 ces.append(float(ce))
                 pens.append(float(pen))
-            del step_i
         probs = {n: tf.nn.softmax(a).numpy() for n, a in s.alpha.items()}
         current = argmax_arch(rs, probs)
         costs = model.arch_costs(current)
@@ -557,8 +556,3 @@ def _epoch_line(rec: dict[str, Any], budgets: Sequence[Budget], total: int) -> s
                 f"plan {c['flash_bytes'][d] / 1024:.0f}/{b.flash_bytes / 1024:.0f} KiB")
         parts.append(seg)
     return "  ".join(p for p in parts if p)
-
-
-__all__ = ["SearchConfig", "SearchResult", "Candidate", "search_architecture", "repair",
-           "check_feasible", "restricted_choices", "smallest", "budget_for", "relax",
-           "LatencyModel"]
