@@ -28,7 +28,7 @@ from bench_firmware.errors import (
     PlanError,
     UnsupportedOpError,
 )
-from bench_firmware.planner import Buffer, align_up, plan_memory
+from bench_firmware.planner import Buffer, align_up, plan_memory, plan_with_scratch
 from bench_firmware.tflite_model import Graph, Tensor, read_tflite
 
 op_registry.load_all()
@@ -272,7 +272,7 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
         scratch = {i: Buffer(key=-1 - i, size=size + extras.get(i, 0), first=i, last=i,
                              apart=model_input)
                    for i, size in kernel_scratch.items() if size > 0}
-        arena = plan_memory([*life.values(), *scratch.values()])
+        arena = plan_with_scratch(list(life.values()), list(scratch.values()))
         if arena <= board.arena_capacity or not extras:
             break
         del extras[max(extras, key=extras.__getitem__)]  # the largest goes first

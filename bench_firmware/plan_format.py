@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"MCUP"
-VERSION = 3  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
-#              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch
+VERSION = 4  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
+#              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch;
+#              4: 8-bit CONV_2D weights in the DSP kernel's pair order, 12-byte
+#                 requantization tables in the conv scratch
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -170,7 +172,8 @@ CONV = Struct("mp_conv_params_t", (
     ("row_bytes", "u32"),        # conv: weights per output channel's OHWI row, padded to 4
                                  # (bytes at 8 bits); dw: bytes per kernel tap (out_c
                                  # padded to 4)
-    ("weights_off", "u32"),      # conv: [out_c][row_bytes], 4-bit: packed rows;
+    ("weights_off", "u32"),      # conv: rows in pair order (ops/conv.py conv_weight_stream),
+                                 # 4-bit: [out_c] packed rows;
                                  # dw: [kh][kw][row_bytes]
     ("bias_off", "u32"),         # i32[out_c]
     ("mult_off", "u32"),         # i32[out_c]

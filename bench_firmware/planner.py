@@ -37,10 +37,12 @@ class Buffer:
         return not (self.last < other.first or other.last < self.first)
 
 
-def plan_memory(buffers: list[Buffer]) -> int:
-    """Assign ``offset`` to every buffer; returns the arena size in bytes."""
+def plan_memory(buffers: list[Buffer], placed: list[Buffer] | None = None) -> int:
+    """Assign ``offset`` to every buffer, around the ``placed`` ones (offsets kept); returns
+    the arena size in bytes."""
     order = sorted(buffers, key=lambda b: (-align_up(b.size, BUFFER_ALIGN), b.first, b.key))
-    placed: list[Buffer] = []
+    fixed = list(placed or [])
+    placed = list(fixed)
     for buf in order:
         size = align_up(buf.size, BUFFER_ALIGN)
         candidate = 0
@@ -51,4 +53,23 @@ def plan_memory(buffers: list[Buffer]) -> int:
             candidate = max(candidate, other.offset + align_up(other.size, BUFFER_ALIGN))
         buf.offset = candidate
         placed.append(buf)
-    return max((b.offset + align_up(b.size, BUFFER_ALIGN) for b in buffers), default=0)
+    return max((b.offset + align_up(b.size, BUFFER_ALIGN) for b in placed), default=0)
+
+
+def plan_with_scratch(activations: list[Buffer], scratch: list[Buffer]) -> int:
+    """Offsets for activations and kernel scratch buffers together; returns the arena size.
+    Two plans, the smaller kept: all buffers greedily at once (scratch may fill holes the
+    activations leave), and the activations first with each scratch buffer placed around the
+    activations alive during its operator, which never needs more than the activations' own
+    arena plus the largest scratch buffer. The greedy joint plan alone can exceed that bound
+    when a large scratch buffer placed early fragments the activations."""
+    every = [*activations, *scratch]
+    joint = plan_memory(every)
+    joint_offsets = [b.offset for b in every]
+    plan_memory(activations)
+    apart = plan_memory(scratch, placed=activations)
+    if apart < joint:
+        return apart
+    for b, offset in zip(every, joint_offsets, strict=True):
+        b.offset = offset
+    return joint

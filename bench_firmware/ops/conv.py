@@ -153,19 +153,19 @@ def conv_direct(op: Operator) -> bool:
 def conv_scratch_bytes(op: Operator) -> int:
     """The DSP conv's scratch (``firmware/kernels/conv.c``): the columns of two output pixels,
     widened to int16, ``4 * row_bytes``; their int32 accumulator rows, ``8 * out_c``; the
-    requantization table, ``8 * out_c``; and, unless it reads the input directly, one pixel's
+    requantization table, ``12 * out_c``; and, unless it reads the input directly, one pixel's
     int8 column (``row_bytes``) gathered from the window with padding filled in."""
     filt = op.inputs[1]
     if filt is None or len(filt.shape) != 4:
         return 0  # compile_conv2d rejects the op
     out_c, kh, kw, in_c = filt.shape
     row_bytes = align4(kh * kw * in_c)
-    return (4 if conv_direct(op) else 5) * row_bytes + 16 * out_c
+    return (4 if conv_direct(op) else 5) * row_bytes + 20 * out_c
 
 
 def conv_extra_scratch(op: Operator, board: Board) -> int:
-    """Room after the DSP conv's scratch to copy its weights into SRAM (``out_c *
-    row_bytes``), on the boards where that pays: the per-layer cost rule.
+    """Room after the DSP conv's scratch to copy its weight stream into SRAM
+    (conv_stream_bytes), on the boards where that pays: the per-layer cost rule.
 
     On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
     (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
@@ -180,7 +180,7 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
         return 0
     out_c, kh, kw, in_c = filt.shape
-    copy = out_c * align4(kh * kw * in_c)
+    copy = conv_stream_bytes(out_c, align4(kh * kw * in_c))
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
     if board.core != "cortex-m4" or board.flash_wait_states == 0:
@@ -189,9 +189,30 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     return copy if out_h * out_w > 2 else 0
 
 
+def conv_weight_stream(rows: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """8-bit conv weight rows (``[out_c][row_bytes]``, row_bytes a multiple of 4) and int32
+    biases in the order the DSP kernel reads them (``firmware/kernels/conv.c``): channels in
+    pairs (2p, 2p + 1), each pair's two biases, then its rows interleaved word by word (word g
+    of row 2p, word g of row 2p + 1, then word g + 1 ...), so one LDM fetches both channels'
+    next four weights; an odd last row follows the pairs as it is (its bias stays in the bias
+    array, which the plan keeps whole for the reference loops)."""
+    out_c, row_bytes = rows.shape
+    pairs = out_c // 2
+    paired = rows[:2 * pairs].reshape(pairs, 2, row_bytes // 4, 4).transpose(0, 2, 1, 3)
+    biases = np.asarray(bias[:2 * pairs], dtype="<i4").reshape(pairs, 2).view(np.int8)
+    stream = np.concatenate([biases, paired.reshape(pairs, -1)], axis=1)
+    return np.concatenate([stream.reshape(-1), rows[2 * pairs:].reshape(-1)])
+
+
+def conv_stream_bytes(out_c: int, row_bytes: int) -> int:
+    """Bytes of the DSP weight stream (conv_weight_stream), which the SRAM copy holds."""
+    return out_c * row_bytes + 8 * (out_c // 2)
+
+
 @register("CONV_2D", scratch=conv_scratch_bytes, extra=conv_extra_scratch)
 def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
-    """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned."""
+    """OHWI weights, one row per output channel padded to a word so DSP loads stay aligned;
+    8-bit rows in the DSP kernel's order (conv_weight_stream), 4-bit rows packed."""
     input_t, filter_t, bias_t, output_t = _tensors(op)
     out_c, kh, kw, in_c = filter_t.shape
     if input_t.shape[3] != in_c:
@@ -217,7 +238,9 @@ def compile_conv2d(op: Operator, ctx: DataSink) -> bytes:
     return pf.CONV.pack(
         input_offset=-input_t.zero_point, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, **window, depth_multiplier=1, row_bytes=row_bytes,
-        weight_bits=bits, weights_off=ctx.add_data(weight_rows(weights, bits)),
+        weight_bits=bits,
+        weights_off=ctx.add_data(conv_weight_stream(weights, bias) if bits == 8
+                                 else weight_rows(weights, bits)),
         bias_off=ctx.add_data(bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts),
         scratch_off=getattr(ctx, "scratch_off", 0),
@@ -241,14 +264,14 @@ def depthwise_dsp_block(weights: np.ndarray, bias: np.ndarray, channels: int) ->
 
 def depthwise_scratch_bytes(op: Operator) -> int:
     """The DSP depthwise kernel's int32 accumulators of one output row (``out_w * out_c``)
-    and its requantization table, 8 bytes per channel (``firmware/kernels/depthwise_conv.c``);
+    and its requantization table, 12 bytes per channel (``firmware/kernels/depthwise_conv.c``);
     only depth multiplier 1 takes that path."""
     filt = op.inputs[1]
     if filt is None or len(filt.shape) != 4 or op.options.get("depth_multiplier", 1) != 1:
         return 0
     out_c = filt.shape[3]
     out_w = op.outputs[0].shape[2] if len(op.outputs[0].shape) == 4 else 1
-    return (4 * out_w + 8) * out_c if out_c >= 4 else 0
+    return (4 * out_w + 12) * out_c if out_c >= 4 else 0
 
 
 def depthwise_extra_scratch(op: Operator, board: Board) -> int:

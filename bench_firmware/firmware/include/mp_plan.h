@@ -9,7 +9,7 @@
   typedef char mp_static_assert_##name[(cond) ? 1 : -1]
 
 #define MP_PLAN_MAGIC "MCUP"
-#define MP_PLAN_VERSION 3
+#define MP_PLAN_VERSION 4
 #define MP_PLAN_CRC_START 16
 #define MP_PLAN_ALIGN 8
 #define MP_TYPE_INT8 1

@@ -73,26 +73,41 @@ static inline int8_t mp_requant_out_fast(int32_t acc, int32_t multiplier, int32_
 /* A layer's output stage: per-channel multipliers and shifts, output offset, clamp. */
 typedef struct {
   const int32_t *mult, *shift;
-  int32_t *table;  /* {multiplier, -shift} per channel, in SRAM: filled when all_right */
+  int32_t *table;  /* {multiplier, right, bias} per channel, in SRAM: filled when `fast` */
   int32_t output_offset, act_min, act_max;
-  int all_right;  /* every shift < 0, so the short path needs no per-channel shift test */
+  int fast;       /* the short path holds for every channel and accumulator (mp_requant_init) */
   int full_range; /* act_min == -128 and act_max == 127: the clamp is SSAT #8 */
 } mp_requant_t;
 
-/* Fills `rq` for `channels` channels, once per invocation of a layer: reads the shifts and,
- * when all are negative, copies {multiplier, right shift} pairs to `table` (2 * channels
- * words of arena scratch), so the per-output loop reads SRAM, not flash, with one LDRD. */
+/* Words of table per channel: {multiplier, right = -shift, half + (output_offset << right)}. */
+#define MP_REQUANT_TABLE_WORDS 3
+
+/* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
+ * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an
+ * offset input (|x + offset| <= 255). When every |bias| + 32640 * k < 2^30 (so 2 * acc never
+ * overflows), every shift is in [-22, -1] (so the output offset folds into the rounding
+ * constant without overflow: |y| < 2^30, |offset << 22| <= 2^29) and the clamp is the full
+ * int8 range, `fast` is set and `table` (3 * channels words of arena scratch) holds
+ * {multiplier, right, half + (output_offset << right)}: then
+ * out = SSAT8((SMMULR(2 * acc, multiplier) + that + (y < 0 ? -1 : 0)) >> right), the same
+ * integer as mp_requant_out_fast(), with no overflow test per element. Otherwise the rows go
+ * through mp_requant_out_fast() element by element. */
 void mp_requant_init(mp_requant_t *rq, const int32_t *mult, const int32_t *shift,
                      int32_t channels, int32_t output_offset, int32_t act_min,
-                     int32_t act_max, int32_t *table);
+                     int32_t act_max, int32_t *table, const int32_t *bias, int32_t k);
 
-/* out[c] = mp_requant_out_fast(acc[c], mult[c], shift[c], ...) for channels c < n: the DSP
- * kernels gather a row of accumulators first and requantize it here, in a loop with the
- * registers to itself (kernels/requant_row.c). */
+/* out[c] = mp_requant_out_fast(acc[c], mult[c], shift[c], ...) for channels c < n. */
 void mp_requant_row(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n);
 
 /* Two rows of n: acc[0..n) to out[0..n) and acc[n..2n) to out[n..2n), as two
  * mp_requant_row() calls give them, in fewer cycles (one table load per channel). */
 void mp_requant_rows2(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n);
+
+/* Two pixels' accumulators in the convolution's pair order: for each pair of channels
+ * (2q, 2q + 1), four words {pixel 0 ch 2q, pixel 0 ch 2q + 1, pixel 1 ch 2q, pixel 1 ch 2q + 1};
+ * an odd last channel after them as {pixel 0, pixel 1}. Pixel 0's outputs go to out0[0..n),
+ * pixel 1's to out1[0..n) (out1 may equal out0 when both pixels are the same one). */
+void mp_requant_pairs(const mp_requant_t *rq, const int32_t *acc, int8_t *out0, int8_t *out1,
+                      int32_t n);
 
 #endif /* MP_REQUANT_H */

@@ -1,11 +1,16 @@
 /* CONV_2D, int8 with per-channel quantization: TFLM reference_integer_ops::ConvPerChannel
  * (tensorflow/lite/kernels/internal/reference/integer_ops/conv.h).
  *
- * Weights (bench_firmware/ops/conv.py): [out_c][row_bytes], each row the output channel's
- * OHWI filter (kh * kw * in_c bytes) padded to a word; with weight_bits 4, each row packed
- * two weights per byte (mp_kernels.h), which the reference loops read nibble by nibble and
- * the DSP path unpacks into its SRAM copy once per layer. Taps outside the input are skipped,
- * as in TFLM: the padded input would be -input_offset, whose offset-corrected value is 0.
+ * Weights (bench_firmware/ops/conv.py conv_weight_stream): each output channel's OHWI filter
+ * (kh * kw * in_c bytes) padded to a word, its row; 8-bit rows are stored in the order the
+ * DSP kernel reads them: channels in pairs (2p, 2p + 1), each pair's two biases (int32)
+ * first, then its rows' words interleaved (word g of row 2p, word g of row 2p + 1, word
+ * g + 1 of row 2p, ...); an odd last row after the pairs as it is (conv_w8 below). The plan
+ * keeps the biases in their own array as well, for the reference loops. With weight_bits 4, rows are packed two weights
+ * per byte (mp_kernels.h), [out_c][packed row], which the reference loops read nibble by
+ * nibble and the DSP path unpacks into its SRAM copy, in the 8-bit order, once per layer.
+ * Taps outside the input are skipped, as in TFLM: the padded input would be -input_offset,
+ * whose offset-corrected value is 0.
  *
  * The DSP path is described above conv_dsp() below. Both paths give identical bytes. */
 #include <stdint.h>
@@ -22,6 +27,15 @@ static inline int8_t conv_out(const mp_conv_params_t *p, int32_t acc, int32_t mu
   return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
+/* Weight k of output channel oc in the 8-bit order (file comment). */
+static inline int32_t conv_w8(const int8_t *w, int32_t oc, int32_t k, int32_t row_bytes,
+                              int32_t out_c) {
+  const int32_t pair_bytes = 8 + 2 * row_bytes;
+  if (oc < (out_c & ~1))
+    return w[(oc >> 1) * pair_bytes + 8 + (k >> 2) * 8 + (oc & 1) * 4 + (k & 3)];
+  return w[(out_c >> 1) * pair_bytes + k];
+}
+
 static void conv_ref(const mp_conv_job_t *j) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
@@ -35,7 +49,7 @@ static void conv_ref(const mp_conv_job_t *j) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         int8_t *out = j->output + ((b * d->out_h + oy) * d->out_w + ox) * d->out_c;
         for (int32_t oc = 0; oc < d->out_c; ++oc) {
-          const int8_t *row = j->weights + oc * row_stride;
+          const int8_t *row = j->weights + oc * row_stride; /* 4-bit rows */
           int32_t acc = 0;
           for (int32_t ky = 0; ky < kh; ++ky) {
             const int32_t iy = iy0 + ky * p->dilation_h;
@@ -45,7 +59,8 @@ static void conv_ref(const mp_conv_job_t *j) {
               const int8_t *x = j->input + ((b * d->in_h + iy) * d->in_w + ix) * d->in_c;
               const int32_t k0 = (ky * kw + kx) * d->in_c;
               for (int32_t ic = 0; ic < d->in_c; ++ic) {
-                const int32_t w = bits4 ? mp_int4_at(row, k0 + ic) : (int32_t)row[k0 + ic];
+                const int32_t w = bits4 ? mp_int4_at(row, k0 + ic)
+                                        : conv_w8(j->weights, oc, k0 + ic, row_stride, d->out_c);
                 acc += w * ((int32_t)x[ic] + p->input_offset);
               }
             }
@@ -66,9 +81,12 @@ static void conv_ref(const mp_conv_job_t *j) {
  * offset added (SXTAB16), into one interleaved buffer: for each group of four k, pixel 0's
  * {k0, k2}, {k1, k3} halfword pairs, then pixel 1's (16 bytes). The weights are extended with
  * SXTB16 / SXTB16 ROR #8, which yields the same {k0, k2}, {k1, k3} pairing, so SMLAD sums
- * matching products without reordering anything. Each pass of the inner loop loads four
- * column words and two weight words (one per output channel), extends the weights, and does
- * 8 SMLADs (16 MACs) into four accumulators: 2 channels x 2 pixels.
+ * matching products without reordering anything. Each group of the inner loop is one LDM of
+ * the four column words and one LDM of the pair's two weight words (adjacent in the 8-bit
+ * order), four SXTB16 and 8 SMLADs (16 MACs) into four accumulators, 2 channels x 2 pixels;
+ * the loop is unrolled twice. The pair's biases, ahead of its weights in the same stream, start
+ * the accumulators. The accumulators leave as one STM per channel pair, in the
+ * order mp_requant_pairs() reads: {p0 c0, p0 c1, p1 c0, p1 c1}.
  *
  * Taps outside the input are gathered as the input zero point (-input_offset), which widens
  * to 0, so they add nothing, as TFLM's skipped taps. A 1x1 kernel over a multiple of four
@@ -76,13 +94,13 @@ static void conv_ref(const mp_conv_job_t *j) {
  * padded with zeros to row_bytes, so the padded column bytes add nothing either.
  *
  * Scratch (arena, planned by bench_firmware/planner.py): the int16 buffer, 4 * row_bytes;
- * the two pixels' int32 accumulator rows, 8 * out_c; the requantization table (mp_requant.h),
- * 8 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path); and, when the
- * compiler gave the room (bench_firmware/ops/conv.py conv_extra_scratch), a copy of the weights,
- * out_c * row_bytes, made once per layer so the pixel pairs read them from SRAM, not flash.
- * An odd last pixel is computed as a pair with itself, an odd last
- * channel with its own row twice; the duplicate results are not kept. Each accumulator row
- * is requantized by mp_requant_row(), equal to mp_requantize_output() bit for bit. */
+ * the pixel pair's int32 accumulators, 8 * out_c; the requantization table (mp_requant.h),
+ * 12 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path); and, when the
+ * compiler gave the room (bench_firmware/ops/conv.py conv_extra_scratch), a copy of the weight
+ * stream, conv_stream_bytes(), made once per layer so the pixel pairs read them from SRAM, not flash.
+ * An odd last pixel is computed as a pair with itself, an odd last channel with its own row
+ * twice; the duplicate results are not kept. The accumulators are requantized by
+ * mp_requant_pairs(), equal to mp_requantize_output() bit for bit. */
 
 /* Whether the columns are the input pixels themselves (must agree with
  * bench_firmware/ops/conv.py conv_direct()). */
@@ -162,95 +180,95 @@ static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_
     a11 = mp_smlad((col)[3], v1o_, a11);                       \
   } while (0)
 
-/* Every pair of output channels (oc, oc + 1), oc < 2 * pairs, for one pixel pair: the
- * inner product of the pixel pair's column with the two channels' weight rows, `groups` groups
- * of four k, started from the channels' biases and stored to the accumulator rows (pixel 0's
- * at acc0, pixel 1's acc_stride bytes further). Rows of weights are consecutive and
- * row_bytes = 4 * groups, so after a pair's loop its first row pointer is at the second row
- * and the second at the next pair's first. */
+/* Every pair of output channels for one pixel pair: the inner product of the pixel pair's
+ * column with the pair's interleaved weights, started from the pair's biases, stored as four
+ * words per pair at acc. */
 typedef struct {
   const uint32_t *col;     /* +0 */
   const uint32_t *col_end; /* +4 */
-  const int32_t *bias;     /* +8, advances by two channels per pair */
-  int32_t *acc0;           /* +12, likewise */
-  int32_t acc_stride;      /* +16, bytes */
-  int32_t pairs;           /* +20, counts down */
-  const int8_t *w0, *w1;   /* +24, +28 */
+  int32_t *acc;            /* +8, advances by four words per pair */
+  const int8_t *w_end;     /* +12, the end of the pairs' stream */
+  const int8_t *w;         /* +16, the stream: biases, then weights, per pair */
 } conv_pairs_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* Hand-scheduled: the inner loop needs all fourteen registers (4 accumulators, 4 column
- * words, 2 weight temporaries, 4 pointers), which GCC cannot allocate around C code, so
- * the whole channel loop is one naked function keeping its state in `s` (on the stack).
- * Per group: LDM of the four column words, two weight loads, four SXTB16, eight SMLAD. */
-__attribute__((naked, noinline)) static void conv_mm_pairs(conv_pairs_t *s) {
+ * words, 2 weight words, 4 pointers... less one: the pair's weights are one stream), which
+ * GCC cannot allocate around C code, so the whole channel loop is one naked function keeping
+ * its state in `s` (on the stack). Two entry points: an even number of groups runs the
+ * unrolled pass only, an odd one does one group first. */
+#define CONV_GROUP_ASM                     \
+  "ldmia  r0!, {r8, r9, r10, r11}\n\t"     \
+  "ldmia  r2!, {r3, r12}\n\t"              \
+  "sxtb16 lr, r3\n\t"                      \
+  "sxtb16 r3, r3, ror #8\n\t"              \
+  "smlad  r4, r8, lr, r4\n\t"              \
+  "smlad  r6, r10, lr, r6\n\t"             \
+  "smlad  r4, r9, r3, r4\n\t"              \
+  "smlad  r6, r11, r3, r6\n\t"             \
+  "sxtb16 lr, r12\n\t"                     \
+  "sxtb16 r12, r12, ror #8\n\t"            \
+  "smlad  r5, r8, lr, r5\n\t"              \
+  "smlad  r7, r10, lr, r7\n\t"             \
+  "smlad  r5, r9, r12, r5\n\t"             \
+  "smlad  r7, r11, r12, r7\n\t"
+#define CONV_PAIRS_ASM(FIRST)                                        \
+  __asm__ volatile(                                                  \
+      "push   {r4-r11, lr}\n\t"                                      \
+      "push   {r0}\n\t"                                              \
+      "ldr    r1, [r0, #4]\n\t"  /* col_end */                       \
+      "ldr    r2, [r0, #16]\n\t" /* w */                             \
+      "2:\n\t"                                                       \
+      "ldmia  r2!, {r4, r5}\n\t" /* the pair's biases */             \
+      "mov    r6, r4\n\t"                                            \
+      "mov    r7, r5\n\t"                                            \
+      "ldr    r12, [sp]\n\t"                                         \
+      "ldr    r0, [r12]\n\t" /* column */                            \
+      FIRST                                                          \
+      "1:\n\t"                                                       \
+      CONV_GROUP_ASM                                                 \
+      CONV_GROUP_ASM                                                 \
+      "cmp    r0, r1\n\t"                                            \
+      "bne    1b\n\t"                                                \
+      "3:\n\t"                                                       \
+      "ldr    r12, [sp]\n\t"                                         \
+      "ldr    lr, [r12, #8]\n\t" /* acc */                           \
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"                             \
+      "str    lr, [r12, #8]\n\t"                                     \
+      "ldr    lr, [r12, #12]\n\t" /* w_end */                        \
+      "cmp    r2, lr\n\t"                                            \
+      "bne    2b\n\t"                                                \
+      "pop    {r0}\n\t"                                              \
+      "pop    {r4-r11, pc}\n\t")
+__attribute__((naked, noinline)) static void conv_mm_pairs_even(conv_pairs_t *s) {
   (void)s;
-  __asm__ volatile(
-      "push   {r4-r11, lr}\n\t"
-      "push   {r0}\n\t"
-      "ldr    r1, [r0, #4]\n\t"        /* col_end */
-      "ldr    r2, [r0, #24]\n\t"       /* w0 */
-      "ldr    r3, [r0, #28]\n\t"       /* w1 */
-      "2:\n\t"
-      "ldr    r12, [sp]\n\t"
-      "ldr    lr, [r12, #8]\n\t"       /* bias */
-      "ldrd   r4, r5, [lr], #8\n\t"
-      "str    lr, [r12, #8]\n\t"
-      "mov    r6, r4\n\t"
-      "mov    r7, r5\n\t"
-      "ldr    r0, [r12]\n\t"           /* column */
-      "1:\n\t"
-      "ldmia  r0!, {r8, r9, r10, r11}\n\t"
-      "ldr    r12, [r2], #4\n\t"
-      "sxtb16 lr, r12\n\t"
-      "sxtb16 r12, r12, ror #8\n\t"
-      "smlad  r4, r8, lr, r4\n\t"
-      "smlad  r6, r10, lr, r6\n\t"
-      "smlad  r4, r9, r12, r4\n\t"
-      "smlad  r6, r11, r12, r6\n\t"
-      "ldr    r12, [r3], #4\n\t"
-      "sxtb16 lr, r12\n\t"
-      "sxtb16 r12, r12, ror #8\n\t"
-      "smlad  r5, r8, lr, r5\n\t"
-      "smlad  r7, r10, lr, r7\n\t"
-      "smlad  r5, r9, r12, r5\n\t"
-      "smlad  r7, r11, r12, r7\n\t"
-      "cmp    r0, r1\n\t"
-      "bne    1b\n\t"
-      "ldr    r12, [sp]\n\t"
-      "ldr    lr, [r12, #12]\n\t"      /* acc0 */
-      "ldr    r8, [r12, #16]\n\t"      /* acc_stride */
-      "add    r9, lr, r8\n\t"
-      "strd   r6, r7, [r9]\n\t"
-      "strd   r4, r5, [lr], #8\n\t"
-      "str    lr, [r12, #12]\n\t"
-      "rsb    r8, r2, r3, lsl #1\n\t"  /* next pair: w0 = w1, w1 = w1 + row_bytes */
-      "mov    r2, r3\n\t"
-      "mov    r3, r8\n\t"
-      "ldr    r8, [r12, #20]\n\t"
-      "subs   r8, r8, #1\n\t"
-      "str    r8, [r12, #20]\n\t"
-      "bne    2b\n\t"
-      "pop    {r0}\n\t"
-      "pop    {r4-r11, pc}\n\t");
+  CONV_PAIRS_ASM("");
+}
+__attribute__((naked, noinline)) static void conv_mm_pairs_odd(conv_pairs_t *s) {
+  (void)s;
+  CONV_PAIRS_ASM(CONV_GROUP_ASM "cmp    r0, r1\n\t" "beq    3f\n\t");
+}
+static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
+  if (groups & 1)
+    conv_mm_pairs_odd(s);
+  else
+    conv_mm_pairs_even(s);
 }
 #else
-static void conv_mm_pairs(conv_pairs_t *s) {
-  const int32_t groups = (int32_t)(s->col_end - s->col) / 4;
-  const int32_t stride = s->acc_stride / 4;
-  const int8_t *w0 = s->w0, *w1 = s->w1;
-  for (; s->pairs > 0; --s->pairs, s->bias += 2, s->acc0 += 2) {
-    int32_t a00 = s->bias[0], a01 = s->bias[1], a10 = a00, a11 = a01;
+static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
+  const int8_t *w = s->w;
+  for (; w != s->w_end; s->acc += 4) {
+    int32_t a00, a01;
+    memcpy(&a00, w, 4);
+    memcpy(&a01, w + 4, 4);
+    w += 8;
+    int32_t a10 = a00, a11 = a01;
     const uint32_t *c = s->col;
-    for (int32_t g = 0; g < groups; ++g, c += 4, w0 += 4, w1 += 4)
-      CONV_MAC_GROUP(c, w0, w1, a00, a01, a10, a11);
-    const int8_t *next = w1 + (w1 - w0);
-    w0 = w1;
-    w1 = next;
-    s->acc0[0] = a00;
-    s->acc0[1] = a01;
-    s->acc0[stride] = a10;
-    s->acc0[stride + 1] = a11;
+    for (int32_t g = 0; g < groups; ++g, c += 4, w += 8) CONV_MAC_GROUP(c, w, w + 4, a00, a01, a10, a11);
+    s->acc[0] = a00;
+    s->acc[1] = a01;
+    s->acc[2] = a10;
+    s->acc[3] = a11;
   }
 }
 #endif
@@ -258,7 +276,32 @@ static void conv_mm_pairs(conv_pairs_t *s) {
 /* The scratch the DSP path needs before the optional weight copy (must agree with
  * bench_firmware/ops/conv.py conv_scratch_bytes()). */
 static uint32_t conv_dsp_scratch(const mp_conv_job_t *j) {
-  return (conv_direct(j) ? 4u : 5u) * j->p->row_bytes + 16u * (uint32_t)j->d.out_c;
+  return (conv_direct(j) ? 4u : 5u) * j->p->row_bytes +
+         (8u + 4u * MP_REQUANT_TABLE_WORDS) * (uint32_t)j->d.out_c;
+}
+
+/* Bytes of the 8-bit weight stream (file comment). */
+static inline uint32_t conv_stream_bytes(int32_t out_c, uint32_t row_bytes) {
+  return (uint32_t)out_c * row_bytes + 8u * (uint32_t)(out_c / 2);
+}
+
+/* 4-bit weights unpacked into `dst` as the 8-bit stream (file comment), two rows at a time
+ * through `tmp` (2 * row_bytes). */
+static void conv_unpack4(int8_t *dst, const int8_t *packed, const int32_t *bias, int32_t out_c,
+                         int32_t row_bytes, int8_t *tmp) {
+  const int32_t stride = (int32_t)mp_int4_row_bytes((uint32_t)row_bytes);
+  const int32_t pairs = out_c / 2;
+  for (int32_t q = 0; q < pairs; ++q) {
+    memcpy(dst, bias + 2 * q, 8);
+    dst += 8;
+    mp_unpack_int4_row(tmp, packed + 2 * q * stride, row_bytes);
+    mp_unpack_int4_row(tmp + row_bytes, packed + (2 * q + 1) * stride, row_bytes);
+    for (int32_t g = 0; g < row_bytes / 4; ++g, dst += 8) {
+      mp_copy_bytes(dst, tmp + 4 * g, 4);
+      mp_copy_bytes(dst + 4, tmp + row_bytes + 4 * g, 4);
+    }
+  }
+  if (out_c & 1) mp_unpack_int4_row(dst, packed + (out_c - 1) * stride, row_bytes);
 }
 
 /* `weights_sram`: room after the scratch for a copy of the weights, or NULL. The compiler
@@ -273,22 +316,22 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   const uint32_t off2 = mp_pack16(p->input_offset, p->input_offset);
   const int direct = conv_direct(j);
   uint32_t *col = (uint32_t *)(void *)scratch;
-  int32_t *acc0 = (int32_t *)(void *)(scratch + 4 * row_bytes), *acc1 = acc0 + out_c;
-  int32_t *table = acc1 + out_c;
-  int8_t *tmp = (int8_t *)(table + 2 * out_c);
+  int32_t *acc = (int32_t *)(void *)(scratch + 4 * row_bytes);
+  int32_t *table = acc + 2 * out_c;
+  int8_t *tmp = (int8_t *)(table + MP_REQUANT_TABLE_WORDS * out_c);
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
-    if (p->weight_bits == 4u) {
-      const int32_t stride = (int32_t)mp_int4_row_bytes((uint32_t)row_bytes);
-      for (int32_t oc = 0; oc < out_c; ++oc)
-        mp_unpack_int4_row(weights_sram + oc * row_bytes, j->weights + oc * stride, row_bytes);
-    } else
-      mp_copy_bytes(weights_sram, j->weights, out_c * row_bytes);
+    if (p->weight_bits == 4u)
+      conv_unpack4(weights_sram, j->weights, j->bias, out_c, row_bytes, (int8_t *)col);
+    else
+      mp_copy_bytes(weights_sram, j->weights, (int32_t)conv_stream_bytes(out_c, p->row_bytes));
     weights = weights_sram;
   }
+  const int32_t pairs = out_c / 2;
+  const int8_t *last = weights + pairs * (8 + 2 * row_bytes); /* an odd last channel's row */
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
-                  table);
+                  table, j->bias, p->kernel_h * p->kernel_w * in_c);
   for (int32_t b = 0; b < d->batches; ++b) {
     const int8_t *in_b = j->input + b * d->in_h * d->in_w * in_c;
     int8_t *out_b = j->output + b * n_pix * out_c;
@@ -306,29 +349,24 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         }
         conv_widen(src, col + 2 * s, groups, off2);
       }
-      const int32_t pairs = out_c / 2;
       if (pairs > 0) {
-        conv_pairs_t st = {col, col + 4 * groups, j->bias, acc0, 4 * out_c, pairs,
-                           weights, weights + row_bytes};
-        conv_mm_pairs(&st);
+        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights};
+        conv_mm_pairs(&st, groups);
       }
       if (out_c & 1) { /* the last channel, as a pair with itself */
-        const int32_t oc = out_c - 1;
-        const int8_t *w0 = weights + oc * row_bytes;
-        int32_t a00 = j->bias[oc], a01 = a00, a10 = a00, a11 = a00;
+        int32_t a00 = j->bias[out_c - 1], a01 = a00, a10 = a00, a11 = a00;
         const uint32_t *c = col;
         for (int32_t g = 0; g < groups; ++g, c += 4) {
-          const int8_t *wg = w0 + 4 * g;
+          const int8_t *wg = last + 4 * g;
           CONV_MAC_GROUP(c, wg, wg, a00, a01, a10, a11);
         }
-        acc0[oc] = a00;
-        acc1[oc] = a10;
+        acc[4 * pairs] = a00;
+        acc[4 * pairs + 1] = a10;
       }
       int8_t *out0 = out_b + pix * out_c;
-      if (pair) /* acc1 = acc0 + out_c; pixel pix + 1's output follows pixel pix's */
-        mp_requant_rows2(&rq, acc0, out0, out_c);
-      else
-        mp_requant_row(&rq, acc0, out0, out_c);
+      /* A lone last pixel was computed as a pair with itself: both results are the same
+       * bytes, written to the same place. */
+      mp_requant_pairs(&rq, acc, out0, pair ? out0 + out_c : out0, out_c);
     }
   }
 }
@@ -340,7 +378,7 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   if (p->row_bytes < (uint32_t)p->kernel_h * p->kernel_w * (uint32_t)j.d.in_c) return MP_ERR_OP;
   uint8_t *scratch = (uint8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
   const uint32_t needed = conv_dsp_scratch(&j);
-  const uint32_t weight_bytes = (uint32_t)j.d.out_c * p->row_bytes;
+  const uint32_t weight_bytes = conv_stream_bytes(j.d.out_c, p->row_bytes);
   if (p->weight_bits != 8u && p->weight_bits != 4u) return MP_ERR_OP;
   /* A plan without the scratch buffer (not from our compiler) still runs, on the reference
    * loops; so do 4-bit weights without the room to unpack them. */

@@ -68,7 +68,7 @@ static void dw_ref(const mp_conv_job_t *j) {
  * taps (TFLM skips the others). Channels past the last multiple of four use plain loops.
  * A pixel's accumulators go to the scratch row (arena, 4 bytes per channel) and are
  * requantized together by mp_requant_row(), equal to mp_requantize_output() bit for bit; its
- * table (8 bytes per channel) follows the row in the scratch buffer. */
+ * table (12 bytes per channel) follows the row in the scratch buffer. */
 
 static inline void dw_tap4(const int8_t *x, const int8_t *w, uint32_t off2, int32_t *a0,
                            int32_t *a1, int32_t *a2, int32_t *a3) {
@@ -83,52 +83,9 @@ static inline void dw_tap4(const int8_t *x, const int8_t *w, uint32_t off2, int3
 
 /* The nine taps of a 3x3 window inside the input for four channels: x is the window's
  * top-left input (channel 0 of the group), c the bytes per pixel, row the bytes per input
- * row, w the group's nine weight words; acc[0..3] in and out. Hand-scheduled on the target,
- * where GCC spills the accumulators of the unrolled C. */
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-#define DW_TAP_ASM(xaddr)                         \
-  "ldr    r8, " xaddr "\n\t"                      \
-  "ldr    r10, [%[w]], #4\n\t"                    \
-  "sxtab16 r9, %[off2], r8\n\t"                   \
-  "sxtab16 r8, %[off2], r8, ror #8\n\t"           \
-  "sxtb16 r11, r10\n\t"                           \
-  "sxtb16 r10, r10, ror #8\n\t"                   \
-  "smlabb %[a0], r9, r11, %[a0]\n\t"              \
-  "smlatt %[a2], r9, r11, %[a2]\n\t"              \
-  "smlabb %[a1], r8, r10, %[a1]\n\t"              \
-  "smlatt %[a3], r8, r10, %[a3]\n\t"
-#define DW_ROW_ASM                                \
-  DW_TAP_ASM("[%[x]]")                            \
-  DW_TAP_ASM("[%[x], %[c]]")                      \
-  "add    %[x], %[x], %[c], lsl #1\n\t"           \
-  DW_TAP_ASM("[%[x]]")
-static inline void dw_3x3_group(const int8_t *x, int32_t c, int32_t row, const int8_t *w,
-                                uint32_t off2, int32_t *acc) {
-  /* Explicit registers: left to itself GCC finds no allocation for 13 of them. */
-  register const int8_t *xr __asm__("r0") = x;
-  register const int8_t *wr __asm__("r1") = w;
-  register int32_t cr __asm__("r2") = c;
-  register int32_t step __asm__("r3") = row - 2 * c; /* third tap -> next row's first */
-  register uint32_t offr __asm__("r12") = off2;
-  register int32_t a0 __asm__("r4") = acc[0];
-  register int32_t a1 __asm__("r5") = acc[1];
-  register int32_t a2 __asm__("r6") = acc[2];
-  register int32_t a3 __asm__("r7") = acc[3];
-  __asm__ volatile(
-      DW_ROW_ASM
-      "add    %[x], %[x], %[step]\n\t"
-      DW_ROW_ASM
-      "add    %[x], %[x], %[step]\n\t"
-      DW_ROW_ASM
-      : [x] "+r"(xr), [w] "+r"(wr), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
-      : [c] "r"(cr), [step] "r"(step), [off2] "r"(offr)
-      : "r8", "r9", "r10", "r11", "memory");
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
-}
-#else
+ * row, w the group's nine weight words; acc[0..3] in and out. The target runs the
+ * hand-scheduled dw_3x3_run() below instead. */
+#if !(defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__))
 static inline void dw_3x3_group(const int8_t *x, int32_t c, int32_t row, const int8_t *w,
                                 uint32_t off2, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -138,6 +95,89 @@ static inline void dw_3x3_group(const int8_t *x, int32_t c, int32_t row, const i
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
+}
+#endif
+
+/* A run of n output pixels of one row for one group of four channels, every window inside
+ * what `x` points into: the pixel's accumulators start from the group's biases (after its nine
+ * weight words in the DSP block) and go to acc, acc_step bytes apart; x advances x_step bytes
+ * per pixel. On the target one hand-scheduled loop (the state the fourteen registers cannot
+ * hold stays in `s`), so a pixel costs its nine taps and a few loads and stores around them. */
+typedef struct {
+  const int8_t *x;  /* +0 */
+  int32_t c;        /* +4, bytes per input pixel */
+  int32_t row;      /* +8, bytes per input row */
+  const int8_t *w;  /* +12, the group's nine weight words, then its four biases */
+  uint32_t off2;    /* +16 */
+  int32_t *acc;     /* +20, advances acc_step bytes per pixel */
+  int32_t n;        /* +24, counts down */
+  int32_t x_step;   /* +28 */
+  int32_t acc_step; /* +32 */
+} dw_run_t;
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+#define DW_RUN_TAP(xaddr, woff)             \
+  "ldr    r8, " xaddr "\n\t"                \
+  "ldr    r10, [r1, #" woff "]\n\t"         \
+  "sxtab16 r9, r12, r8\n\t"                 \
+  "sxtab16 r8, r12, r8, ror #8\n\t"         \
+  "sxtb16 r11, r10\n\t"                     \
+  "sxtb16 r10, r10, ror #8\n\t"             \
+  "smlabb r4, r9, r11, r4\n\t"              \
+  "smlatt r6, r9, r11, r6\n\t"              \
+  "smlabb r5, r8, r10, r5\n\t"              \
+  "smlatt r7, r8, r10, r7\n\t"
+__attribute__((naked, noinline)) static void dw_3x3_run(dw_run_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "push   {r0}\n\t"
+      "ldr    r12, [r0, #16]\n\t" /* off2 */
+      "ldr    r1, [r0, #12]\n\t"  /* w */
+      "ldr    r2, [r0, #4]\n\t"   /* c */
+      "ldr    r3, [r0, #8]\n\t"   /* row */
+      "ldr    r0, [r0]\n\t"       /* x */
+      "2:\n\t"
+      "ldrd   r4, r5, [r1, #36]\n\t" /* biases */
+      "ldrd   r6, r7, [r1, #44]\n\t"
+      DW_RUN_TAP("[r0]", "0")
+      DW_RUN_TAP("[r0, r2]", "4")
+      DW_RUN_TAP("[r0, r2, lsl #1]", "8")
+      "add    lr, r0, r3\n\t"
+      DW_RUN_TAP("[lr]", "12")
+      DW_RUN_TAP("[lr, r2]", "16")
+      DW_RUN_TAP("[lr, r2, lsl #1]", "20")
+      "add    lr, lr, r3\n\t"
+      DW_RUN_TAP("[lr]", "24")
+      DW_RUN_TAP("[lr, r2]", "28")
+      DW_RUN_TAP("[lr, r2, lsl #1]", "32")
+      "ldr    lr, [sp]\n\t"
+      "ldr    r8, [lr, #20]\n\t"  /* acc */
+      "ldr    r9, [lr, #32]\n\t"  /* acc_step */
+      "stmia  r8, {r4, r5, r6, r7}\n\t"
+      "add    r8, r8, r9\n\t"
+      "str    r8, [lr, #20]\n\t"
+      "ldr    r9, [lr, #28]\n\t"  /* x_step */
+      "ldr    r10, [lr, #24]\n\t" /* n */
+      "add    r0, r0, r9\n\t"
+      "subs   r10, r10, #1\n\t"
+      "str    r10, [lr, #24]\n\t"
+      "bne    2b\n\t"
+      "pop    {r0}\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+#else
+static void dw_3x3_run(dw_run_t *s) {
+  const int32_t *q = (const int32_t *)(const void *)(s->w + 36);
+  for (; s->n > 0; --s->n, s->x += s->x_step) {
+    int32_t *a = s->acc;
+    a[0] = q[0];
+    a[1] = q[1];
+    a[2] = q[2];
+    a[3] = q[3];
+    dw_3x3_group(s->x, s->c, s->row, s->w, s->off2, a);
+    s->acc = (int32_t *)(void *)((int8_t *)s->acc + s->acc_step);
+  }
 }
 #endif
 
@@ -199,7 +239,7 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
   const int32_t x_col = p->dilation_w * c_all, x_row = p->dilation_h * row;
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, c_all, p->output_offset, p->act_min, p->act_max,
-                  acc + d->out_w * c_all);
+                  acc + d->out_w * c_all, j->bias, taps);
   const int unrolled = kh == 3 && kw == 3 && p->dilation_h == 1 && p->dilation_w == 1;
   /* The output columns whose 3-wide window lies inside the input: ix0 = ox * stride -
    * pad_left >= 0 and ix0 + 3 <= in_w. */
@@ -230,18 +270,18 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
       for (int32_t g = 0; g < groups; ++g, blk += blk_bytes) {
         const int32_t *q = (const int32_t *)(const void *)(blk + taps * 4);
         const int8_t *wg = (const int8_t *)blk;
+        if (run3 && ox_hi > ox_lo) { /* the windows' rows and columns are all inside */
+          dw_run_t run = {src + ox_lo * sw * c_all + 4 * g, c_all, src_row, wg, off2,
+                          acc + ox_lo * c_all + 4 * g, ox_hi - ox_lo, sw * c_all, 4 * c_all};
+          dw_3x3_run(&run);
+        }
         for (int32_t ox = 0; ox < d->out_w; ++ox) {
+          if (run3 && ox >= ox_lo && ox < ox_hi) continue;
           int32_t *a = acc + ox * c_all + 4 * g;
           a[0] = q[0];
           a[1] = q[1];
           a[2] = q[2];
           a[3] = q[3];
-          if (run3 && ox >= ox_lo && ox < ox_hi) {
-            /* The window's rows and columns are all inside the input. */
-            const int8_t *x = src + ox * sw * c_all + 4 * g;
-            dw_3x3_group(x, c_all, src_row, wg, off2, a);
-            continue;
-          }
           const int32_t ix0 = ox * p->stride_w - p->pad_left;
           int32_t kx_lo, kx_hi;
           dw_taps(ix0, p->dilation_w, kw, d->in_w, &kx_lo, &kx_hi);
@@ -305,7 +345,8 @@ mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
   int32_t *acc = (int32_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
   /* Must agree with bench_firmware/ops/conv.py depthwise_scratch_bytes() and
    * depthwise_extra_scratch(). */
-  const uint32_t needed = (4u * (uint32_t)j.d.out_w + 8u) * (uint32_t)j.d.in_c;
+  const uint32_t needed =
+      (4u * (uint32_t)j.d.out_w + 4u * MP_REQUANT_TABLE_WORDS) * (uint32_t)j.d.in_c;
   const uint32_t band_bytes =
       3u * ((uint32_t)(j.d.out_w - 1) * p->stride_w + 3u) * (uint32_t)j.d.in_c;
   if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1 && p->dsp_off != 0 && acc != 0 &&
