@@ -200,7 +200,7 @@ def conv_weight_stream(rows: np.ndarray, bias: np.ndarray) -> np.ndarray:
     pairs = out_c // 2
     paired = rows[:2 * pairs].reshape(pairs, 2, row_bytes // 4, 4).transpose(0, 2, 1, 3)
     biases = np.asarray(bias[:2 * pairs], dtype="<i4").reshape(pairs, 2).view(np.int8)
-    stream = np.concatenate([biases, paired.reshape(pairs, -1)], axis=1)
+    stream = np.concatenate([biases, paired.reshape(pairs, 2 * row_bytes)], axis=1)
     return np.concatenate([stream.reshape(-1), rows[2 * pairs:].reshape(-1)])
 
 

@@ -362,7 +362,11 @@ def test_conv_packs_word_aligned_ohwi_rows_and_tflm_params() -> None:
     assert params["row_bytes"] == 20  # 3 * 3 * 2 = 18 bytes, padded to a word
     assert (params["pad_top"], params["pad_left"]) == (1, 1)
     assert params["input_offset"] == -3 and params["output_offset"] == -5
-    weights = np.frombuffer(sink.items[0], np.int8).reshape(4, 20)
+    # The DSP order: per channel pair, its two int32 biases, then the rows word by word.
+    stream = np.frombuffer(sink.items[0], np.int8).reshape(2, 8 + 2 * 20)
+    biases = stream[:, :8].copy().view("<i4").reshape(4)
+    weights = stream[:, 8:].reshape(2, 5, 2, 4).transpose(0, 2, 1, 3).reshape(4, 20)
+    assert np.array_equal(biases, np.frombuffer(sink.items[1], "<i4"))
     assert np.array_equal(weights[:, :18], op.inputs[1].data.reshape(4, 18))  # type: ignore[union-attr]
     assert not weights[:, 18:].any()
     mults = np.frombuffer(sink.items[2], "<i4")
