@@ -25,7 +25,7 @@ MAGIC = b"MCUP"
 VERSION = 4  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
 #              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch;
 #              4: 8-bit CONV_2D weights in the DSP kernel's pair order, 12-byte
-#                 requantization tables in the conv scratch
+#                 requantization tables in the conv scratch, ADD scratch
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -230,6 +230,8 @@ ADD = Struct("mp_add_params_t", (
     ("input2_elements", "u32"),  # input2 repeats every this many output elements (1: scalar)
     ("input2_const_off", "u32"), # input2 is constant data at this plan offset; 0: an input
     ("input1_slot", "u32"),      # which of the op's inputs is input1 (0 or 1); input2 the other
+    ("scratch_off", "u32"),      # arena offset of the DSP path's lookup tables (ops/add.py)
+    ("scratch_bytes", "u32"),    # 0: none, the kernel scales every element
 ), "ADD (int8); input1 has the output's shape, input2 may broadcast its trailing dims.")
 
 SOFTMAX = Struct("mp_softmax_params_t", (

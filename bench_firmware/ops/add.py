@@ -31,7 +31,21 @@ def _trailing_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
     return len(dims) <= len(out) and tuple(dims) == tuple(out[len(out) - len(dims):])
 
 
-@register("ADD")
+# The DSP kernel's lookup tables (firmware/kernels/add.c): each input's scaled value for all 256
+# int8 codes, int32, both inputs. Built once per invocation (512 scalings), they replace two of
+# the three scalings per element, so they pay from a few hundred elements on.
+ADD_LUT_BYTES = 2 * 256 * 4
+ADD_LUT_MIN_ELEMENTS = 256
+
+
+def add_scratch_bytes(op: Operator) -> int:
+    """The lookup tables' scratch for an ADD of at least ADD_LUT_MIN_ELEMENTS outputs."""
+    if not op.outputs or op.outputs[0] is None:
+        return 0
+    return ADD_LUT_BYTES if op.outputs[0].elements >= ADD_LUT_MIN_ELEMENTS else 0
+
+
+@register("ADD", scratch=add_scratch_bytes)
 def compile_add(op: Operator, ctx: DataSink) -> bytes:
     if len(op.inputs) != 2:
         raise fail(op, f"it has {len(op.inputs)} inputs, not 2")
@@ -86,4 +100,6 @@ def compile_add(op: Operator, ctx: DataSink) -> bytes:
         left_shift=LEFT_SHIFT, input1_mult=m1, input1_shift=s1, input2_mult=m2,
         input2_shift=s2, output_mult=mo, output_shift=so, act_min=act_min, act_max=act_max,
         input2_elements=b.elements, input2_const_off=b_const_off, input1_slot=a_slot,
+        scratch_off=getattr(ctx, "scratch_off", 0),
+        scratch_bytes=getattr(ctx, "scratch_bytes", add_scratch_bytes(op)),
     )

@@ -44,10 +44,10 @@ def test_scratch_buffers_are_planned(zoo: dict[str, Path], name: str) -> None:
     assert plan.activation_bytes <= plan.arena_bytes == header["arena_bytes"]
     for i, (op, layer) in enumerate(zip(ops, plan.layers, strict=True)):
         kind = pf.OP_NAMES[int(op["code"])]
-        if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"):
             assert layer.scratch_bytes == 0
             continue
-        struct = pf.FULLY_CONNECTED if kind == "FULLY_CONNECTED" else pf.CONV
+        struct = {"FULLY_CONNECTED": pf.FULLY_CONNECTED, "ADD": pf.ADD}.get(kind, pf.CONV)
         params = struct.unpack(data, int(op["params_off"]))
         off, size = int(params["scratch_off"]), int(params["scratch_bytes"])
         assert size == layer.scratch_bytes

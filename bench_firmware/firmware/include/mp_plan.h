@@ -164,8 +164,10 @@ typedef struct {
   uint32_t input2_elements;
   uint32_t input2_const_off;
   uint32_t input1_slot;
+  uint32_t scratch_off;
+  uint32_t scratch_bytes;
 } mp_add_params_t;
-MP_STATIC_ASSERT(sizeof(mp_add_params_t) == 60, mp_add_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_add_params_t) == 68, mp_add_params_t_size);
 
 /* SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128). */
 typedef struct {

@@ -66,6 +66,90 @@ static void add_dsp(const mp_add_params_t *p, const int8_t *in1, const int8_t *i
   }
 }
 
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* The per-element loop of the table path when input2 does not broadcast and the output shift
+ * is a right shift of 1..22, hand-scheduled (GCC spills its operands to the stack): two LDRSB,
+ * two table loads, the sum doubled, SMMULR, the rounding shift with the output offset folded
+ * into the rounding constant k = half + (offset << right) (exact: offset << right is a multiple
+ * of 2^right; |y| < 2^29 leaves room), the clamp, STRB. */
+#define ADD_LUT_LOOP(CLAMP)                                                              \
+  __asm__ volatile(                                                                      \
+      "1:\n\t"                                                                           \
+      "ldrsb  r8, [%[a]], #1\n\t"                                                        \
+      "ldrsb  r9, [%[b]], #1\n\t"                                                        \
+      "ldr    r8, [%[t1], r8, lsl #2]\n\t"                                               \
+      "ldr    r9, [%[t2], r9, lsl #2]\n\t"                                               \
+      "add    r8, r8, r9\n\t"                                                            \
+      "lsl    r8, r8, #1\n\t"                                                            \
+      "smmulr r8, r8, %[m]\n\t"                                                          \
+      "add    r9, r8, %[k]\n\t"                                                          \
+      "add    r9, r9, r8, asr #31\n\t"                                                   \
+      "asr    r9, r9, %[r]\n\t"                                                          \
+      CLAMP                                                                              \
+      "strb   r9, [%[o]], #1\n\t"                                                        \
+      "cmp    %[o], %[end]\n\t"                                                          \
+      "bne    1b\n\t"                                                                    \
+      : [a] "+r"(a), [b] "+r"(b), [o] "+r"(o)                                            \
+      : [end] "r"(end), [t1] "r"(t1), [t2] "r"(t2), [m] "r"(m), [k] "r"(k), [r] "r"(r), \
+        [lo] "r"(lo), [hi] "r"(hi)                                                       \
+      : "r8", "r9", "cc", "memory")
+
+static void add_lut_flat(const int8_t *a, const int8_t *b, int8_t *o, uint32_t n,
+                         const int32_t *t1, const int32_t *t2, int32_t m, int32_t k, int32_t r,
+                         int32_t lo, int32_t hi) {
+  const int8_t *end = o + n;
+  if (lo == -128 && hi == 127) {
+    ADD_LUT_LOOP("ssat   r9, #8, r9\n\t");
+  } else {
+    ADD_LUT_LOOP("cmp    r9, %[lo]\n\t"
+                 "it     lt\n\t"
+                 "movlt  r9, %[lo]\n\t"
+                 "cmp    r9, %[hi]\n\t"
+                 "it     gt\n\t"
+                 "movgt  r9, %[hi]\n\t");
+  }
+}
+#define ADD_LUT_FLAT 1
+#else
+#define ADD_LUT_FLAT 0
+#endif
+
+/* With the lookup tables (scratch from the compiler, bench_firmware/ops/add.py, for ADDs of at
+ * least 256 outputs): the first two scalings depend on one int8 code each, so they are
+ * computed once for all 256 codes of each input, with add_scale() itself; per element two
+ * table loads replace them, and only the output scaling is left. Same integers, bit for bit. */
+static void add_dsp_lut(const mp_add_params_t *p, const int8_t *in1, const int8_t *in2,
+                        int8_t *out, uint32_t n, uint32_t n2, int32_t *lut) {
+  add_scale_t s1, s2, so;
+  add_scale_init(&s1, p->input1_mult, p->input1_shift);
+  add_scale_init(&s2, p->input2_mult, p->input2_shift);
+  add_scale_init(&so, p->output_mult, p->output_shift);
+  const int32_t ls = p->left_shift;
+  for (int32_t x = -128; x < 128; ++x) {
+    lut[x + 128] = add_scale(&s1, (x + p->input1_offset) << ls);
+    lut[x + 384] = add_scale(&s2, (x + p->input2_offset) << ls);
+  }
+  const int32_t *t1 = lut + 128, *t2 = lut + 384;
+  const int32_t off_out = p->output_offset, lo = p->act_min, hi = p->act_max;
+  if (ADD_LUT_FLAT && n2 == n && n > 0 && so.right >= 1 && so.right <= 22) {
+#if ADD_LUT_FLAT
+    const int32_t k = so.half + (int32_t)((uint32_t)off_out << so.right);
+    add_lut_flat(in1, in2, out, n, t1, t2, so.mult, k, so.right, lo, hi);
+#endif
+    return;
+  }
+  for (uint32_t base = 0; base < n; base += n2) {
+    const int8_t *a = in1 + base;
+    int8_t *o = out + base;
+    for (uint32_t j = 0; j < n2; ++j) {
+      int32_t v = add_scale(&so, t1[a[j]] + t2[in2[j]]) + off_out;
+      v = v < lo ? lo : v;
+      v = v > hi ? hi : v;
+      o[j] = (int8_t)v;
+    }
+  }
+}
+
 mp_status_t mp_op_add(const mp_op_ctx_t *ctx) {
   const mp_add_params_t *p = (const mp_add_params_t *)ctx->params;
   if (p == 0 || p->input1_slot > 1 || p->input2_elements == 0 || p->left_shift < 0 ||
@@ -85,7 +169,13 @@ mp_status_t mp_op_add(const mp_op_ctx_t *ctx) {
   if (ctx->path == MP_KERNELS_DSP && p->left_shift <= 20 && p->input1_shift <= 0 &&
       p->input1_shift >= -31 && p->input2_shift <= 0 && p->input2_shift >= -31 &&
       p->output_shift <= 0 && p->output_shift >= -31) {
-    add_dsp(p, in1, in2, out, n, n2);
+    int32_t *lut = p->scratch_bytes >= 2u * 256u * sizeof(int32_t)
+                       ? (int32_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes)
+                       : 0;
+    if (lut != 0)
+      add_dsp_lut(p, in1, in2, out, n, n2, lut);
+    else
+      add_dsp(p, in1, in2, out, n, n2);
     return MP_OK;
   }
   uint32_t j = 0;
