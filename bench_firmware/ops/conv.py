@@ -275,23 +275,57 @@ def depthwise_scratch_bytes(op: Operator) -> int:
 
 
 def depthwise_extra_scratch(op: Operator, board: Board) -> int:
-    """Room after the DSP depthwise kernel's scratch for a band of three padded input rows,
-    ``3 * ((out_w - 1) * stride_w + 3) * channels`` bytes, for a 3x3 kernel (dilation 1)
-    with padding: with the rows under an output row copied there, the input zero point
-    around them, every pixel takes the unrolled 3x3 path instead of the border pixels
-    looping over their in-bounds taps (``firmware/kernels/depthwise_conv.c``). Every board
-    gains; 0 for other kernels and for unpadded layers, whose windows are all inside."""
+    """Room after the DSP depthwise kernel's scratch (``firmware/kernels/depthwise_conv.c``).
+
+    A 3x3 kernel (dilation 1, depth multiplier 1, horizontal stride 1 or 2, channels a multiple
+    of 4) gets the planar path's room: the input widened to int16, one row of ``w2`` halfwords
+    per padded row and channel (``ph * channels * w2 * 2`` bytes, ``ph = (out_h - 1) * stride_h
+    + 3``; with ``opad`` = out_w rounded up to 4, ``w2 = opad + 2`` at stride 1, ``2 * opad + 2``
+    at stride 2: the columns the last group of four pixels reads), the weight pairs and bias (28
+    bytes per channel) and channel-major accumulators (``4 * opad`` per channel): its lanes
+    hold neighbouring columns (or rows: ``depthwise_planar`` picks the side), two MACs per
+    multiply instead of one. Other padded 3x3 layers get a band of three padded input rows,
+    ``3 * ((out_w - 1) * stride_w + 3) * channels`` bytes, so every pixel takes the unrolled 3x3
+    path instead of the border pixels looping over their in-bounds taps. Every board gains; 0
+    for other kernels and for unpadded layers outside the planar path."""
     filt = op.inputs[1]
     if depthwise_scratch_bytes(op) == 0 or filt is None or len(op.outputs[0].shape) != 4:
         return 0
     _, kh, kw, channels = filt.shape
     opts = op.options
-    if (kh, kw) != (3, 3) or opts.get("dilation_h", 1) != 1 \
-            or opts.get("dilation_w", 1) != 1 or opts.get("padding") != "SAME":
+    if (kh, kw) != (3, 3) or opts.get("dilation_h", 1) != 1 or opts.get("dilation_w", 1) != 1:
         return 0
-    out_w = op.outputs[0].shape[2]
-    del board  # the border loop costs the same on every core
-    return 3 * ((out_w - 1) * int(opts.get("stride_w", 1)) + 3) * channels
+    _, out_h, out_w, _ = op.outputs[0].shape
+    stride_h, stride_w = int(opts.get("stride_h", 1)), int(opts.get("stride_w", 1))
+    del board  # the same cost on every core
+    planar = depthwise_planar(out_h, out_w, stride_h, stride_w, channels)
+    if planar is not None:
+        ph, w2, opad = planar
+        return (ph * w2 * 2 + 28 + 4 * opad) * channels
+    if opts.get("padding") != "SAME":
+        return 0
+    return 3 * ((out_w - 1) * stride_w + 3) * channels
+
+
+def depthwise_planar(out_h: int, out_w: int, stride_h: int, stride_w: int,
+                     channels: int) -> tuple[int, int, int] | None:
+    """The planar 3x3 path's image shape (``firmware/kernels/depthwise_conv.c``
+    dw_planar_shape): padded rows, halfwords per image row, padded lane count; None when the
+    path does not apply. The lanes run along the output width, or along the height when that
+    computes fewer padded pixels (or only the height's stride is 1 or 2)."""
+    if channels % 4:
+        return None
+    rows_ok, cols_ok = stride_w in (1, 2), stride_h in (1, 2)
+    if not rows_ok and not cols_ok:
+        return None
+    along_rows = out_h * ((out_w + 3) & ~3)
+    along_cols = out_w * ((out_h + 3) & ~3)
+    if not rows_ok or (cols_ok and along_cols < along_rows):
+        out_h, out_w, stride_h, stride_w = out_w, out_h, stride_w, stride_h
+    ph = (out_h - 1) * stride_h + 3
+    opad = (out_w + 3) & ~3
+    w2 = opad + 2 if stride_w == 1 else 2 * opad + 2
+    return ph, w2, opad
 
 
 @register("DEPTHWISE_CONV_2D", scratch=depthwise_scratch_bytes, extra=depthwise_extra_scratch)

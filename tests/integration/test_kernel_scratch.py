@@ -19,6 +19,7 @@ from bench_firmware.ops.conv import (
     conv_extra_scratch,
     conv_scratch_bytes,
     depthwise_extra_scratch,
+    depthwise_planar,
     depthwise_scratch_bytes,
 )
 from bench_firmware.tflite_model import read_tflite
@@ -110,8 +111,10 @@ def test_extra_scratch_never_costs_the_fit(zoo: dict[str, Path],
 @pytest.mark.parametrize("name", ["ds_cnn_kws", "dw_m1_same_s1", "dw_m1_same_s2",
                                   "mobilenetv2_block"])
 def test_padded_depthwise_layers_get_a_band(zoo: dict[str, Path], name: str) -> None:
-    """A 3x3 depthwise layer with SAME padding gets room for three padded input rows on every
-    board; an unpadded or other-sized one none."""
+    """A 3x3 depthwise layer gets, on every board, the planar path's room when its channels are
+    a multiple of 4 and a side's stride is 1 or 2 (the input widened to int16, one image row
+    per padded row and channel, weights and channel-major accumulators); otherwise, with SAME
+    padding, room for three padded input rows; an unpadded or other-sized one none."""
     data = zoo[name].read_bytes()
     graph = read_tflite(data)
     for board_name in ("nucleo-f446re", "nucleo-f746zg"):
@@ -122,9 +125,29 @@ def test_padded_depthwise_layers_get_a_band(zoo: dict[str, Path], name: str) -> 
             base = depthwise_scratch_bytes(op)
             band = depthwise_extra_scratch(op, BOARDS[board_name])
             _, kh, kw, channels = op.inputs[1].shape  # type: ignore[union-attr]
-            padded = op.options.get("padding") == "SAME" and (kh, kw) == (3, 3)
-            assert (band > 0) == (padded and base > 0)
-            if band:
-                out_w, stride = op.outputs[0].shape[2], op.options.get("stride_w", 1)
-                assert band == 3 * ((out_w - 1) * stride + 3) * channels
+            opts = op.options
+            _, out_h, out_w, _ = op.outputs[0].shape
+            sh, sw = opts.get("stride_h", 1), opts.get("stride_w", 1)
+            three = (kh, kw) == (3, 3) and opts.get("dilation_h", 1) == 1 \
+                and opts.get("dilation_w", 1) == 1 and base > 0
+            planar = depthwise_planar(out_h, out_w, sh, sw, channels) if three else None
+            if planar is not None:
+                ph, w2, opad = planar
+                assert band == (ph * w2 * 2 + 28 + 4 * opad) * channels
+                assert opad in ((out_w + 3) // 4 * 4, (out_h + 3) // 4 * 4)
+            elif three and opts.get("padding") == "SAME":
+                assert band == 3 * ((out_w - 1) * sw + 3) * channels
+            else:
+                assert band == 0
             assert layer.scratch_bytes == base + band
+
+
+def test_planar_depthwise_lanes_run_along_the_side_that_wastes_less() -> None:
+    """The planar path's lanes go along the output width, or along the height when that pads
+    fewer pixels to a multiple of four (KWS's 25 x 5 maps) or only the height's stride fits."""
+    assert depthwise_planar(25, 5, 1, 1, 64) == (5 - 1 + 3, 28 + 2, 28)   # transposed
+    assert depthwise_planar(48, 48, 1, 1, 16) == (48 - 1 + 3, 48 + 2, 48)
+    assert depthwise_planar(24, 24, 2, 2, 32) == (2 * 23 + 3, 2 * 24 + 2, 24)
+    assert depthwise_planar(12, 6, 1, 3, 8) == (3 * 5 + 3, 12 + 2, 12)   # only the height's stride
+    assert depthwise_planar(12, 12, 3, 3, 8) is None
+    assert depthwise_planar(12, 12, 1, 1, 6) is None  # channels not a multiple of 4

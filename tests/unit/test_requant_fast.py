@@ -126,11 +126,18 @@ int main(void) {
     ++rows;
     mp_requant_rows2(&rq, acc, out, N);
     mp_requant_pairs(&rq, quad, out0, out1, N);
+    int32_t cols[2 * N];
+    int8_t out_cols[2 * N];
+    for (int c = 0; c < N; ++c) {
+      cols[2 * c] = acc[c];
+      cols[2 * c + 1] = acc[N + c];
+    }
+    mp_requant_cols(&rq, cols, 2, out_cols, N, 2, N);
     for (int p = 0; p < 2; ++p)
       for (int c = 0; c < N; ++c) {
         const int8_t want = mp_requantize_output(acc[p * N + c], mult[c], shift[c], off, lo, hi);
         const int8_t got_row = out[p * N + c], got_pair = p ? out1[c] : out0[c];
-        if (want != got_row || want != got_pair) {
+        if (want != got_row || want != got_pair || want != out_cols[p * N + c]) {
           if (bad < 5)
             printf("t=%ld c=%d acc=%ld shift=%ld off=%ld: want %d rows2 %d pairs %d\n", t, c,
                    (long)acc[p * N + c], (long)shift[c], (long)off, want, got_row, got_pair);
@@ -147,7 +154,8 @@ int main(void) {
 def test_requant_rows_equal_tflm_on_both_paths(tmp_path: Path) -> None:
     """mp_requant_init() takes the folded short path only where it proved it exact (shifts
     -1..-22, the full int8 clamp, accumulators bounded by the biases and the products' count),
-    and rows, pixel pairs and the convolution's pair order all give TFLM's bytes, on that path
+    and rows, pixel pairs, the convolution's pair order and the planar depthwise kernel's
+    channel-major columns all give TFLM's bytes, on that path
     and on the general one (the same C as the twins' loops compute; the zoo checks the assembly
     on all four twins)."""
     src = tmp_path / "rows.c"

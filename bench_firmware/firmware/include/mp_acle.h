@@ -50,6 +50,13 @@ static inline int32_t mp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 static inline int32_t mp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return __smlatt((int32_t)a, (int32_t)b, acc);
 }
+/* acc + lo(a) * hi(b): SMLABT.  acc + hi(a) * lo(b): SMLATB. */
+static inline int32_t mp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t mp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlatb((int32_t)a, (int32_t)b, acc);
+}
 /* Per-halfword a + b, modulo 2^16: SADD16.  Saturating to int16: QADD16. */
 static inline uint32_t mp_sadd16(uint32_t a, uint32_t b) {
   return (uint32_t)__sadd16((int32_t)a, (int32_t)b);
@@ -91,6 +98,12 @@ static inline int32_t mp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t mp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return mp_wrap_add(acc, mp_hi16(a) * mp_hi16(b));
+}
+static inline int32_t mp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return mp_wrap_add(acc, mp_lo16(a) * mp_hi16(b));
+}
+static inline int32_t mp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  return mp_wrap_add(acc, mp_hi16(a) * mp_lo16(b));
 }
 static inline uint32_t mp_sadd16(uint32_t a, uint32_t b) {
   return mp_halves(mp_lo16(a) + mp_lo16(b), mp_hi16(a) + mp_hi16(b));

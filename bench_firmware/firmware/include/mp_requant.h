@@ -110,4 +110,9 @@ void mp_requant_rows2(const mp_requant_t *rq, const int32_t *acc, int8_t *out, i
 void mp_requant_pairs(const mp_requant_t *rq, const int32_t *acc, int8_t *out0, int8_t *out1,
                       int32_t n);
 
+/* Accumulators kept channel by channel: acc[c * stride + x] for pixel x < n_pix of channel
+ * c < channels, to out[x * pixel_bytes + c] (a row or column of n_pix NHWC pixels). */
+void mp_requant_cols(const mp_requant_t *rq, const int32_t *acc, int32_t stride, int8_t *out,
+                     int32_t channels, int32_t n_pix, int32_t pixel_bytes);
+
 #endif /* MP_REQUANT_H */

@@ -6,8 +6,9 @@
  * to a word; output channel oc = ic * depth_multiplier + m reads input channel ic. Taps
  * outside the input are skipped, as in TFLM.
  *
- * The DSP path (depth multiplier 1) is described above dw_dsp_m1() below; other depth
- * multipliers use the reference loops. Both paths give identical bytes. */
+ * Two DSP paths for depth multiplier 1: the planar 3x3 path (above dw_planar(), when the
+ * compiler gave its room) and the four-channel path (above dw_dsp_m1()); other depth
+ * multipliers use the reference loops. All paths give identical bytes. */
 #include <stdint.h>
 
 #include "mp_acle.h"
@@ -331,6 +332,349 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
   }
 }
 
+/* ---- DSP path, 3x3 planar: two MACs per instruction ------------------------------------
+ *
+ * The 4-channel path above spends one SMLABB/SMLATT per MAC, because its SIMD lanes hold
+ * channels. Here the lanes hold neighbouring columns of one channel: the layer's input is
+ * widened once per invocation (offset added, int16) into a planar image, one row of `w2`
+ * halfwords per (padded row, channel), padding 0 (the offset-corrected value of the input zero
+ * point: adds nothing, as TFLM's skipped taps). A channel's weights become, per kernel row,
+ * the pairs {w0, w1} and {w1, w2}, then its bias. For stride 1, four output pixels share three
+ * words {x0, x1}, {x2, x3}, {x4, x5} per kernel row: pixel 0 = SMLAD({x0, x1}, {w0, w1}) +
+ * SMLABT({x2, x3}, {w1, w2}) (x2 * w2); pixel 1 = SMLATB({x0, x1}, {w0, w1}) (x1 * w0) +
+ * SMLAD({x2, x3}, {w1, w2}); pixels 2 and 3 likewise one word on: 12 MACs in 8 multiplies and
+ * 3 loads. For stride 2 a pixel takes {x0, x1} and {x2, x3}: SMLAD and SMLABT. The sums are
+ * the same integers in another order (int32 wraps, so the order does not matter). The
+ * accumulators are kept channel by channel (`opad` = out_w rounded up to 4 per channel) and
+ * requantized channel by channel. Scratch beyond the accumulator row and requantization table
+ * (bench_firmware/ops/conv.py depthwise_extra_scratch): the image, ph * channels * w2 * 2
+ * bytes, the weights, 28 bytes per channel, and the accumulators, 4 * opad per channel. */
+/* The layer seen along rows (lanes hold neighbouring columns) or, transposed, along columns
+ * (lanes hold neighbouring rows): whichever computes fewer padded pixels and runs fewer
+ * channel loops; a short output width (KWS's 25 x 5 maps) goes transposed. */
+typedef struct {
+  int32_t rows, cols;         /* input extent along the image rows and along the lanes */
+  int32_t out_rows, out_cols; /* output extent likewise */
+  int32_t sr, sc, pr, pc;     /* strides and leading padding likewise */
+  int32_t in_rs, in_cs;       /* input bytes from one row / column to the next */
+  int32_t out_rs, out_cs;     /* output bytes likewise */
+  int32_t w_rs, w_cs;         /* weight taps (kernel row, column) to plan tap index */
+  int32_t ph, w2, opad;       /* padded rows; halfwords per image row; out_cols rounded to 4 */
+} dw_planar_t;
+
+static void dw_planar_view(const mp_conv_job_t *j, int transposed, dw_planar_t *g) {
+  const mp_conv_params_t *p = j->p;
+  const mp_conv_dims_t *d = &j->d;
+  const int32_t c = d->in_c;
+  if (!transposed) {
+    *g = (dw_planar_t){d->in_h, d->in_w, d->out_h, d->out_w, p->stride_h, p->stride_w,
+                       p->pad_top, p->pad_left, d->in_w * c, c, d->out_w * c, c, 3, 1,
+                       0, 0, 0};
+  } else {
+    *g = (dw_planar_t){d->in_w, d->in_h, d->out_w, d->out_h, p->stride_w, p->stride_h,
+                       p->pad_left, p->pad_top, c, d->in_w * c, c, d->out_w * c, 1, 3,
+                       0, 0, 0};
+  }
+  g->ph = (g->out_rows - 1) * g->sr + 3;
+  g->opad = (g->out_cols + 3) & ~3;
+  /* The columns the last group of four pixels reads, rounded up to even. */
+  g->w2 = g->sc == 1 ? g->opad + 2 : 2 * g->opad + 2;
+}
+
+/* Must agree with bench_firmware/ops/conv.py depthwise_planar. */
+static int dw_planar_shape(const mp_conv_job_t *j, dw_planar_t *g) {
+  const mp_conv_params_t *p = j->p;
+  if (p->kernel_h != 3 || p->kernel_w != 3 || p->dilation_h != 1 || p->dilation_w != 1 ||
+      p->depth_multiplier != 1 || (j->d.in_c & 3) != 0 || j->d.out_w < 1 || j->d.out_h < 1)
+    return 0;
+  const int rows_ok = p->stride_w == 1 || p->stride_w == 2;
+  const int cols_ok = p->stride_h == 1 || p->stride_h == 2;
+  if (!rows_ok && !cols_ok) return 0;
+  const int32_t along_rows = j->d.out_h * ((j->d.out_w + 3) & ~3);
+  const int32_t along_cols = j->d.out_w * ((j->d.out_h + 3) & ~3);
+  dw_planar_view(j, !rows_ok || (cols_ok && along_cols < along_rows), g);
+  return 1;
+}
+
+static uint32_t dw_planar_bytes(const mp_conv_job_t *j, const dw_planar_t *g) {
+  return ((uint32_t)g->ph * (uint32_t)g->w2 * 2u + 28u + 4u * (uint32_t)g->opad) *
+         (uint32_t)j->d.in_c;
+}
+
+/* Four channels of one input pixel (src) widened into their image rows at dst, dst + w2, ... */
+static inline void dw_fill_column(const int8_t *src, int16_t *dst, int32_t w2, uint32_t off2) {
+  const uint32_t v = mp_load32(src);
+  const uint32_t e = mp_sxtab16(off2, v), o = mp_sxtab16_ror8(off2, v);
+  dst[0] = (int16_t)(e & 0xFFFFu);
+  dst[w2] = (int16_t)(o & 0xFFFFu);
+  dst[2 * w2] = (int16_t)(e >> 16);
+  dst[3 * w2] = (int16_t)(o >> 16);
+}
+
+/* Two neighbouring input pixels at a time (src, src + step), four channels: each channel's
+ * two widened values packed into one word (PKHBT / PKHTB, Armv7-M ARM A7.7.98) and stored
+ * to its image row, which starts word-aligned here (dst even). */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+static void dw_fill_pairs(const int8_t *src, int32_t step, int16_t *dst, int32_t w2,
+                          uint32_t off2, int32_t pairs) {
+  register const int8_t *s_p __asm__("r0") = src;
+  register int32_t st __asm__("r1") = step;
+  register uint32_t off __asm__("r2") = off2;
+  register int16_t *p0 __asm__("r3") = dst;
+  register int16_t *p1 __asm__("r4") = dst + w2;
+  register int16_t *p2 __asm__("r5") = dst + 2 * w2;
+  register int16_t *p3 __asm__("r6") = dst + 3 * w2;
+  register int32_t n __asm__("r7") = pairs;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr    r8, [%[s]]\n\t"
+      "ldr    r10, [%[s], %[st]]\n\t"
+      "add    %[s], %[s], %[st], lsl #1\n\t"
+      "sxtab16 r9, %[off], r8, ror #8\n\t"   /* pixel 0: channels 1, 3 */
+      "sxtab16 r8, %[off], r8\n\t"           /* channels 0, 2 */
+      "sxtab16 r11, %[off], r10, ror #8\n\t" /* pixel 1 */
+      "sxtab16 r10, %[off], r10\n\t"
+      "pkhbt  r12, r8, r10, lsl #16\n\t"
+      "str    r12, [%[p0]], #4\n\t"
+      "pkhtb  r12, r10, r8, asr #16\n\t"
+      "str    r12, [%[p2]], #4\n\t"
+      "pkhbt  r12, r9, r11, lsl #16\n\t"
+      "str    r12, [%[p1]], #4\n\t"
+      "pkhtb  r12, r11, r9, asr #16\n\t"
+      "str    r12, [%[p3]], #4\n\t"
+      "subs   %[n], %[n], #1\n\t"
+      "bne    1b\n\t"
+      : [s] "+r"(s_p), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [p3] "+r"(p3),
+        [n] "+r"(n)
+      : [st] "r"(st), [off] "r"(off)
+      : "r8", "r9", "r10", "r11", "r12", "cc", "memory");
+}
+#else
+static void dw_fill_pairs(const int8_t *src, int32_t step, int16_t *dst, int32_t w2,
+                          uint32_t off2, int32_t pairs) {
+  for (int32_t i = 0; i < 2 * pairs; ++i) dw_fill_column(src + i * step, dst + i, w2, off2);
+}
+#endif
+
+/* The planar image of batch b's input: image row y, channel c, column x at
+ * img[(y * channels + c) * w2 + x]. */
+static MP_NO_LIBCALLS void dw_planar_fill(const mp_conv_job_t *j, const dw_planar_t *g,
+                                          const int8_t *in_b, int16_t *img) {
+  const mp_conv_params_t *p = j->p;
+  const int32_t c_all = j->d.in_c, w2 = g->w2, pc = g->pc;
+  const uint32_t off2 = mp_pack16(p->input_offset, p->input_offset);
+  /* Input columns [x_lo, x_hi) land at image columns x + pc, inside [0, w2). */
+  const int32_t x_lo = pc > 0 ? 0 : -pc;
+  const int32_t x_hi = g->cols < w2 - pc ? g->cols : w2 - pc;
+  for (int32_t y = 0; y < g->ph; ++y) {
+    int16_t *rows = img + y * c_all * w2;
+    const int32_t iy = y - g->pr;
+    if (iy < 0 || iy >= g->rows || x_hi <= x_lo) {
+      for (int32_t i = 0; i < c_all * w2; ++i) rows[i] = 0;
+      continue;
+    }
+    for (int32_t c = 0; c < c_all; ++c) {
+      int16_t *r = rows + c * w2;
+      for (int32_t col = 0; col < x_lo + pc; ++col) r[col] = 0;
+      for (int32_t col = x_hi + pc; col < w2; ++col) r[col] = 0;
+    }
+    const int8_t *src = in_b + iy * g->in_rs + x_lo * g->in_cs;
+    for (int32_t c = 0; c < c_all; c += 4) {
+      int16_t *dst = rows + c * w2 + x_lo + pc; /* channel c's image row, first column */
+      const int8_t *v4 = src + c;
+      int32_t n = x_hi - x_lo;
+      if ((x_lo + pc) & 1) { /* an odd first column: the pairs below store aligned words */
+        dw_fill_column(v4, dst, w2, off2);
+        v4 += g->in_cs;
+        ++dst;
+        --n;
+      }
+      if (n >= 2) dw_fill_pairs(v4, g->in_cs, dst, w2, off2, n / 2);
+      if (n & 1) dw_fill_column(v4 + (n - 1) * g->in_cs, dst + n - 1, w2, off2);
+    }
+  }
+}
+
+/* One output row of one channel, stride 1: n groups of four pixels from image row x (the
+ * window's top row at the group's first column), w the channel's 7 words ({w0, w1}, {w1, w2}
+ * per kernel row, then the bias), four accumulators per group at acc. */
+typedef struct {
+  const int16_t *x;      /* +0 */
+  int32_t plane_bytes;   /* +4, from one image row to the next */
+  const uint32_t *w;     /* +8 */
+  int32_t *acc;          /* +12 */
+  const int32_t *end;    /* +16, acc + 4 * n */
+} dw_quad_t;
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+#define DW_QUAD_ROW                        \
+  "smlad  r4, r8, r11, r4\n\t"             \
+  "smlabt r4, r9, r12, r4\n\t"             \
+  "smlatb r5, r8, r11, r5\n\t"             \
+  "smlad  r5, r9, r12, r5\n\t"             \
+  "smlad  r6, r9, r11, r6\n\t"             \
+  "smlabt r6, r10, r12, r6\n\t"            \
+  "smlatb r7, r9, r11, r7\n\t"             \
+  "smlad  r7, r10, r12, r7\n\t"
+__attribute__((naked, noinline)) static void dw_quads(dw_quad_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "push   {r0}\n\t"
+      "ldr    r1, [r0, #4]\n\t"  /* plane_bytes */
+      "ldr    r2, [r0, #8]\n\t"  /* w */
+      "ldr    r3, [r0]\n\t"      /* x */
+      "ldr    lr, [r0, #12]\n\t" /* acc */
+      "2:\n\t"
+      "ldr    r4, [r2, #24]\n\t" /* bias */
+      "mov    r5, r4\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r4\n\t"
+      "ldmia  r3, {r8, r9, r10}\n\t"
+      "ldrd   r11, r12, [r2]\n\t"
+      DW_QUAD_ROW
+      "add    r0, r3, r1\n\t"
+      "ldmia  r0, {r8, r9, r10}\n\t"
+      "ldrd   r11, r12, [r2, #8]\n\t"
+      DW_QUAD_ROW
+      "add    r0, r0, r1\n\t"
+      "ldmia  r0, {r8, r9, r10}\n\t"
+      "ldrd   r11, r12, [r2, #16]\n\t"
+      DW_QUAD_ROW
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"
+      "add    r3, r3, #8\n\t"
+      "ldr    r12, [sp]\n\t"
+      "ldr    r0, [r12, #16]\n\t"
+      "cmp    lr, r0\n\t"
+      "bne    2b\n\t"
+      "pop    {r0}\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+/* Stride 2: four pixels read five words per kernel row, {x0, x1} ... {x8, x9}: pixel k =
+ * SMLAD({x2k, x2k+1}, {w0, w1}) + SMLABT({x2k+2, x2k+3}, {w1, w2}). The row pointer walks
+ * down the three image rows and back, and the weight pointer waits on the stack, so the five
+ * words, two weights and four accumulators have their registers. */
+#define DW_QUAD2_ROW_W(woff)               \
+  "ldrd   r2, r0, [r0, #" woff "]\n\t"     \
+  "ldmia  r3, {r8, r9, r10, r11, r12}\n\t" \
+  "smlad  r4, r8, r2, r4\n\t"              \
+  "smlabt r4, r9, r0, r4\n\t"              \
+  "smlad  r5, r9, r2, r5\n\t"              \
+  "smlabt r5, r10, r0, r5\n\t"             \
+  "smlad  r6, r10, r2, r6\n\t"             \
+  "smlabt r6, r11, r0, r6\n\t"             \
+  "smlad  r7, r11, r2, r7\n\t"             \
+  "smlabt r7, r12, r0, r7\n\t"             \
+  "ldr    r0, [sp]\n\t"
+__attribute__((naked, noinline)) static void dw_quads_s2(dw_quad_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "push   {r0}\n\t"
+      "ldr    r1, [r0, #4]\n\t"  /* plane_bytes */
+      "ldr    r3, [r0]\n\t"      /* x */
+      "ldr    lr, [r0, #12]\n\t" /* acc */
+      "2:\n\t"
+      "ldr    r0, [sp]\n\t"
+      "ldr    r0, [r0, #8]\n\t"  /* w */
+      "ldr    r4, [r0, #24]\n\t" /* bias */
+      "mov    r5, r4\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r4\n\t"
+      "push   {r0}\n\t"         /* the row macro reloads w from here */
+      DW_QUAD2_ROW_W("0")
+      "add    r3, r3, r1\n\t"
+      DW_QUAD2_ROW_W("8")
+      "add    r3, r3, r1\n\t"
+      DW_QUAD2_ROW_W("16")
+      "pop    {r0}\n\t"
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"
+      "sub    r3, r3, r1, lsl #1\n\t"
+      "add    r3, r3, #16\n\t"   /* eight columns on */
+      "ldr    r12, [sp]\n\t"
+      "ldr    r12, [r12, #16]\n\t"
+      "cmp    lr, r12\n\t"
+      "bne    2b\n\t"
+      "pop    {r0}\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+#else
+static void dw_quads_s2(dw_quad_t *s) {
+  const int32_t plane = s->plane_bytes / 2;
+  for (const int16_t *x = s->x; s->acc != s->end; x += 8, s->acc += 4) {
+    int32_t a[4];
+    for (int32_t k = 0; k < 4; ++k) a[k] = (int32_t)s->w[6];
+    for (int32_t r = 0; r < 3; ++r)
+      for (int32_t k = 0; k < 4; ++k) {
+        const int16_t *xr = x + r * plane + 2 * k;
+        a[k] = mp_smlabt(mp_load32(xr + 2), s->w[2 * r + 1],
+                         mp_smlad(mp_load32(xr), s->w[2 * r], a[k]));
+      }
+    for (int32_t k = 0; k < 4; ++k) s->acc[k] = a[k];
+  }
+}
+static void dw_quads(dw_quad_t *s) {
+  const int32_t plane = s->plane_bytes / 2;
+  for (const int16_t *x = s->x; s->acc != s->end; x += 4, s->acc += 4) {
+    int32_t a0 = (int32_t)s->w[6], a1 = a0, a2 = a0, a3 = a0;
+    for (int32_t r = 0; r < 3; ++r) {
+      const int16_t *xr = x + r * plane;
+      const uint32_t x01 = mp_load32(xr), x23 = mp_load32(xr + 2), x45 = mp_load32(xr + 4);
+      const uint32_t w01 = s->w[2 * r], w12 = s->w[2 * r + 1];
+      a0 = mp_smlabt(x23, w12, mp_smlad(x01, w01, a0));
+      a1 = mp_smlad(x23, w12, mp_smlatb(x01, w01, a1));
+      a2 = mp_smlabt(x45, w12, mp_smlad(x23, w01, a2));
+      a3 = mp_smlad(x45, w12, mp_smlatb(x23, w01, a3));
+    }
+    s->acc[0] = a0;
+    s->acc[1] = a1;
+    s->acc[2] = a2;
+    s->acc[3] = a3;
+  }
+}
+#endif
+
+static void dw_planar(const mp_conv_job_t *j, const dw_planar_t *g, int32_t *table,
+                      int16_t *img) {
+  const mp_conv_params_t *p = j->p;
+  const mp_conv_dims_t *d = &j->d;
+  const int32_t c_all = d->in_c, w2 = g->w2, tap_bytes = (int32_t)p->row_bytes;
+  const int32_t plane = c_all * w2; /* halfwords from one image row to the next */
+  uint32_t *wp = (uint32_t *)(void *)(img + g->ph * plane); /* per channel: 7 words */
+  int32_t *acc = (int32_t *)(void *)(wp + 7 * c_all);       /* [channel][opad] */
+  for (int32_t c = 0; c < c_all; ++c) {
+    for (int32_t r = 0; r < 3; ++r) {
+      const int8_t *w = j->weights + r * g->w_rs * tap_bytes + c;
+      const int32_t step = g->w_cs * tap_bytes;
+      wp[7 * c + 2 * r] = mp_pack16(w[0], w[step]);
+      wp[7 * c + 2 * r + 1] = mp_pack16(w[step], w[2 * step]);
+    }
+    wp[7 * c + 6] = (uint32_t)j->bias[c];
+  }
+  mp_requant_t rq;
+  mp_requant_init(&rq, j->mult, j->shift, c_all, p->output_offset, p->act_min, p->act_max,
+                  table, j->bias, 9);
+  for (int32_t b = 0; b < d->batches; ++b) {
+    dw_planar_fill(j, g, j->input + b * d->in_h * d->in_w * c_all, img);
+    int8_t *out_b = j->output + b * d->out_h * d->out_w * d->out_c;
+    for (int32_t oy = 0; oy < g->out_rows; ++oy) {
+      const int16_t *top = img + oy * g->sr * plane;
+      for (int32_t c = 0; c < c_all; ++c) {
+        const uint32_t *w = wp + 7 * c;
+        const int16_t *r0 = top + c * w2;
+        int32_t *a = acc + c * g->opad;
+        dw_quad_t q = {r0, 2 * plane, w, a, a + g->opad};
+        if (g->sc == 1)
+          dw_quads(&q);
+        else
+          dw_quads_s2(&q);
+      }
+      mp_requant_cols(&rq, acc, g->opad, out_b + oy * g->out_rs, c_all, g->out_cols,
+                      g->out_cs);
+    }
+  }
+}
+
 mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
   mp_conv_job_t j;
   if (mp_conv_job_init(ctx, &j) != MP_OK) return MP_ERR_OP;
@@ -349,6 +693,12 @@ mp_status_t mp_op_depthwise_conv2d(const mp_op_ctx_t *ctx) {
       (4u * (uint32_t)j.d.out_w + 4u * MP_REQUANT_TABLE_WORDS) * (uint32_t)j.d.in_c;
   const uint32_t band_bytes =
       3u * ((uint32_t)(j.d.out_w - 1) * p->stride_w + 3u) * (uint32_t)j.d.in_c;
+  dw_planar_t g;
+  if (ctx->path == MP_KERNELS_DSP && acc != 0 && p->scratch_bytes >= needed &&
+      dw_planar_shape(&j, &g) && p->scratch_bytes - needed >= dw_planar_bytes(&j, &g)) {
+    dw_planar(&j, &g, acc + j.d.out_w * j.d.in_c, (int16_t *)(void *)((int8_t *)acc + needed));
+    return MP_OK;
+  }
   if (ctx->path == MP_KERNELS_DSP && p->depth_multiplier == 1 && p->dsp_off != 0 && acc != 0 &&
       p->scratch_bytes >= needed && (p->dsp_off & 3u) == 0 &&
       p->dsp_off + (uint64_t)blocks_bytes <= ctx->plan_bytes)

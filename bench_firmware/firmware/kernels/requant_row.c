@@ -194,3 +194,38 @@ void mp_requant_pairs(const mp_requant_t *rq, const int32_t *acc, int8_t *out0, 
   }
 #endif
 }
+
+void mp_requant_cols(const mp_requant_t *rq, const int32_t *acc, int32_t stride, int8_t *out,
+                     int32_t channels, int32_t n_pix, int32_t pixel_bytes) {
+  for (int32_t c = 0; c < channels; ++c) {
+    const int32_t *a = acc + c * stride;
+    int8_t *o = out + c;
+    if (!rq->fast) {
+      for (int32_t x = 0; x < n_pix; ++x) o[x * pixel_bytes] = requant_one(rq, a[x], c);
+      continue;
+    }
+#if RQ_ARM
+    if (n_pix <= 0) continue;
+    register const int32_t *a_p __asm__("r0") = a;
+    register int8_t *o_p __asm__("r1") = o;
+    register const int32_t *a_end __asm__("r2") = a + n_pix;
+    register int32_t o_stride __asm__("r3") = pixel_bytes;
+    register int32_t m __asm__("r5") = rq->table[3 * c];
+    register int32_t r __asm__("r6") = rq->table[3 * c + 1];
+    register int32_t k __asm__("r7") = rq->table[3 * c + 2];
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr    r4, [%[a]], #4\n\t"
+        RQ_ONE("r4", "%[m]", "%[r]", "%[k]")
+        "strb   r12, [%[o]]\n\t"
+        "add    %[o], %[o], %[os]\n\t"
+        "cmp    %[a], %[end]\n\t"
+        "bne    1b\n\t"
+        : [a] "+r"(a_p), [o] "+r"(o_p)
+        : [end] "r"(a_end), [os] "r"(o_stride), [m] "r"(m), [r] "r"(r), [k] "r"(k)
+        : "r4", "r12", "cc", "memory");
+#else
+    for (int32_t x = 0; x < n_pix; ++x) o[x * pixel_bytes] = rq_fast(rq->table + 3 * c, a[x]);
+#endif
+  }
+}
