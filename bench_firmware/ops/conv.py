@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench_firmware import plan_format as pf
+from bench_firmware.backends.virtual.timing.memory import M7_CACHE_BYTES
 from bench_firmware.boards import Board
 from bench_firmware.ops import (
     WEIGHT_BITS,
@@ -172,10 +173,13 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     (RM0390 and RM0432, chapter 3, the embedded flash memory interface), and the DSP conv
     reads each weight once per pair of output pixels; copied once per layer, each weight
     costs one flash read per inference. The Cortex-M7 boards read flash through their L1
-    data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI), which already keeps a layer's
-    weights near the core: 0 there, and for a layer of one pixel pair, which reads its
-    weights once anyway. 4-bit weights get the room on every board: the DSP path unpacks them
-    into it once per layer (without it the layer runs on the reference loops)."""
+    data cache (4 KiB on the F746ZG, 16 KiB on the F767ZI, ST AN4839 §1), which keeps a
+    layer's weights near the core while they fit in half of it (the columns, accumulators
+    and outputs take the rest); a larger stream is evicted before the next pixel pair comes
+    back to it, so every pixel pair refills every line: the copy pays there too. A layer of
+    one pixel pair reads its weights once anyway: 0. 4-bit weights get the room on every
+    board: the DSP path unpacks them into it once per layer (without it the layer runs on the
+    reference loops)."""
     filt = op.inputs[1]
     if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
         return 0
@@ -183,7 +187,12 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     copy = conv_stream_bytes(out_c, align4(kh * kw * in_c))
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
-    if board.core != "cortex-m4" or board.flash_wait_states == 0:
+    if board.flash_wait_states == 0:
+        return 0
+    if board.core == "cortex-m7":
+        if copy <= M7_CACHE_BYTES.get(board.mcu, 0) // 2:
+            return 0
+    elif board.core != "cortex-m4":
         return 0
     _, out_h, out_w, _ = op.outputs[0].shape
     return copy if out_h * out_w > 2 else 0

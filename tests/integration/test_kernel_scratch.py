@@ -1,8 +1,9 @@
 """The DSP kernels' scratch buffers in compiled zoo plans (convolutions, depthwise, fully
-connected with 4-bit weights): sized as the kernels expect,
+connected with 4-bit weights, ADD's lookup tables): sized as the kernels expect,
 inside the arena, apart from the model input and from every tensor live during their op; and
 the cost rules that give kernels extra scratch where it makes them faster: convolutions room to
-copy their weights into SRAM, depthwise 3x3 layers a band of padded input rows."""
+copy their weights into SRAM, depthwise 3x3 layers a planar int16 image or a band of padded
+input rows."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from bench_firmware import compiler
 from bench_firmware import plan_format as pf
+from bench_firmware.backends.virtual.timing.memory import M7_CACHE_BYTES
 from bench_firmware.boards import BOARDS, HOST
 from bench_firmware.compiler import compile_model
 from bench_firmware.ops.conv import (
@@ -70,8 +72,9 @@ def test_scratch_buffers_are_planned(zoo: dict[str, Path], name: str) -> None:
 def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
                                                          board_name: str) -> None:
     """The cost rule (ops/conv.py conv_extra_scratch): on the Cortex-M4 boards every convolution
-    with more than one pixel pair gets room to copy its weights into SRAM; the Cortex-M7
-    boards, whose L1 data cache keeps the weights, read them from flash."""
+    with more than one pixel pair gets room to copy its weights into SRAM; on the Cortex-M7
+    boards only one whose weight stream is larger than half the L1 data cache (which would
+    refill every line for every pixel pair); smaller ones read flash through the cache."""
     board = BOARDS[board_name]
     data = zoo["ds_cnn_kws"].read_bytes()
     graph = read_tflite(data)
@@ -83,8 +86,25 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
         base = conv_scratch_bytes(op)
         copy = conv_extra_scratch(op, BOARDS["nucleo-l4r5zi"])
         assert copy > 0
-        expected = base + copy if board.core == "cortex-m4" else base
+        if board.core == "cortex-m4":
+            expected = base + copy
+        else:
+            expected = base + (copy if copy > M7_CACHE_BYTES[board.mcu] // 2 else 0)
         assert layer.scratch_bytes == expected, (op.index, layer.scratch_bytes, base, copy)
+
+
+def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
+    """A 1x1 convolution of 64 to 64 channels (4,352-byte stream) gets its copy on the
+    F746ZG (4 KiB data cache) but not on the F767ZI (16 KiB)."""
+    from bench_firmware.tflite_model import Operator, Tensor
+
+    def tensor(index: int, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(index=index, name=f"t{index}", shape=shape, dtype="int8")
+
+    op = Operator(0, "CONV_2D", [tensor(0, (1, 5, 5, 64)), tensor(1, (64, 1, 1, 64)), None],
+                  [tensor(2, (1, 5, 5, 64))], {})
+    assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 64 * 64 + 8 * 32
+    assert conv_extra_scratch(op, BOARDS["nucleo-f767zi"]) == 0
 
 
 def test_extra_scratch_never_costs_the_fit(zoo: dict[str, Path],

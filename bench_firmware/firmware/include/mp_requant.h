@@ -85,7 +85,8 @@ typedef struct {
 /* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
  * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an
  * offset input (|x + offset| <= 255). When every |bias| + 32640 * k < 2^30 (so 2 * acc never
- * overflows), every shift is in [-22, -1] (so the output offset folds into the rounding
+ * overflows), every multiplier is >= 0, every shift is in [-22, -1] (so the output offset
+ * folds into the rounding
  * constant without overflow: |y| < 2^30, |offset << 22| <= 2^29) and the clamp is the full
  * int8 range, `fast` is set and `table` (3 * channels words of arena scratch) holds
  * {multiplier, right, half + (output_offset << right)}: then

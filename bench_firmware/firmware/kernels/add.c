@@ -68,10 +68,11 @@ static void add_dsp(const mp_add_params_t *p, const int8_t *in1, const int8_t *i
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* The per-element loop of the table path when input2 does not broadcast and the output shift
- * is a right shift of 1..22, hand-scheduled (GCC spills its operands to the stack): two LDRSB,
- * two table loads, the sum doubled, SMMULR, the rounding shift with the output offset folded
- * into the rounding constant k = half + (offset << right) (exact: offset << right is a multiple
- * of 2^right; |y| < 2^29 leaves room), the clamp, STRB. */
+ * is a right shift of 1..22 by a multiplier >= 0, hand-scheduled (GCC spills its operands to
+ * the stack): two LDRSB, two table loads, the sum doubled, SMMLAR adding the rounding constant
+ * with the output offset folded in, k = half + (offset << right) (exact: offset << right is a
+ * multiple of 2^right; |y| < 2^29 leaves room), the tie term from the sum's sign (equal to
+ * y's for the reason given in kernels/requant_row.c), the shift, the clamp, STRB. */
 #define ADD_LUT_LOOP(CLAMP)                                                              \
   __asm__ volatile(                                                                      \
       "1:\n\t"                                                                           \
@@ -80,9 +81,8 @@ static void add_dsp(const mp_add_params_t *p, const int8_t *in1, const int8_t *i
       "ldr    r8, [%[t1], r8, lsl #2]\n\t"                                               \
       "ldr    r9, [%[t2], r9, lsl #2]\n\t"                                               \
       "add    r8, r8, r9\n\t"                                                            \
-      "lsl    r8, r8, #1\n\t"                                                            \
-      "smmulr r8, r8, %[m]\n\t"                                                          \
-      "add    r9, r8, %[k]\n\t"                                                          \
+      "lsl    r9, r8, #1\n\t"                                                            \
+      "smmlar r9, r9, %[m], %[k]\n\t"                                                    \
       "add    r9, r9, r8, asr #31\n\t"                                                   \
       "asr    r9, r9, %[r]\n\t"                                                          \
       CLAMP                                                                              \
@@ -131,7 +131,7 @@ static void add_dsp_lut(const mp_add_params_t *p, const int8_t *in1, const int8_
   }
   const int32_t *t1 = lut + 128, *t2 = lut + 384;
   const int32_t off_out = p->output_offset, lo = p->act_min, hi = p->act_max;
-  if (ADD_LUT_FLAT && n2 == n && n > 0 && so.right >= 1 && so.right <= 22) {
+  if (ADD_LUT_FLAT && n2 == n && n > 0 && so.right >= 1 && so.right <= 22 && so.mult >= 0) {
 #if ADD_LUT_FLAT
     const int32_t k = so.half + (int32_t)((uint32_t)off_out << so.right);
     add_lut_flat(in1, in2, out, n, t1, t2, so.mult, k, so.right, lo, hi);

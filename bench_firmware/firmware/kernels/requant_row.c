@@ -6,9 +6,13 @@
  * count that 2 * acc cannot overflow, so no accumulator needs a test, and folded the output
  * offset into the rounding constant, (y + half + s) >> right + offset = (y + half +
  * (offset << right) + s) >> right for s = (y < 0 ? -1 : 0), exact because offset << right is
- * a multiple of 2^right and fits with y in 32 bits for right <= 22. Per output: LSL (2 * acc),
- * SMMULR (Armv7-M ARM A7.7.132: high word of the product rounded by adding 2^31), two adds,
- * ASR, SSAT #8 (A7.7.151, the full int8 range), STRB. */
+ * a multiple of 2^right and fits with y in 32 bits for right <= 22. On the target the
+ * constant is added by the multiply itself: SMMLAR (Armv7-M ARM A7.7.133) gives
+ * k + SMMULR(2 * acc, m) exactly, k * 2^32 being a multiple of 2^32. The tie term then takes
+ * acc's sign instead of y's: with m >= 0 they differ only when y = 0 and acc < 0, where
+ * (k - 1) >> right = k >> right = offset (k = 2^(right-1) + (offset << right), right >= 1).
+ * Per output: LSL (2 * acc), SMMLAR, ADD (the tie term), ASR, SSAT #8 (A7.7.151, the full
+ * int8 range), STRB. */
 #include <stdint.h>
 
 #include "mp_requant.h"
@@ -31,7 +35,7 @@ void mp_requant_init(mp_requant_t *rq, const int32_t *mult, const int32_t *shift
   const int32_t room = RQ_ACC_LIMIT - RQ_PRODUCT_MAX * (fast ? k : 0);
   for (int32_t c = 0; c < channels && fast; ++c) {
     const int32_t b = bias[c];
-    fast = shift[c] < 0 && shift[c] >= -RQ_MAX_RIGHT && b > -room && b < room;
+    fast = shift[c] < 0 && shift[c] >= -RQ_MAX_RIGHT && mult[c] >= 0 && b > -room && b < room;
   }
   rq->fast = fast;
   if (!fast) return;
@@ -52,17 +56,17 @@ static int8_t requant_one(const mp_requant_t *rq, int32_t acc, int32_t c) {
 #define RQ_ARM 1
 /* One output: accumulator in `a`, table word registers m, r, k; result stored by the caller. */
 #define RQ_ONE(a, m, r, k)                 \
-  "lsl    " a ", " a ", #1\n\t"             \
-  "smmulr " a ", " a ", " m "\n\t"          \
-  "add    r12, " a ", " k "\n\t"            \
+  "lsl    r12, " a ", #1\n\t"               \
+  "smmlar r12, r12, " m ", " k "\n\t"       \
   "add    r12, r12, " a ", asr #31\n\t"     \
   "asr    r12, r12, " r "\n\t"              \
   "ssat   r12, #8, r12\n\t"
 #else
 #define RQ_ARM 0
+/* The target loops' arithmetic, tie term from acc's sign as theirs (file comment). */
 static inline int8_t rq_fast(const int32_t *t, int32_t acc) {
   const int32_t y = mp_smmulr((int32_t)((uint32_t)acc << 1), t[0]);
-  int32_t v = (y + t[2] + (y >> 31)) >> t[1];
+  int32_t v = (y + t[2] + (acc >> 31)) >> t[1];
   v = v < -128 ? -128 : v;
   v = v > 127 ? 127 : v;
   return (int8_t)v;
