@@ -207,6 +207,28 @@ static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_
 }
 #endif
 
+/* Pixel (oy, ox)'s column widened straight from the input when its window lies inside the
+ * input (the caller checked that kernel rows are whole words filling the row); 0 when it does
+ * not, and the caller gathers. Out of line, so the pixel loop keeps its registers. */
+static __attribute__((noinline)) int conv_widen_window(const mp_conv_job_t *j,
+                                                       const int8_t *in_b, int32_t oy,
+                                                       int32_t ox, uint32_t *dst,
+                                                       uint32_t off2) {
+  const mp_conv_params_t *p = j->p;
+  const mp_conv_dims_t *d = &j->d;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top;
+  const int32_t ix0 = ox * p->stride_w - p->pad_left;
+  if (iy0 < 0 || ix0 < 0 || ix0 + p->kernel_w > d->in_w ||
+      iy0 + (p->kernel_h - 1) * p->dilation_h >= d->in_h)
+    return 0;
+  const int32_t in_c = d->in_c, span_groups = p->kernel_w * in_c / 4;
+  const int32_t row_step = p->dilation_h * d->in_w * in_c;
+  const int8_t *row = in_b + (iy0 * d->in_w + ix0) * in_c;
+  for (int32_t ky = 0; ky < p->kernel_h; ++ky, row += row_step, dst += 4 * span_groups)
+    conv_widen(row, dst, span_groups, off2);
+  return 1;
+}
+
 /* One group of four k for 2 channels x 2 pixels. */
 #define CONV_MAC_GROUP(col, w0, w1, a00, a01, a10, a11)      \
   do {                                                         \
@@ -229,7 +251,7 @@ static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_
 typedef struct {
   const uint32_t *col;     /* +0 */
   const uint32_t *col_end; /* +4 */
-  int32_t *acc;            /* +8, advances by four words per pair */
+  int32_t *acc;            /* +8, four words per pair from here */
   const int8_t *w_end;     /* +12, the end of the pairs' stream */
   const int8_t *w;         /* +16, the stream: biases, then weights, per pair */
 } conv_pairs_t;
@@ -238,7 +260,8 @@ typedef struct {
 /* Hand-scheduled: the inner loop needs all fourteen registers (4 accumulators, 4 column
  * words, 2 weight words, 4 pointers... less one: the pair's weights are one stream), which
  * GCC cannot allocate around C code, so the whole channel loop is one naked function keeping
- * its state in `s` (on the stack). Two entry points: an even number of groups runs the
+ * the rest of its state (column start, accumulator pointer, stream end) in its stack frame,
+ * each one load away. Two entry points: an even number of groups runs the
  * unrolled pass only, an odd one does one group first. */
 #define CONV_GROUP_ASM                     \
   "ldmia  r0!, {r8, r9, r10, r11}\n\t"     \
@@ -258,30 +281,32 @@ typedef struct {
 #define CONV_PAIRS_ASM(FIRST)                                        \
   __asm__ volatile(                                                  \
       "push   {r4-r11, lr}\n\t"                                      \
-      "push   {r0}\n\t"                                              \
       "ldr    r1, [r0, #4]\n\t"  /* col_end */                       \
       "ldr    r2, [r0, #16]\n\t" /* w */                             \
+      "ldr    r3, [r0, #12]\n\t" /* w_end */                         \
+      "ldr    r12, [r0, #8]\n\t" /* acc */                           \
+      "ldr    lr, [r0]\n\t"      /* col */                           \
+      "push   {r3, r12, lr}\n\t" /* [sp] w_end, [sp+4] acc, [sp+8] col */ \
       "2:\n\t"                                                       \
       "ldmia  r2!, {r4, r5}\n\t" /* the pair's biases */             \
+      "ldr    r0, [sp, #8]\n\t"  /* column */                        \
       "mov    r6, r4\n\t"                                            \
       "mov    r7, r5\n\t"                                            \
-      "ldr    r12, [sp]\n\t"                                         \
-      "ldr    r0, [r12]\n\t" /* column */                            \
       FIRST                                                          \
+      ".p2align 3\n\t" /* the loop head on a flash read unit */      \
       "1:\n\t"                                                       \
       CONV_GROUP_ASM                                                 \
       CONV_GROUP_ASM                                                 \
       "cmp    r0, r1\n\t"                                            \
       "bne    1b\n\t"                                                \
       "3:\n\t"                                                       \
+      "ldr    lr, [sp, #4]\n\t"                                      \
       "ldr    r12, [sp]\n\t"                                         \
-      "ldr    lr, [r12, #8]\n\t" /* acc */                           \
       "stmia  lr!, {r4, r5, r6, r7}\n\t"                             \
-      "str    lr, [r12, #8]\n\t"                                     \
-      "ldr    lr, [r12, #12]\n\t" /* w_end */                        \
-      "cmp    r2, lr\n\t"                                            \
+      "str    lr, [sp, #4]\n\t"                                      \
+      "cmp    r2, r12\n\t"                                           \
       "bne    2b\n\t"                                                \
-      "pop    {r0}\n\t"                                              \
+      "add    sp, sp, #12\n\t"                                       \
       "pop    {r4-r11, pc}\n\t")
 __attribute__((naked, noinline)) static void conv_mm_pairs_even(conv_pairs_t *s) {
   (void)s;
@@ -372,6 +397,11 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   }
   const int32_t pairs = out_c / 2;
   const int8_t *last = weights + pairs * (8 + 2 * row_bytes); /* an odd last channel's row */
+  /* Kernel rows of whole words filling the row exactly (channels a multiple of 4, dilation 1
+   * along the row): an interior window's column is its kernel rows' spans, widened in place
+   * (conv_widen_window). */
+  const int spans = !direct && (in_c & 3) == 0 && p->dilation_w == 1 &&
+                    p->kernel_h * p->kernel_w * in_c == row_bytes;
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
                   table, j->bias, p->kernel_h * p->kernel_w * in_c);
@@ -387,6 +417,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         if (direct) {
           src = in_b + (oy * p->stride_h * d->in_w + ox * p->stride_w) * in_c;
         } else {
+          if (spans && conv_widen_window(j, in_b, oy, ox, col + 2 * s, off2)) continue;
           conv_gather(j, in_b, oy, ox, tmp);
           src = tmp;
         }

@@ -209,25 +209,38 @@ void mp_requant_cols(const mp_requant_t *rq, const int32_t *acc, int32_t stride,
       continue;
     }
 #if RQ_ARM
-    if (n_pix <= 0) continue;
+    /* Two pixels per pass (LDRD of their accumulators), then an odd last one. */
     register const int32_t *a_p __asm__("r0") = a;
     register int8_t *o_p __asm__("r1") = o;
-    register const int32_t *a_end __asm__("r2") = a + n_pix;
+    register const int32_t *a_end __asm__("r2") = a + (n_pix & ~1);
     register int32_t o_stride __asm__("r3") = pixel_bytes;
     register int32_t m __asm__("r5") = rq->table[3 * c];
     register int32_t r __asm__("r6") = rq->table[3 * c + 1];
     register int32_t k __asm__("r7") = rq->table[3 * c + 2];
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr    r4, [%[a]], #4\n\t"
-        RQ_ONE("r4", "%[m]", "%[r]", "%[k]")
-        "strb   r12, [%[o]]\n\t"
-        "add    %[o], %[o], %[os]\n\t"
-        "cmp    %[a], %[end]\n\t"
-        "bne    1b\n\t"
-        : [a] "+r"(a_p), [o] "+r"(o_p)
-        : [end] "r"(a_end), [os] "r"(o_stride), [m] "r"(m), [r] "r"(r), [k] "r"(k)
-        : "r4", "r12", "cc", "memory");
+    if (n_pix >= 2) {
+      __asm__ volatile(
+          "1:\n\t"
+          "ldrd   r4, r8, [%[a]], #8\n\t"
+          RQ_ONE("r4", "%[m]", "%[r]", "%[k]")
+          "strb   r12, [%[o]]\n\t"
+          RQ_ONE("r8", "%[m]", "%[r]", "%[k]")
+          "strb   r12, [%[o], %[os]]\n\t"
+          "add    %[o], %[o], %[os], lsl #1\n\t"
+          "cmp    %[a], %[end]\n\t"
+          "bne    1b\n\t"
+          : [a] "+r"(a_p), [o] "+r"(o_p)
+          : [end] "r"(a_end), [os] "r"(o_stride), [m] "r"(m), [r] "r"(r), [k] "r"(k)
+          : "r4", "r8", "r12", "cc", "memory");
+    }
+    if (n_pix & 1) {
+      __asm__ volatile(
+          "ldr    r4, [%[a]]\n\t"
+          RQ_ONE("r4", "%[m]", "%[r]", "%[k]")
+          "strb   r12, [%[o]]\n\t"
+          :
+          : [a] "r"(a_p), [o] "r"(o_p), [m] "r"(m), [r] "r"(r), [k] "r"(k)
+          : "r4", "r12", "memory");
+    }
 #else
     for (int32_t x = 0; x < n_pix; ++x) o[x * pixel_bytes] = rq_fast(rq->table + 3 * c, a[x]);
 #endif
