@@ -1,5 +1,11 @@
 /* mcuprof's own commands (`mp-` prefix): plan status and reload, kernel path, cycles,
  * per-layer cycles, input CRC, board facts. Reference at the top of protocol.c. */
+/* Serial protocol code runs outside the timed inference: compiled for size, which keeps the
+ * firmware image inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <string.h>
 
 #include "mp_board.h"

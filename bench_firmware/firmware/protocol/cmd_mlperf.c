@@ -1,6 +1,12 @@
 /* The MLPerf Tiny DUT commands: name, profile, timestamp, db, infer, results.
  * Answers as in mlcommons/tiny benchmark/api/internally_implemented.cpp (reference at the top
  * of protocol.c). */
+/* Serial protocol code runs outside the timed inference: compiled for size, which keeps the
+ * firmware image inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <string.h>
 
 #include "mp_board.h"

@@ -1,4 +1,10 @@
 /* Protocol output: formatters, the line buffer, and the chunking list writer. */
+/* Serial protocol code runs outside the timed inference: compiled for size, which keeps the
+ * firmware image inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <string.h>
 
 #include "mp_board.h"

@@ -128,6 +128,12 @@
  *                    e-[<command>: no inference since the last upload; run infer first]
  *   Any command given more arguments than it takes: e-[<command>: too many arguments].
  */
+/* Serial protocol code runs outside the timed inference: compiled for size, which keeps the
+ * firmware image inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <string.h>
 
 #include "mp_board.h"

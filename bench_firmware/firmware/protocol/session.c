@@ -1,4 +1,10 @@
 /* The protocol's shared state: loading the plan, and keeping the input intact across runs. */
+/* Serial protocol code runs outside the timed inference: compiled for size, which keeps the
+ * firmware image inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("Os")
+#endif
+
 #include <string.h>
 
 #include "mp_board.h"
