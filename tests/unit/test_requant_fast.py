@@ -12,7 +12,8 @@ import pytest
 
 from bench_firmware.build import INCLUDE_DIR, find_host_cc
 
-_PROGRAM = r"""
+# Both programs' headers and their xorshift generator.
+_PRELUDE = r"""
 #include <stdint.h>
 #include <stdio.h>
 #include "mp_fixedpoint.h"
@@ -23,7 +24,9 @@ static uint32_t next(void) {
   state ^= state << 13; state ^= state >> 7; state ^= state << 17;
   return (uint32_t)state;
 }
+"""
 
+_PROGRAM = _PRELUDE + r"""
 int main(void) {
   static const int32_t edges[] = {0, 1, -1, 2, -2, 0x3FFFFFFF, -0x40000000, 0x40000000,
                                   -0x40000001, INT32_MAX, INT32_MIN, INT32_MIN + 1, 12345,
@@ -71,18 +74,7 @@ def test_fast_requantization_equals_tflm(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
 
 
-_ROWS_PROGRAM = r"""
-#include <stdint.h>
-#include <stdio.h>
-#include "mp_fixedpoint.h"
-#include "mp_requant.h"
-
-static uint64_t state = 0x2545F4914F6CDD1Dull;
-static uint32_t next(void) {
-  state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-  return (uint32_t)state;
-}
-
+_ROWS_PROGRAM = _PRELUDE + r"""
 #define N 37
 int main(void) {
   int32_t mult[N], shift[N], bias[N], table[3 * N], acc[2 * N], quad[2 * N];
