@@ -290,10 +290,11 @@ def depthwise_extra_scratch(op: Operator, board: Board) -> int:
     of 4) gets the planar path's room: the input widened to int16, one row of ``w2`` halfwords
     per padded row and channel (``ph * channels * w2 * 2`` bytes, ``ph = (out_h - 1) * stride_h
     + 3``; with ``opad`` = out_w rounded up to 4, ``w2 = opad + 2`` at stride 1, ``2 * opad + 2``
-    at stride 2: the columns the last group of four pixels reads), the weight pairs and bias (28
-    bytes per channel) and channel-major accumulators (``4 * opad`` per channel): its lanes
-    hold neighbouring columns (or rows: ``depthwise_planar`` picks the side), two MACs per
-    multiply instead of one. Other padded 3x3 layers get a band of three padded input rows,
+    at stride 2: the columns the last group of four pixels reads), the weight pairs, bias and
+    requantization words (40 bytes per channel) and channel-major accumulators (``4 * opad``
+    per channel, for layers whose requantization misses the short path): its lanes hold
+    neighbouring columns (or rows: ``depthwise_planar`` picks the side), two MACs per multiply
+    instead of one. Other padded 3x3 layers get a band of three padded input rows,
     ``3 * ((out_w - 1) * stride_w + 3) * channels`` bytes, so every pixel takes the unrolled 3x3
     path instead of the border pixels looping over their in-bounds taps. Every board gains; 0
     for other kernels and for unpadded layers outside the planar path."""
@@ -310,7 +311,7 @@ def depthwise_extra_scratch(op: Operator, board: Board) -> int:
     planar = depthwise_planar(out_h, out_w, stride_h, stride_w, channels)
     if planar is not None:
         ph, w2, opad = planar
-        return (ph * w2 * 2 + 28 + 4 * opad) * channels
+        return (ph * w2 * 2 + 40 + 4 * opad) * channels
     if opts.get("padding") != "SAME":
         return 0
     return 3 * ((out_w - 1) * stride_w + 3) * channels

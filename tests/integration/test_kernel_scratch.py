@@ -153,7 +153,7 @@ def test_padded_depthwise_layers_get_a_band(zoo: dict[str, Path], name: str) -> 
             planar = depthwise_planar(out_h, out_w, sh, sw, channels) if three else None
             if planar is not None:
                 ph, w2, opad = planar
-                assert band == (ph * w2 * 2 + 28 + 4 * opad) * channels
+                assert band == (ph * w2 * 2 + 40 + 4 * opad) * channels
                 assert opad in ((out_w + 3) // 4 * 4, (out_h + 3) // 4 * 4)
             elif three and opts.get("padding") == "SAME":
                 assert band == 3 * ((out_w - 1) * sw + 3) * channels

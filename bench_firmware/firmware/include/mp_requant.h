@@ -82,6 +82,18 @@ typedef struct {
 /* Words of table per channel: {multiplier, right = -shift, half + (output_offset << right)}. */
 #define MP_REQUANT_TABLE_WORDS 3
 
+/* One output from a channel's table words t = {multiplier, right, half + (offset << right)}
+ * (`fast` tables only): the target loops' arithmetic in C, tie term from acc's sign as theirs
+ * (kernels/requant_row.c, file comment). The host build's loops use it; the target's are
+ * assembly. */
+static inline int8_t mp_requant_table_out(const int32_t *t, int32_t acc) {
+  const int32_t y = mp_smmulr((int32_t)((uint32_t)acc << 1), t[0]);
+  int32_t v = (y + t[2] + (acc >> 31)) >> t[1];
+  v = v < -128 ? -128 : v;
+  v = v > 127 ? 127 : v;
+  return (int8_t)v;
+}
+
 /* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
  * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an
  * offset input (|x + offset| <= 255). When every |bias| + 32640 * k < 2^30 (so 2 * acc never

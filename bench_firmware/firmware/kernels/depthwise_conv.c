@@ -348,7 +348,8 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
  * accumulators are kept channel by channel (`opad` = out_w rounded up to 4 per channel) and
  * requantized channel by channel. Scratch beyond the accumulator row and requantization table
  * (bench_firmware/ops/conv.py depthwise_extra_scratch): the image, ph * channels * w2 * 2
- * bytes, the weights, 28 bytes per channel, and the accumulators, 4 * opad per channel. */
+ * bytes, the weights, bias and requantization table words, 40 bytes per channel, and the
+ * accumulators, 4 * opad per channel (which the fused rows, dw_rq_row_s1/_s2, leave unused). */
 /* The layer seen along rows (lanes hold neighbouring columns) or, transposed, along columns
  * (lanes hold neighbouring rows): whichever computes fewer padded pixels and runs fewer
  * channel loops; a short output width (KWS's 25 x 5 maps) goes transposed. */
@@ -397,7 +398,7 @@ static int dw_planar_shape(const mp_conv_job_t *j, dw_planar_t *g) {
 }
 
 static uint32_t dw_planar_bytes(const mp_conv_job_t *j, const dw_planar_t *g) {
-  return ((uint32_t)g->ph * (uint32_t)g->w2 * 2u + 28u + 4u * (uint32_t)g->opad) *
+  return ((uint32_t)g->ph * (uint32_t)g->w2 * 2u + 40u + 4u * (uint32_t)g->opad) *
          (uint32_t)j->d.in_c;
 }
 
@@ -466,17 +467,21 @@ static MP_NO_LIBCALLS void dw_planar_fill(const mp_conv_job_t *j, const dw_plana
   /* Input columns [x_lo, x_hi) land at image columns x + pc, inside [0, w2). */
   const int32_t x_lo = pc > 0 ? 0 : -pc;
   const int32_t x_hi = g->cols < w2 - pc ? g->cols : w2 - pc;
+  /* Channel c's padding columns [x_hi + pc, w2) and channel c + 1's [0, x_lo + pc) are
+   * neighbours in the image row: one run of `run` halfwords per channel. */
+  const int32_t lead = x_lo + pc, trail = x_hi + pc, run = w2 - trail + lead;
   for (int32_t y = 0; y < g->ph; ++y) {
     int16_t *rows = img + y * c_all * w2;
     const int32_t iy = y - g->pr;
     if (iy < 0 || iy >= g->rows || x_hi <= x_lo) {
-      for (int32_t i = 0; i < c_all * w2; ++i) rows[i] = 0;
+      mp_fill_bytes((int8_t *)rows, 0, 2 * c_all * w2);
       continue;
     }
+    for (int32_t col = 0; col < lead; ++col) rows[col] = 0;
     for (int32_t c = 0; c < c_all; ++c) {
-      int16_t *r = rows + c * w2;
-      for (int32_t col = 0; col < x_lo + pc; ++col) r[col] = 0;
-      for (int32_t col = x_hi + pc; col < w2; ++col) r[col] = 0;
+      int16_t *z = rows + c * w2 + trail;
+      const int32_t n = c + 1 < c_all ? run : w2 - trail;
+      for (int32_t k = 0; k < n; ++k) z[k] = 0;
     }
     const int8_t *src = in_b + iy * g->in_rs + x_lo * g->in_cs;
     for (int32_t c = 0; c < c_all; c += 4) {
@@ -634,33 +639,220 @@ static void dw_quads(dw_quad_t *s) {
 }
 #endif
 
+/* The fused form of the two above, used when the layer's requantization takes the short path
+ * (mp_requant_init set `fast`): every channel of one output row in one call, each quad's four
+ * sums requantized in registers (the table words follow the channel's weights and bias: 10
+ * words per channel) and stored straight to the output, instead of going to the accumulator
+ * rows and back through mp_requant_cols(). The last quad of a channel stores only the `tail`
+ * pixels (1..4) that exist. */
+typedef struct {
+  const int16_t *x;    /* +0, channel 0's image row under the window's top, first quad */
+  int32_t plane_bytes; /* +4 */
+  const uint32_t *w;   /* +8, channel 0's 10 words */
+  int8_t *out;         /* +12, channel 0's output at pixel 0 */
+  int32_t out_step;    /* +16, output bytes from one pixel to the next */
+  int32_t quad_bytes;  /* +20, image bytes the channel's quads advance over, in all */
+  int32_t tail;        /* +24, pixels of the last quad that exist, 1..4 */
+  int32_t channels;    /* +28 */
+  int32_t row_bytes;   /* +32, image bytes from one channel's row to the next */
+} dw_rq_row_t;
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* Requantizes the accumulator in `a` in place (RQ_ONE of kernels/requant_row.c with the
+ * table words in r8 = multiplier, r9 = right, r10 = rounding constant). */
+#define DW_RQ(a)                           \
+  "lsl    r12, " a ", #1\n\t"              \
+  "smmlar r12, r12, r8, r10\n\t"           \
+  "add    r12, r12, " a ", asr #31\n\t"    \
+  "asr    r12, r12, r9\n\t"                \
+  "ssat   " a ", #8, r12\n\t"
+#define DW_RQ_QUAD(wreg)                   \
+  "ldr    r8, [" wreg ", #28]\n\t"         \
+  "ldrd   r9, r10, [" wreg ", #32]\n\t"    \
+  DW_RQ("r4") DW_RQ("r5") DW_RQ("r6") DW_RQ("r7")
+/* Stride 1: r2 holds the channel's words. */
+#define DW_RQ_BODY_S1                      \
+  "ldr    r4, [r2, #24]\n\t"               \
+  "mov    r5, r4\n\t"                      \
+  "mov    r6, r4\n\t"                      \
+  "mov    r7, r4\n\t"                      \
+  "ldmia  r3, {r8, r9, r10}\n\t"           \
+  "ldrd   r11, r12, [r2]\n\t"              \
+  DW_QUAD_ROW                              \
+  "add    r0, r3, r1\n\t"                  \
+  "ldmia  r0, {r8, r9, r10}\n\t"           \
+  "ldrd   r11, r12, [r2, #8]\n\t"          \
+  DW_QUAD_ROW                              \
+  "add    r0, r0, r1\n\t"                  \
+  "ldmia  r0, {r8, r9, r10}\n\t"           \
+  "ldrd   r11, r12, [r2, #16]\n\t"         \
+  DW_QUAD_ROW                              \
+  "add    r3, r3, #8\n\t"                  \
+  DW_RQ_QUAD("r2")
+/* Stride 2: the channel's words wait at [sp] (DW_QUAD2_ROW_W reloads r0 from there). */
+#define DW_RQ_BODY_S2                      \
+  "ldr    r0, [sp]\n\t"                    \
+  "ldr    r4, [r0, #24]\n\t"               \
+  "mov    r5, r4\n\t"                      \
+  "mov    r6, r4\n\t"                      \
+  "mov    r7, r4\n\t"                      \
+  DW_QUAD2_ROW_W("0")                      \
+  "add    r3, r3, r1\n\t"                  \
+  DW_QUAD2_ROW_W("8")                      \
+  "add    r3, r3, r1\n\t"                  \
+  DW_QUAD2_ROW_W("16")                     \
+  "sub    r3, r3, r1, lsl #1\n\t"          \
+  "add    r3, r3, #16\n\t"                 \
+  DW_RQ_QUAD("r0")
+/* Locals: [sp] the channel's words, +4 the end of its quads in the image, +8 its output at
+ * pixel 0, +12 channels left, +16 s, +20 its image row, +24 out_step, +28 tail. */
+#define DW_RQ_ASM(BODY)                                              \
+  __asm__ volatile(                                                  \
+      "push   {r4-r11, lr}\n\t"                                      \
+      "sub    sp, sp, #32\n\t"                                       \
+      "str    r0, [sp, #16]\n\t"                                     \
+      "ldr    r1, [r0, #16]\n\t"                                     \
+      "str    r1, [sp, #24]\n\t"                                     \
+      "ldr    r1, [r0, #24]\n\t"                                     \
+      "str    r1, [sp, #28]\n\t"                                     \
+      "ldr    r1, [r0, #28]\n\t"                                     \
+      "str    r1, [sp, #12]\n\t"                                     \
+      "ldr    r2, [r0, #8]\n\t"                                      \
+      "str    r2, [sp]\n\t"                                          \
+      "ldr    lr, [r0, #12]\n\t"                                     \
+      "str    lr, [sp, #8]\n\t"                                      \
+      "ldr    r3, [r0]\n\t"                                          \
+      "ldr    r1, [r0, #4]\n\t"                                      \
+      "4:\n\t" /* a channel */                                       \
+      "str    r3, [sp, #20]\n\t"                                     \
+      "ldr    r0, [sp, #16]\n\t"                                     \
+      "ldr    r0, [r0, #20]\n\t"                                     \
+      "add    r0, r3, r0\n\t"                                        \
+      "str    r0, [sp, #4]\n\t"                                      \
+      "1:\n\t" /* a quad */                                          \
+      BODY                                                           \
+      "ldr    r11, [sp, #4]\n\t"                                     \
+      "ldr    r0, [sp, #24]\n\t"                                     \
+      "cmp    r3, r11\n\t"                                           \
+      "beq    7f\n\t"                                                \
+      "strb   r4, [lr]\n\t"                                          \
+      "strb   r5, [lr, r0]\n\t"                                      \
+      "add    lr, lr, r0, lsl #1\n\t"                                \
+      "strb   r6, [lr]\n\t"                                          \
+      "strb   r7, [lr, r0]\n\t"                                      \
+      "add    lr, lr, r0, lsl #1\n\t"                                \
+      "b      1b\n\t"                                                \
+      "7:\n\t" /* the last quad: its `tail` pixels */                \
+      "ldr    r11, [sp, #28]\n\t"                                    \
+      "strb   r4, [lr]\n\t"                                          \
+      "cmp    r11, #2\n\t"                                           \
+      "blt    6f\n\t"                                                \
+      "strb   r5, [lr, r0]\n\t"                                      \
+      "beq    6f\n\t"                                                \
+      "add    lr, lr, r0, lsl #1\n\t"                                \
+      "strb   r6, [lr]\n\t"                                          \
+      "cmp    r11, #4\n\t"                                           \
+      "bne    6f\n\t"                                                \
+      "strb   r7, [lr, r0]\n\t"                                      \
+      "6:\n\t" /* the next channel */                                \
+      "ldr    r3, [sp, #20]\n\t"                                     \
+      "ldr    r0, [sp, #16]\n\t"                                     \
+      "ldr    r0, [r0, #32]\n\t"                                     \
+      "add    r3, r3, r0\n\t"                                        \
+      "ldr    r2, [sp]\n\t"                                          \
+      "add    r2, r2, #40\n\t"                                       \
+      "str    r2, [sp]\n\t"                                          \
+      "ldr    lr, [sp, #8]\n\t"                                      \
+      "add    lr, lr, #1\n\t"                                        \
+      "str    lr, [sp, #8]\n\t"                                      \
+      "ldr    r0, [sp, #12]\n\t"                                     \
+      "subs   r0, r0, #1\n\t"                                        \
+      "str    r0, [sp, #12]\n\t"                                     \
+      "bne    4b\n\t"                                                \
+      "add    sp, sp, #32\n\t"                                       \
+      "pop    {r4-r11, pc}\n\t")
+__attribute__((naked, noinline)) static void dw_rq_row_s1(const dw_rq_row_t *s) {
+  (void)s;
+  DW_RQ_ASM(DW_RQ_BODY_S1);
+}
+__attribute__((naked, noinline)) static void dw_rq_row_s2(const dw_rq_row_t *s) {
+  (void)s;
+  DW_RQ_ASM(DW_RQ_BODY_S2);
+}
+#else
+/* The host build: the quads into `acc` (4 * quads words), then the table arithmetic. */
+static void dw_rq_row(const dw_rq_row_t *s, int stride2, int32_t *acc) {
+  const int32_t quads = s->quad_bytes / (stride2 ? 16 : 8);
+  const int32_t n_pix = 4 * (quads - 1) + s->tail;
+  for (int32_t c = 0; c < s->channels; ++c) {
+    const uint32_t *w = s->w + 10 * c;
+    dw_quad_t q = {(const int16_t *)(const void *)((const int8_t *)s->x + c * s->row_bytes),
+                   s->plane_bytes, w, acc, acc + 4 * quads};
+    if (stride2)
+      dw_quads_s2(&q);
+    else
+      dw_quads(&q);
+    for (int32_t x = 0; x < n_pix; ++x)
+      s->out[x * s->out_step + c] = mp_requant_table_out((const int32_t *)(const void *)(w + 7),
+                                                         acc[x]);
+  }
+}
+#endif
+
 static void dw_planar(const mp_conv_job_t *j, const dw_planar_t *g, int32_t *table,
                       int16_t *img) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t c_all = d->in_c, w2 = g->w2, tap_bytes = (int32_t)p->row_bytes;
   const int32_t plane = c_all * w2; /* halfwords from one image row to the next */
-  uint32_t *wp = (uint32_t *)(void *)(img + g->ph * plane); /* per channel: 7 words */
-  int32_t *acc = (int32_t *)(void *)(wp + 7 * c_all);       /* [channel][opad] */
-  for (int32_t c = 0; c < c_all; ++c) {
-    for (int32_t r = 0; r < 3; ++r) {
-      const int8_t *w = j->weights + r * g->w_rs * tap_bytes + c;
-      const int32_t step = g->w_cs * tap_bytes;
-      wp[7 * c + 2 * r] = mp_pack16(w[0], w[step]);
-      wp[7 * c + 2 * r + 1] = mp_pack16(w[step], w[2 * step]);
-    }
-    wp[7 * c + 6] = (uint32_t)j->bias[c];
-  }
+  uint32_t *wp = (uint32_t *)(void *)(img + g->ph * plane); /* per channel: 10 words */
+  int32_t *acc = (int32_t *)(void *)(wp + 10 * c_all);      /* [channel][opad] */
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, c_all, p->output_offset, p->act_min, p->act_max,
                   table, j->bias, 9);
+  /* Tap by tap, each tap's channels in order: the plan's weights are read as one sequential
+   * run per tap (channel by channel, the nine taps' flash lines would take turns in the flash
+   * accelerator's data cache, eight lines on the Cortex-M4 boards, missing every time). In
+   * halfwords, a channel's words are {w0, w1, w1, w2} per kernel row of the view. */
+  int16_t *wh = (int16_t *)(void *)wp;
+  for (int32_t r = 0; r < 3; ++r)
+    for (int32_t kx = 0; kx < 3; ++kx) {
+      const int8_t *w = j->weights + (r * g->w_rs + kx * g->w_cs) * tap_bytes;
+      int16_t *h = wh + 4 * r + (kx == 0 ? 0 : kx == 1 ? 1 : 3);
+      for (int32_t c = 0; c < c_all; ++c, h += 20) {
+        h[0] = w[c];
+        if (kx == 1) h[1] = w[c];
+      }
+    }
+  for (int32_t c = 0; c < c_all; ++c) {
+    uint32_t *wc = wp + 10 * c;
+    wc[6] = (uint32_t)j->bias[c];
+    if (rq.fast)
+      for (int32_t k = 0; k < MP_REQUANT_TABLE_WORDS; ++k)
+        wc[7 + k] = (uint32_t)table[MP_REQUANT_TABLE_WORDS * c + k];
+  }
+  const int32_t quads = g->opad / 4;
   for (int32_t b = 0; b < d->batches; ++b) {
     dw_planar_fill(j, g, j->input + b * d->in_h * d->in_w * c_all, img);
     int8_t *out_b = j->output + b * d->out_h * d->out_w * d->out_c;
     for (int32_t oy = 0; oy < g->out_rows; ++oy) {
       const int16_t *top = img + oy * g->sr * plane;
+      if (rq.fast) {
+        const dw_rq_row_t s = {top, 2 * plane, wp, out_b + oy * g->out_rs, g->out_cs,
+                               quads * (g->sc == 1 ? 8 : 16), g->out_cols - 4 * (quads - 1),
+                               c_all, 2 * w2};
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+        if (g->sc == 1)
+          dw_rq_row_s1(&s);
+        else
+          dw_rq_row_s2(&s);
+#else
+        dw_rq_row(&s, g->sc != 1, acc);
+#endif
+        continue;
+      }
       for (int32_t c = 0; c < c_all; ++c) {
-        const uint32_t *w = wp + 7 * c;
+        const uint32_t *w = wp + 10 * c;
         const int16_t *r0 = top + c * w2;
         int32_t *a = acc + c * g->opad;
         dw_quad_t q = {r0, 2 * plane, w, a, a + g->opad};

@@ -63,14 +63,7 @@ static int8_t requant_one(const mp_requant_t *rq, int32_t acc, int32_t c) {
   "ssat   r12, #8, r12\n\t"
 #else
 #define RQ_ARM 0
-/* The target loops' arithmetic, tie term from acc's sign as theirs (file comment). */
-static inline int8_t rq_fast(const int32_t *t, int32_t acc) {
-  const int32_t y = mp_smmulr((int32_t)((uint32_t)acc << 1), t[0]);
-  int32_t v = (y + t[2] + (acc >> 31)) >> t[1];
-  v = v < -128 ? -128 : v;
-  v = v > 127 ? 127 : v;
-  return (int8_t)v;
-}
+#define rq_fast mp_requant_table_out
 #endif
 
 void mp_requant_row(const mp_requant_t *rq, const int32_t *acc, int8_t *out, int32_t n) {
