@@ -2,6 +2,9 @@
  * blocks, each the inputs' blocks of (their extent on the axis) * `inner` bytes in order, as
  * TFLM's reference_ops::Concatenation (reference/concatenation.h). Bytes are copied unchanged:
  * the compiler has checked that every input shares the output's quantization. */
+/* Off the hot path of the networks mcuprof measures: compiled for size, which keeps the
+ * firmware inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#pragma GCC optimize("Os")
 #include <string.h>
 
 #include "mp_kernels.h"

@@ -254,18 +254,24 @@ typedef struct {
   int32_t *acc;            /* +8, four words per pair from here */
   const int8_t *w_end;     /* +12, the end of the pairs' stream */
   const int8_t *w;         /* +16, the stream: biases, then weights, per pair */
+  int32_t skip;            /* +20, groups the first pass leaves out: (4 - groups % 4) % 4 */
 } conv_pairs_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* Hand-scheduled: the inner loop needs all fourteen registers (4 accumulators, 4 column
  * words, 2 weight words, 4 pointers... less one: the pair's weights are one stream), which
  * GCC cannot allocate around C code, so the whole channel loop is one naked function keeping
- * the rest of its state (column start, accumulator pointer, stream end) in its stack frame,
- * each one load away. Two entry points: an even number of groups runs the
- * unrolled pass only, an odd one does one group first. */
+ * the rest of its state (column start, accumulator pointer, stream end, loop entry) in its
+ * stack frame, each one load away. The loop holds four groups; every group is fourteen 32-bit
+ * instructions (56 bytes: no 16-bit encoding exists for LDM of r8-r12, SXTB16 or SMLAD), so a
+ * pair's first pass enters `skip` groups in and the count needs no remainder loop (the
+ * pointers advance by post-increment, so they do not care where the pass began). */
+#define CONV_GROUP_BYTES 56
+#define CONV_STR_(x) #x
+#define CONV_STR(x) CONV_STR_(x)
 #define CONV_GROUP_ASM                     \
-  "ldmia  r0!, {r8, r9, r10, r11}\n\t"     \
-  "ldmia  r2!, {r3, r12}\n\t"              \
+  "ldmia.w r0!, {r8, r9, r10, r11}\n\t"   \
+  "ldmia.w r2!, {r3, r12}\n\t"            \
   "sxtb16 lr, r3\n\t"                      \
   "sxtb16 r3, r3, ror #8\n\t"              \
   "smlad  r4, r8, lr, r4\n\t"              \
@@ -278,49 +284,49 @@ typedef struct {
   "smlad  r7, r10, lr, r7\n\t"             \
   "smlad  r5, r9, r12, r5\n\t"             \
   "smlad  r7, r11, r12, r7\n\t"
-#define CONV_PAIRS_ASM(FIRST)                                        \
-  __asm__ volatile(                                                  \
-      "push   {r4-r11, lr}\n\t"                                      \
-      "ldr    r1, [r0, #4]\n\t"  /* col_end */                       \
-      "ldr    r2, [r0, #16]\n\t" /* w */                             \
-      "ldr    r3, [r0, #12]\n\t" /* w_end */                         \
-      "ldr    r12, [r0, #8]\n\t" /* acc */                           \
-      "ldr    lr, [r0]\n\t"      /* col */                           \
-      "push   {r3, r12, lr}\n\t" /* [sp] w_end, [sp+4] acc, [sp+8] col */ \
-      "2:\n\t"                                                       \
-      "ldmia  r2!, {r4, r5}\n\t" /* the pair's biases */             \
-      "ldr    r0, [sp, #8]\n\t"  /* column */                        \
-      "mov    r6, r4\n\t"                                            \
-      "mov    r7, r5\n\t"                                            \
-      FIRST                                                          \
-      ".p2align 3\n\t" /* the loop head on a flash read unit */      \
-      "1:\n\t"                                                       \
-      CONV_GROUP_ASM                                                 \
-      CONV_GROUP_ASM                                                 \
-      "cmp    r0, r1\n\t"                                            \
-      "bne    1b\n\t"                                                \
-      "3:\n\t"                                                       \
-      "ldr    lr, [sp, #4]\n\t"                                      \
-      "ldr    r12, [sp]\n\t"                                         \
-      "stmia  lr!, {r4, r5, r6, r7}\n\t"                             \
-      "str    lr, [sp, #4]\n\t"                                      \
-      "cmp    r2, r12\n\t"                                           \
-      "bne    2b\n\t"                                                \
-      "add    sp, sp, #12\n\t"                                       \
-      "pop    {r4-r11, pc}\n\t")
-__attribute__((naked, noinline)) static void conv_mm_pairs_even(conv_pairs_t *s) {
+__attribute__((naked, noinline)) static void conv_mm_pairs_asm(conv_pairs_t *s) {
   (void)s;
-  CONV_PAIRS_ASM("");
-}
-__attribute__((naked, noinline)) static void conv_mm_pairs_odd(conv_pairs_t *s) {
-  (void)s;
-  CONV_PAIRS_ASM(CONV_GROUP_ASM "cmp    r0, r1\n\t" "beq    3f\n\t");
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "ldr    r1, [r0, #20]\n\t" /* skip */
+      "adr.w  r3, 1f\n\t"
+      "mov    r2, #" CONV_STR(CONV_GROUP_BYTES) "\n\t"
+      "mla    r3, r1, r2, r3\n\t"
+      "orr    r3, r3, #1\n\t"   /* a Thumb address for BX */
+      "ldr    r1, [r0, #4]\n\t"  /* col_end */
+      "ldr    r2, [r0, #16]\n\t" /* w */
+      "ldr    r12, [r0, #8]\n\t" /* acc */
+      "ldr    lr, [r0]\n\t"      /* col */
+      "push   {r3}\n\t"
+      "ldr    r3, [r0, #12]\n\t" /* w_end */
+      "push   {r3, r12, lr}\n\t" /* [sp] w_end, [sp+4] acc, [sp+8] col, [sp+12] entry */
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t" /* the pair's biases */
+      "ldr    r0, [sp, #8]\n\t"  /* column */
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "ldr    r3, [sp, #12]\n\t"
+      "bx     r3\n\t"
+      ".p2align 3\n\t" /* the loop head on a flash read unit */
+      "1:\n\t"
+      CONV_GROUP_ASM
+      CONV_GROUP_ASM
+      CONV_GROUP_ASM
+      CONV_GROUP_ASM
+      "cmp    r0, r1\n\t"
+      "bne    1b\n\t"
+      "ldr    lr, [sp, #4]\n\t"
+      "ldr    r12, [sp]\n\t"
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"
+      "str    lr, [sp, #4]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
+      "add    sp, sp, #16\n\t"
+      "pop    {r4-r11, pc}\n\t");
 }
 static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
-  if (groups & 1)
-    conv_mm_pairs_odd(s);
-  else
-    conv_mm_pairs_even(s);
+  s->skip = (4 - (groups & 3)) & 3;
+  conv_mm_pairs_asm(s);
 }
 #else
 static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
@@ -424,7 +430,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         conv_widen(src, col + 2 * s, groups, off2);
       }
       if (pairs > 0) {
-        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights};
+        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0};
         conv_mm_pairs(&st, groups);
       }
       if (out_c & 1) { /* the last channel, as a pair with itself */

@@ -6,6 +6,9 @@
  * (a division or a multiplication, correctly rounded, nothing to contract into an FMA) and
  * rounding to an integer is done exactly, without libm. Float tensors are read and written
  * with memcpy: the arena gives no alignment promise to a float element. */
+/* Off the hot path of the networks mcuprof measures: compiled for size, which keeps the
+ * firmware inside its flash budget (bench_firmware/boards.py FIRMWARE_FLASH_BUDGET). */
+#pragma GCC optimize("Os")
 #include <string.h>
 
 #include "mp_fixedpoint.h"
