@@ -166,7 +166,8 @@ def conv_scratch_bytes(op: Operator) -> int:
 
 def conv_extra_scratch(op: Operator, board: Board) -> int:
     """Room after the DSP conv's scratch to copy its weight stream into SRAM
-    (conv_stream_bytes), on the boards where that pays: the per-layer cost rule.
+    (conv_stream_bytes; widened to halfword pairs on the Cortex-M4 boards, conv_wide_bytes),
+    on the boards where that pays: the per-layer cost rule.
 
     On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
     (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
@@ -184,7 +185,13 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     if filt is None or len(filt.shape) != 4 or len(op.outputs[0].shape) != 4:
         return 0
     out_c, kh, kw, in_c = filt.shape
-    copy = conv_stream_bytes(out_c, align4(kh * kw * in_c))
+    row_bytes = align4(kh * kw * in_c)
+    copy = conv_stream_bytes(out_c, row_bytes)
+    if board.core == "cortex-m4":
+        # The Cortex-M4 boards copy the stream widened to halfword pairs (conv_wide_bytes):
+        # SXTB16 leaves the inner loop, two of its twenty cycles per sixteen MACs (DDI 0439B
+        # Table 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
+        copy = conv_wide_bytes(out_c, row_bytes)
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
     if board.flash_wait_states == 0:
@@ -216,6 +223,13 @@ def conv_weight_stream(rows: np.ndarray, bias: np.ndarray) -> np.ndarray:
 def conv_stream_bytes(out_c: int, row_bytes: int) -> int:
     """Bytes of the DSP weight stream (conv_weight_stream), which the SRAM copy holds."""
     return out_c * row_bytes + 8 * (out_c // 2)
+
+
+def conv_wide_bytes(out_c: int, row_bytes: int) -> int:
+    """Bytes of the stream widened to halfword pairs (``firmware/kernels/conv.c``
+    conv_widen_stream): per channel pair its two biases and 4 bytes per weight pair; an odd
+    last row stays 8-bit. The SRAM copy holds it on the Cortex-M4 boards."""
+    return (out_c // 2) * (8 + 4 * row_bytes) + (out_c & 1) * row_bytes
 
 
 @register("CONV_2D", scratch=conv_scratch_bytes, extra=conv_extra_scratch)

@@ -328,7 +328,89 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_pairs_asm(s);
 }
+/* The same loop over the widened stream (conv_widen_stream): a group is one LDM of the four
+ * column words and one of the pair's four weight words, already halfword pairs, and eight
+ * SMLADs: no SXTB16 left in the loop (ten 32-bit instructions, 40 bytes). The column's end
+ * waits in the stack frame, its register holding a weight word. */
+#define CONV_WGROUP_BYTES 40
+#define CONV_WGROUP_ASM                      \
+  "ldmia.w r0!, {r8, r9, r10, r11}\n\t"     \
+  "ldmia.w r2!, {r1, r3, r12, lr}\n\t"      \
+  "smlad  r4, r8, r1, r4\n\t"                \
+  "smlad  r6, r10, r1, r6\n\t"               \
+  "smlad  r4, r9, r3, r4\n\t"                \
+  "smlad  r6, r11, r3, r6\n\t"               \
+  "smlad  r5, r8, r12, r5\n\t"               \
+  "smlad  r7, r10, r12, r7\n\t"              \
+  "smlad  r5, r9, lr, r5\n\t"                \
+  "smlad  r7, r11, lr, r7\n\t"
+__attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "ldr    r1, [r0, #20]\n\t" /* skip */
+      "adr.w  r3, 1f\n\t"
+      "mov    r2, #" CONV_STR(CONV_WGROUP_BYTES) "\n\t"
+      "mla    r3, r1, r2, r3\n\t"
+      "orr    r3, r3, #1\n\t"
+      "ldr    r1, [r0, #4]\n\t"  /* col_end */
+      "ldr    r2, [r0, #16]\n\t" /* w */
+      "ldr    r12, [r0, #8]\n\t" /* acc */
+      "ldr    lr, [r0]\n\t"      /* col */
+      "push   {r1, r3}\n\t"
+      "ldr    r3, [r0, #12]\n\t" /* w_end */
+      "push   {r3, r12, lr}\n\t" /* [sp] w_end, +4 acc, +8 col, +12 col_end, +16 entry */
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t"
+      "ldr    r0, [sp, #8]\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "ldr    r3, [sp, #16]\n\t"
+      "bx     r3\n\t"
+      ".p2align 3\n\t"
+      "1:\n\t"
+      CONV_WGROUP_ASM
+      CONV_WGROUP_ASM
+      CONV_WGROUP_ASM
+      CONV_WGROUP_ASM
+      "ldr    r1, [sp, #12]\n\t"
+      "cmp    r0, r1\n\t"
+      "bne    1b\n\t"
+      "ldr    lr, [sp, #4]\n\t"
+      "ldr    r12, [sp]\n\t"
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"
+      "str    lr, [sp, #4]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
+      "add    sp, sp, #20\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
+  s->skip = (4 - (groups & 3)) & 3;
+  conv_mm_pairs_wide_asm(s);
+}
 #else
+static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
+  const int8_t *w = s->w;
+  for (; w != s->w_end; s->acc += 4) {
+    int32_t a00 = (int32_t)mp_load32(w), a01 = (int32_t)mp_load32(w + 4);
+    w += 8;
+    int32_t a10 = a00, a11 = a01;
+    const uint32_t *c = s->col;
+    for (int32_t g = 0; g < groups; ++g, c += 4, w += 16) {
+      const uint32_t w0e = mp_load32(w), w0o = mp_load32(w + 4);
+      const uint32_t w1e = mp_load32(w + 8), w1o = mp_load32(w + 12);
+      a00 = mp_smlad(c[1], w0o, mp_smlad(c[0], w0e, a00));
+      a10 = mp_smlad(c[3], w0o, mp_smlad(c[2], w0e, a10));
+      a01 = mp_smlad(c[1], w1o, mp_smlad(c[0], w1e, a01));
+      a11 = mp_smlad(c[3], w1o, mp_smlad(c[2], w1e, a11));
+    }
+    s->acc[0] = a00;
+    s->acc[1] = a01;
+    s->acc[2] = a10;
+    s->acc[3] = a11;
+  }
+}
 static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   const int8_t *w = s->w;
   for (; w != s->w_end; s->acc += 4) {
@@ -359,6 +441,37 @@ static inline uint32_t conv_stream_bytes(int32_t out_c, uint32_t row_bytes) {
   return (uint32_t)out_c * row_bytes + 8u * (uint32_t)(out_c / 2);
 }
 
+/* Bytes of the widened stream (conv_widen_stream), which the SRAM copy holds on the boards
+ * whose compiler rule gives it the room (bench_firmware/ops/conv.py conv_extra_scratch). */
+static inline uint32_t conv_wide_bytes(int32_t out_c, uint32_t row_bytes) {
+  return (uint32_t)(out_c / 2) * (8u + 4u * row_bytes) + (uint32_t)(out_c & 1) * row_bytes;
+}
+
+/* The 8-bit stream at w widened in place: per pair the two biases, then per group of four k
+ * the words SXTB16 and SXTB16 ROR #8 make of row 2p's word and of row 2p + 1's, the halfword
+ * pairs the 8-bit loop would make of them in registers; an odd last row stays 8-bit. Back to
+ * front, so every word is read before anything lands on it (each destination lies at or
+ * after its source). */
+static void conv_widen_stream(int8_t *w, int32_t out_c, int32_t row_bytes) {
+  const int32_t pairs = out_c / 2, groups = row_bytes / 4;
+  const int32_t src_pair = 8 + 2 * row_bytes, dst_pair = 8 + 4 * row_bytes;
+  if (out_c & 1) memmove(w + pairs * dst_pair, w + pairs * src_pair, (size_t)row_bytes);
+  for (int32_t q = pairs - 1; q >= 0; --q) {
+    const int8_t *src = w + q * src_pair;
+    uint32_t *dst = (uint32_t *)(void *)(w + q * dst_pair);
+    for (int32_t g = groups - 1; g >= 0; --g) {
+      const uint32_t a = mp_load32(src + 8 + 8 * g), b = mp_load32(src + 12 + 8 * g);
+      dst[2 + 4 * g] = mp_sxtb16(a);
+      dst[3 + 4 * g] = mp_sxtb16_ror8(a);
+      dst[4 + 4 * g] = mp_sxtb16(b);
+      dst[5 + 4 * g] = mp_sxtb16_ror8(b);
+    }
+    const uint32_t b0 = mp_load32(src), b1 = mp_load32(src + 4);
+    dst[0] = b0;
+    dst[1] = b1;
+  }
+}
+
 /* 4-bit weights unpacked into `dst` as the 8-bit stream (file comment), two rows at a time
  * through `tmp` (2 * row_bytes). */
 static void conv_unpack4(int8_t *dst, const int8_t *packed, const int32_t *bias, int32_t out_c,
@@ -381,7 +494,8 @@ static void conv_unpack4(int8_t *dst, const int8_t *packed, const int32_t *bias,
 /* `weights_sram`: room after the scratch for a copy of the weights, or NULL. The compiler
  * gives that room where reading the weights from SRAM pays (bench_firmware/ops/conv.py
  * conv_extra_scratch): the rows are copied once, then every pixel pair reads them from SRAM. */
-static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_sram) {
+static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_sram,
+                     int wide) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t row_bytes = (int32_t)p->row_bytes, groups = row_bytes / 4;
@@ -399,10 +513,12 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
       conv_unpack4(weights_sram, j->weights, j->bias, out_c, row_bytes, (int8_t *)col);
     else
       mp_copy_bytes(weights_sram, j->weights, (int32_t)conv_stream_bytes(out_c, p->row_bytes));
+    if (wide) conv_widen_stream(weights_sram, out_c, row_bytes);
     weights = weights_sram;
   }
   const int32_t pairs = out_c / 2;
-  const int8_t *last = weights + pairs * (8 + 2 * row_bytes); /* an odd last channel's row */
+  /* an odd last channel's row */
+  const int8_t *last = weights + pairs * (8 + (wide ? 4 : 2) * row_bytes);
   /* Kernel rows of whole words filling the row exactly (channels a multiple of 4, dilation 1
    * along the row): an interior window's column is its kernel rows' spans, widened in place
    * (conv_widen_window). */
@@ -431,7 +547,10 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
       }
       if (pairs > 0) {
         conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0};
-        conv_mm_pairs(&st, groups);
+        if (wide)
+          conv_mm_pairs_wide(&st, groups);
+        else
+          conv_mm_pairs(&st, groups);
       }
       if (out_c & 1) { /* the last channel, as a pair with itself */
         int32_t a00 = j->bias[out_c - 1], a01 = a00, a10 = a00, a11 = a00;
@@ -466,8 +585,11 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   const int dsp = ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
                   p->row_bytes >= 4u && (p->row_bytes & 3u) == 0;
   if (dsp && p->scratch_bytes - needed >= weight_bytes) copy = (int8_t *)(scratch + needed);
+  /* The room for the widened stream: the compiler gives it where that pays (conv.py). */
+  const int wide = copy != 0 && p->scratch_bytes - needed >= conv_wide_bytes(j.d.out_c,
+                                                                             p->row_bytes);
   if (dsp && (copy != 0 || p->weight_bits == 8u))
-    conv_dsp(&j, scratch, copy);
+    conv_dsp(&j, scratch, copy, wide);
   else
     conv_ref(&j);
   return MP_OK;

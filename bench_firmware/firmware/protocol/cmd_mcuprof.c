@@ -84,9 +84,9 @@ void mp_cmd_reload(uint32_t argc, char **argv) {
 void mp_cmd_kernels(uint32_t argc, char **argv) {
   mp_runtime_t *rt = mp_session.rt;
   if (argc == 2) {
-    if (strcmp(argv[1], "ref") == 0) {
+    if (mp_streq(argv[1], "ref")) {
       mp_runtime_set_kernels(rt, MP_KERNELS_REF);
-    } else if (strcmp(argv[1], "dsp") == 0) {
+    } else if (mp_streq(argv[1], "dsp")) {
       mp_runtime_set_kernels(rt, MP_KERNELS_DSP);
     } else {
       mp_out_str("e-[mp-kernels: expected ref or dsp, not '");
@@ -171,9 +171,9 @@ void mp_print_timestamp_mode(void) {
 
 void mp_cmd_timestamp_mode(uint32_t argc, char **argv) {
   if (argc == 2) {
-    if (strcmp(argv[1], "energy") == 0) {
+    if (mp_streq(argv[1], "energy")) {
       mp_session.energy_mode = 1;
-    } else if (strcmp(argv[1], "performance") == 0) {
+    } else if (mp_streq(argv[1], "performance")) {
       mp_session.energy_mode = 0;
     } else {
       mp_out_str("e-[mp-timestamp-mode: expected energy or performance, not '");

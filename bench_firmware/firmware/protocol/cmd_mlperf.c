@@ -239,9 +239,9 @@ static void db_hex(const char *hex) {
 }
 
 void mp_cmd_db(uint32_t argc, char **argv) {
-  if (argc == 3 && strcmp(argv[1], "load") == 0) {
+  if (argc == 3 && mp_streq(argv[1], "load")) {
     db_load(argv[2]);
-  } else if (argc == 2 && strcmp(argv[1], "print") == 0) {
+  } else if (argc == 2 && mp_streq(argv[1], "print")) {
     db_print();
   } else if (argc == 2) {
     db_hex(argv[1]);

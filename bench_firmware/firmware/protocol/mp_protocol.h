@@ -23,6 +23,10 @@
  * are split into chunk lines. bench_firmware/protocol/ uses the same figure. */
 #define MP_LIST_LINE_MAX 200
 
+/* 1 when the two strings are equal: the protocol's word comparisons, a few bytes of code
+ * where newlib's word-at-a-time strcmp takes most of a kilobyte of the flash budget. */
+int mp_streq(const char *a, const char *b);
+
 /* Binds the protocol to `rt` (already mp_runtime_init'ed), loads the plan from the board's
  * model region and prints the boot banner, ending with `m-ready`. */
 void mp_protocol_boot(mp_runtime_t *rt);

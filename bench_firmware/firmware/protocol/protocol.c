@@ -141,6 +141,11 @@
 #include "mp_protocol.h"
 #include "mp_session.h"
 
+int mp_streq(const char *a, const char *b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
 /* Most tokens in a command, its word included. */
 #define MP_MAX_TOKENS 4
 
@@ -198,7 +203,7 @@ static void execute(char *line) {
   if (argc == 0) return;
 
   for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-    if (strcmp(argv[0], commands[i].word) != 0) continue;
+    if (!mp_streq(argv[0], commands[i].word)) continue;
     if (too_many || argc - 1u > commands[i].max_args) {
       mp_out_str("e-[");
       mp_out_str(commands[i].word);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mp_board.h"
+#include "mp_protocol.h"
 #include "mp_session.h"
 
 mp_session_t mp_session;
@@ -71,7 +72,7 @@ static void setup_anomaly_score(mp_session_t *s) {
   const char *name = mp_mlperf_name();
   uint32_t out_bytes = 0, top, need;
   (void)mp_runtime_output(rt, &out_bytes);
-  if (name == NULL || strcmp(name, "ad01") != 0) return;
+  if (name == NULL || !mp_streq(name, "ad01")) return;
   if ((rt->header->flags & (MP_FLAG_FLOAT_INPUT | MP_FLAG_FLOAT_OUTPUT)) != 0u) return;
   if (s->input_bytes == 0u || out_bytes != s->input_bytes) return;
   s->ad_score = 1;
