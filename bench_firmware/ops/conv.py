@@ -155,19 +155,19 @@ def conv_scratch_bytes(op: Operator) -> int:
     """The DSP conv's scratch (``firmware/kernels/conv.c``): the columns of two output pixels,
     widened to int16, ``4 * row_bytes``; their int32 accumulator rows, ``8 * out_c``; the
     requantization table, ``12 * out_c``; and, unless it reads the input directly, one pixel's
-    int8 column (``row_bytes``) gathered from the window with padding filled in."""
+    int8 column (``row_bytes``) gathered from the window with padding filled in, and 4 bytes
+    after it that a first layer's word-wide row copies may run into."""
     filt = op.inputs[1]
     if filt is None or len(filt.shape) != 4:
         return 0  # compile_conv2d rejects the op
     out_c, kh, kw, in_c = filt.shape
     row_bytes = align4(kh * kw * in_c)
-    return (4 if conv_direct(op) else 5) * row_bytes + 20 * out_c
+    return (4 * row_bytes if conv_direct(op) else 5 * row_bytes + 4) + 20 * out_c
 
 
 def conv_extra_scratch(op: Operator, board: Board) -> int:
-    """Room after the DSP conv's scratch to copy its weight stream into SRAM
-    (conv_stream_bytes; widened to halfword pairs on the Cortex-M4 boards, conv_wide_bytes),
-    on the boards where that pays: the per-layer cost rule.
+    """Room after the DSP conv's scratch to copy its weight stream into SRAM, widened to
+    halfword pairs (conv_wide_bytes), on the boards where that pays: the per-layer cost rule.
 
     On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
     (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
@@ -186,18 +186,16 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
         return 0
     out_c, kh, kw, in_c = filt.shape
     row_bytes = align4(kh * kw * in_c)
-    copy = conv_stream_bytes(out_c, row_bytes)
-    if board.core == "cortex-m4":
-        # The Cortex-M4 boards copy the stream widened to halfword pairs (conv_wide_bytes):
-        # SXTB16 leaves the inner loop, two of its twenty cycles per sixteen MACs (DDI 0439B
-        # Table 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
-        copy = conv_wide_bytes(out_c, row_bytes)
+    # The copy holds the stream widened to halfword pairs (conv_wide_bytes): SXTB16 leaves the
+    # inner loop, two of its twenty cycles per sixteen MACs on the Cortex-M4 (DDI 0439B Table
+    # 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
+    copy = conv_wide_bytes(out_c, row_bytes)
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
     if board.flash_wait_states == 0:
         return 0
     if board.core == "cortex-m7":
-        if copy <= M7_CACHE_BYTES.get(board.mcu, 0) // 2:
+        if conv_stream_bytes(out_c, row_bytes) <= M7_CACHE_BYTES.get(board.mcu, 0) // 2:
             return 0
     elif board.core != "cortex-m4":
         return 0
@@ -228,7 +226,7 @@ def conv_stream_bytes(out_c: int, row_bytes: int) -> int:
 def conv_wide_bytes(out_c: int, row_bytes: int) -> int:
     """Bytes of the stream widened to halfword pairs (``firmware/kernels/conv.c``
     conv_widen_stream): per channel pair its two biases and 4 bytes per weight pair; an odd
-    last row stays 8-bit. The SRAM copy holds it on the Cortex-M4 boards."""
+    last row stays 8-bit. The SRAM copy holds it (conv_extra_scratch)."""
     return (out_c // 2) * (8 + 4 * row_bytes) + (out_c & 1) * row_bytes
 
 

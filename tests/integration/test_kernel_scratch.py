@@ -20,6 +20,8 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.ops.conv import (
     conv_extra_scratch,
     conv_scratch_bytes,
+    conv_stream_bytes,
+    conv_wide_bytes,
     depthwise_extra_scratch,
     depthwise_planar,
     depthwise_scratch_bytes,
@@ -85,17 +87,22 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
     for op, layer in convs:
         base = conv_scratch_bytes(op)
         copy = conv_extra_scratch(op, BOARDS["nucleo-l4r5zi"])
-        assert copy > 0
+        out_c, kh, kw, in_c = op.inputs[1].shape  # type: ignore[union-attr]
+        row_bytes = -(-kh * kw * in_c // 4) * 4
+        # The copy is the stream widened to halfword pairs: 4 bytes per weight pair.
+        assert copy == conv_wide_bytes(out_c, row_bytes) > conv_stream_bytes(out_c, row_bytes)
         if board.core == "cortex-m4":
             expected = base + copy
         else:
-            expected = base + (copy if copy > M7_CACHE_BYTES[board.mcu] // 2 else 0)
+            stream = conv_stream_bytes(out_c, row_bytes)
+            expected = base + (copy if stream > M7_CACHE_BYTES[board.mcu] // 2 else 0)
         assert layer.scratch_bytes == expected, (op.index, layer.scratch_bytes, base, copy)
 
 
 def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
-    """A 1x1 convolution of 64 to 64 channels (4,352-byte stream) gets its copy on the
-    F746ZG (4 KiB data cache) but not on the F767ZI (16 KiB)."""
+    """A 1x1 convolution of 64 to 64 channels (4,352-byte stream) gets its copy, widened (32
+    pairs of 8 bias bytes and 4 * 64 weight bytes), on the F746ZG (4 KiB data cache) but not on
+    the F767ZI (16 KiB)."""
     from bench_firmware.tflite_model import Operator, Tensor
 
     def tensor(index: int, shape: tuple[int, ...]) -> Tensor:
@@ -103,7 +110,7 @@ def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
 
     op = Operator(0, "CONV_2D", [tensor(0, (1, 5, 5, 64)), tensor(1, (64, 1, 1, 64)), None],
                   [tensor(2, (1, 5, 5, 64))], {})
-    assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 64 * 64 + 8 * 32
+    assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 32 * (8 + 4 * 64)
     assert conv_extra_scratch(op, BOARDS["nucleo-f767zi"]) == 0
 
 

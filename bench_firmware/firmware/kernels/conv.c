@@ -95,9 +95,10 @@ static void conv_ref(const mp_conv_job_t *j) {
  *
  * Scratch (arena, planned by bench_firmware/planner.py): the int16 buffer, 4 * row_bytes;
  * the pixel pair's int32 accumulators, 8 * out_c; the requantization table (mp_requant.h),
- * 12 * out_c; one pixel's int8 column, row_bytes (not used by the 1x1 path); and, when the
- * compiler gave the room (bench_firmware/ops/conv.py conv_extra_scratch), a copy of the weight
- * stream, conv_stream_bytes(), made once per layer so the pixel pairs read them from SRAM, not flash.
+ * 12 * out_c; one pixel's int8 column, row_bytes, and 4 bytes of slack after it (neither used
+ * by the 1x1 path); and, when the compiler gave the room (bench_firmware/ops/conv.py
+ * conv_extra_scratch), a copy of the weight stream, widened (conv_widen_stream), made once per
+ * layer so the pixel pairs read them from SRAM, not flash.
  * An odd last pixel is computed as a pair with itself, an odd last channel with its own row
  * twice; the duplicate results are not kept. The accumulators are requantized by
  * mp_requant_pairs(), equal to mp_requantize_output() bit for bit. */
@@ -138,6 +139,35 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
     /* The whole window is inside the input (most pixels): its rows as they are, no tests. */
     const int8_t *src = in_b + (iy0 * d->in_w + ix0) * in_c;
     const int32_t src_step = p->dilation_h * d->in_w * in_c;
+    const int32_t words = (row_span + 3) >> 2;
+    const int8_t *in_end = j->input + d->batches * d->in_h * d->in_w * in_c;
+    if (words <= 3 && src + (p->kernel_h - 1) * src_step + 4 * words <= in_end) {
+      /* A first layer's few bytes per kernel row, as whole words (LDR and STR take any
+       * alignment, ARMv7-M ARM A3.2.1): a row's last word carries up to 3 bytes past its
+       * span, which the next row overwrites, or, after the last row, the column's padding
+       * (its weights are 0: whatever it holds adds nothing) and the 4 bytes of slack the
+       * scratch keeps after the column (conv_dsp_scratch). The input is read no further
+       * than its end. */
+      for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_span, src += src_step) {
+        uint32_t v0 = mp_load32(src), v1, v2;
+        switch (words) {
+          case 3:
+            v1 = mp_load32(src + 4);
+            v2 = mp_load32(src + 8);
+            memcpy(dst + 4, &v1, 4);
+            memcpy(dst + 8, &v2, 4);
+            break;
+          case 2:
+            v1 = mp_load32(src + 4);
+            memcpy(dst + 4, &v1, 4);
+            break;
+          default:
+            break;
+        }
+        memcpy(dst, &v0, 4);
+      }
+      return;
+    }
     for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_span, src += src_step)
       conv_copy(dst, src, row_span);
     conv_fill(dst, pad, (int32_t)(end - dst));
@@ -432,7 +462,7 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
 /* The scratch the DSP path needs before the optional weight copy (must agree with
  * bench_firmware/ops/conv.py conv_scratch_bytes()). */
 static uint32_t conv_dsp_scratch(const mp_conv_job_t *j) {
-  return (conv_direct(j) ? 4u : 5u) * j->p->row_bytes +
+  return (conv_direct(j) ? 4u * j->p->row_bytes : 5u * j->p->row_bytes + 4u) +
          (8u + 4u * MP_REQUANT_TABLE_WORDS) * (uint32_t)j->d.out_c;
 }
 
@@ -447,17 +477,17 @@ static inline uint32_t conv_wide_bytes(int32_t out_c, uint32_t row_bytes) {
   return (uint32_t)(out_c / 2) * (8u + 4u * row_bytes) + (uint32_t)(out_c & 1) * row_bytes;
 }
 
-/* The 8-bit stream at w widened in place: per pair the two biases, then per group of four k
- * the words SXTB16 and SXTB16 ROR #8 make of row 2p's word and of row 2p + 1's, the halfword
- * pairs the 8-bit loop would make of them in registers; an odd last row stays 8-bit. Back to
- * front, so every word is read before anything lands on it (each destination lies at or
- * after its source). */
-static void conv_widen_stream(int8_t *w, int32_t out_c, int32_t row_bytes) {
+/* The 8-bit stream at `from` widened into `w`: per pair the two biases, then per group of four
+ * k the words SXTB16 and SXTB16 ROR #8 make of row 2p's word and of row 2p + 1's, the
+ * halfword pairs the 8-bit loop would make of them in registers; an odd last row stays 8-bit.
+ * `from` may be `w` itself (4-bit weights unpacked there first): back to front, every word is
+ * read before anything lands on it (each destination lies at or after its source). */
+static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int32_t row_bytes) {
   const int32_t pairs = out_c / 2, groups = row_bytes / 4;
   const int32_t src_pair = 8 + 2 * row_bytes, dst_pair = 8 + 4 * row_bytes;
-  if (out_c & 1) memmove(w + pairs * dst_pair, w + pairs * src_pair, (size_t)row_bytes);
+  if (out_c & 1) memmove(w + pairs * dst_pair, from + pairs * src_pair, (size_t)row_bytes);
   for (int32_t q = pairs - 1; q >= 0; --q) {
-    const int8_t *src = w + q * src_pair;
+    const int8_t *src = from + q * src_pair;
     uint32_t *dst = (uint32_t *)(void *)(w + q * dst_pair);
     for (int32_t g = groups - 1; g >= 0; --g) {
       const uint32_t a = mp_load32(src + 8 + 8 * g), b = mp_load32(src + 12 + 8 * g);
@@ -509,11 +539,15 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   int8_t *tmp = (int8_t *)(table + MP_REQUANT_TABLE_WORDS * out_c);
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
-    if (p->weight_bits == 4u)
+    const int8_t *stream = j->weights;
+    if (p->weight_bits == 4u) {
       conv_unpack4(weights_sram, j->weights, j->bias, out_c, row_bytes, (int8_t *)col);
-    else
-      mp_copy_bytes(weights_sram, j->weights, (int32_t)conv_stream_bytes(out_c, p->row_bytes));
-    if (wide) conv_widen_stream(weights_sram, out_c, row_bytes);
+      stream = weights_sram;
+    }
+    if (wide)
+      conv_widen_stream(weights_sram, stream, out_c, row_bytes);
+    else if (stream != weights_sram)
+      mp_copy_bytes(weights_sram, stream, (int32_t)conv_stream_bytes(out_c, p->row_bytes));
     weights = weights_sram;
   }
   const int32_t pairs = out_c / 2;
