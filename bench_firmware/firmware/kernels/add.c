@@ -66,58 +66,74 @@ static void add_dsp(const mp_add_params_t *p, const int8_t *in1, const int8_t *i
   }
 }
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-/* The per-element loop of the table path when input2 does not broadcast and the output shift
- * is a right shift of 1..22 by a multiplier >= 0, hand-scheduled (GCC spills its operands to
- * the stack): two LDRSB, two table loads, the sum doubled, SMMLAR adding the rounding constant
- * with the output offset folded in, k = half + (offset << right) (exact: offset << right is a
- * multiple of 2^right; |y| < 2^29 leaves room), the tie term from the sum's sign (equal to
- * y's for the reason given in kernels/requant_row.c), the shift, the clamp, STRB. */
-#define ADD_LUT_LOOP(CLAMP)                                                              \
-  __asm__ volatile(                                                                      \
-      "1:\n\t"                                                                           \
-      "ldrsb  r8, [%[a]], #1\n\t"                                                        \
-      "ldrsb  r9, [%[b]], #1\n\t"                                                        \
-      "ldr    r8, [%[t1], r8, lsl #2]\n\t"                                               \
-      "ldr    r9, [%[t2], r9, lsl #2]\n\t"                                               \
-      "add    r8, r8, r9\n\t"                                                            \
-      "lsl    r9, r8, #1\n\t"                                                            \
-      "smmlar r9, r9, %[m], %[k]\n\t"                                                    \
-      "add    r9, r9, r8, asr #31\n\t"                                                   \
-      "asr    r9, r9, %[r]\n\t"                                                          \
-      CLAMP                                                                              \
-      "strb   r9, [%[o]], #1\n\t"                                                        \
-      "cmp    %[o], %[end]\n\t"                                                          \
-      "bne    1b\n\t"                                                                    \
-      : [a] "+r"(a), [b] "+r"(b), [o] "+r"(o)                                            \
-      : [end] "r"(end), [t1] "r"(t1), [t2] "r"(t2), [m] "r"(m), [k] "r"(k), [r] "r"(r), \
-        [lo] "r"(lo), [hi] "r"(hi)                                                       \
-      : "r8", "r9", "cc", "memory")
+typedef struct {
+  const int8_t *a, *b; /* +0, +4 */
+  int8_t *o;           /* +8 */
+  const int8_t *end;   /* +12 */
+  const int32_t *t1;   /* +16, 2 * scaled code, indexed by the signed code */
+  const int32_t *t2;   /* +20 */
+  int32_t m, k, r;     /* +24 .. +32 */
+} add_flat_t;
 
-static void add_lut_flat(const int8_t *a, const int8_t *b, int8_t *o, uint32_t n,
-                         const int32_t *t1, const int32_t *t2, int32_t m, int32_t k, int32_t r,
-                         int32_t lo, int32_t hi) {
-  const int8_t *end = o + n;
-  if (lo == -128 && hi == 127) {
-    ADD_LUT_LOOP("ssat   r9, #8, r9\n\t");
-  } else {
-    ADD_LUT_LOOP("cmp    r9, %[lo]\n\t"
-                 "it     lt\n\t"
-                 "movlt  r9, %[lo]\n\t"
-                 "cmp    r9, %[hi]\n\t"
-                 "it     gt\n\t"
-                 "movgt  r9, %[hi]\n\t");
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* The per-element loop of the table path when input2 does not broadcast, the output shift is
+ * a right shift of 1..22 by a multiplier >= 0 and the clamp's top is 127, hand-scheduled (the
+ * fourteen values need every register, which GCC cannot give inline assembly): two elements a
+ * pass, their four LDRSB and four table loads neighbours (Cortex-M4: a load after a load
+ * pipelines, DDI 0439B §3.3.2), the tables holding twice the scaled codes so the sum is
+ * already doubled; SMMLAR adds the rounding constant with the output offset folded in,
+ * k = half + (offset << right) (exact: offset << right is a multiple of 2^right; |y| < 2^29
+ * leaves room); the tie term from the sum's sign (equal to y's for the reason given in
+ * kernels/requant_row.c), the shift, SSAT #8, STRB; a clamp's bottom above -128 is a second
+ * pass (the ReLU outputs ADD fuses mostly have zero point -128 and need none). An even count. */
+#define ADD_ONE_OUT(sum, y)                \
+  "smmlar " y ", " sum ", r6, r7\n\t"      \
+  "add    " y ", " y ", " sum ", asr #31\n\t" \
+  "asr    " y ", " y ", r12\n\t"            \
+  "ssat   " y ", #8, " y "\n\t"
+__attribute__((naked, noinline)) static void add_lut_flat(const add_flat_t *s) {
+  (void)s;
+  __asm__ volatile(
+      "push   {r4-r11, lr}\n\t"
+      "ldr    r12, [r0, #32]\n\t"
+      "ldm    r0, {r0-r7}\n\t"
+      "1:\n\t"
+      "ldrsb  r8, [r0], #1\n\t"
+      "ldrsb  r9, [r1], #1\n\t"
+      "ldrsb  r10, [r0], #1\n\t"
+      "ldrsb  r11, [r1], #1\n\t"
+      "ldr    r8, [r4, r8, lsl #2]\n\t"
+      "ldr    r9, [r5, r9, lsl #2]\n\t"
+      "ldr    r10, [r4, r10, lsl #2]\n\t"
+      "ldr    r11, [r5, r11, lsl #2]\n\t"
+      "add    r8, r8, r9\n\t"
+      "add    r10, r10, r11\n\t"
+      ADD_ONE_OUT("r8", "r9")
+      ADD_ONE_OUT("r10", "r11")
+      "strb   r9, [r2], #1\n\t"
+      "strb   r11, [r2], #1\n\t"
+      "cmp    r2, r3\n\t"
+      "bne    1b\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+#else
+/* The host build: the same loop in C, so the tests run its rules (an even count, SSAT's
+ * range, the second pass) on the host too. */
+static void add_lut_flat(const add_flat_t *s) {
+  const int8_t *a = s->a, *b = s->b;
+  for (int8_t *o = s->o; o != s->end; ++o, ++a, ++b) {
+    const int32_t sum = s->t1[*a] + s->t2[*b];
+    const int32_t v = (mp_smmulr(sum, s->m) + s->k + (sum >> 31)) >> s->r;
+    *o = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
   }
 }
-#define ADD_LUT_FLAT 1
-#else
-#define ADD_LUT_FLAT 0
 #endif
 
 /* With the lookup tables (scratch from the compiler, bench_firmware/ops/add.py, for ADDs of at
  * least 256 outputs): the first two scalings depend on one int8 code each, so they are
- * computed once for all 256 codes of each input, with add_scale() itself; per element two
- * table loads replace them, and only the output scaling is left. Same integers, bit for bit. */
+ * computed once for all 256 codes of each input, with add_scale() itself, and kept doubled
+ * (|2 * scaled| < 2^29: room to spare); per element two table loads replace them, and only the
+ * output scaling is left. Same integers, bit for bit. */
 static void add_dsp_lut(const mp_add_params_t *p, const int8_t *in1, const int8_t *in2,
                         int8_t *out, uint32_t n, uint32_t n2, int32_t *lut) {
   add_scale_t s1, s2, so;
@@ -126,23 +142,26 @@ static void add_dsp_lut(const mp_add_params_t *p, const int8_t *in1, const int8_
   add_scale_init(&so, p->output_mult, p->output_shift);
   const int32_t ls = p->left_shift;
   for (int32_t x = -128; x < 128; ++x) {
-    lut[x + 128] = add_scale(&s1, (x + p->input1_offset) << ls);
-    lut[x + 384] = add_scale(&s2, (x + p->input2_offset) << ls);
+    lut[x + 128] = 2 * add_scale(&s1, (x + p->input1_offset) << ls);
+    lut[x + 384] = 2 * add_scale(&s2, (x + p->input2_offset) << ls);
   }
   const int32_t *t1 = lut + 128, *t2 = lut + 384;
   const int32_t off_out = p->output_offset, lo = p->act_min, hi = p->act_max;
-  if (ADD_LUT_FLAT && n2 == n && n > 0 && so.right >= 1 && so.right <= 22 && so.mult >= 0) {
-#if ADD_LUT_FLAT
-    const int32_t k = so.half + (int32_t)((uint32_t)off_out << so.right);
-    add_lut_flat(in1, in2, out, n, t1, t2, so.mult, k, so.right, lo, hi);
-#endif
-    return;
+  uint32_t done = 0;
+  if (n2 == n && n >= 2 && so.right >= 1 && so.right <= 22 && so.mult >= 0 && hi == 127 &&
+      lo >= -128) {
+    done = n & ~1u;
+    const add_flat_t f = {in1, in2, out, out + done, t1, t2, so.mult,
+                          so.half + (int32_t)((uint32_t)off_out << so.right), so.right};
+    add_lut_flat(&f);
+    if (lo > -128)
+      for (uint32_t i = 0; i < done; ++i) out[i] = out[i] < lo ? (int8_t)lo : out[i];
   }
   for (uint32_t base = 0; base < n; base += n2) {
     const int8_t *a = in1 + base;
     int8_t *o = out + base;
-    for (uint32_t j = 0; j < n2; ++j) {
-      int32_t v = add_scale(&so, t1[a[j]] + t2[in2[j]]) + off_out;
+    for (uint32_t j = base < done ? done - base : 0; j < n2; ++j) {
+      int32_t v = add_scale(&so, (t1[a[j]] + t2[in2[j]]) >> 1) + off_out;
       v = v < lo ? lo : v;
       v = v > hi ? hi : v;
       o[j] = (int8_t)v;
