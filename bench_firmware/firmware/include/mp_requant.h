@@ -94,6 +94,16 @@ static inline int8_t mp_requant_table_out(const int32_t *t, int32_t acc) {
   return (int8_t)v;
 }
 
+/* The target's requantization of the accumulator in register `a`, in place, for the kernels
+ * that fuse it into their own loops: the table words in r8 (multiplier), r9 (right) and r10
+ * (rounding constant), r12 scratch; the same five instructions as kernels/requant_row.c. */
+#define MP_RQ_INPLACE_ASM(a)               \
+  "lsl    r12, " a ", #1\n\t"              \
+  "smmlar r12, r12, r8, r10\n\t"           \
+  "add    r12, r12, " a ", asr #31\n\t"    \
+  "asr    r12, r12, r9\n\t"                \
+  "ssat   " a ", #8, r12\n\t"
+
 /* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
  * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an
  * offset input (|x + offset| <= 255). When every |bias| + 32640 * k < 2^30 (so 2 * acc never

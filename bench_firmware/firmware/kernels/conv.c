@@ -198,34 +198,37 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
  * channels, or the gathered column), plus the offset, into slot 0 or 1 (col already points at
  * the slot) of the interleaved buffer. */
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-/* Two groups per pass: two neighbouring loads (the second pipelines, DDI 0439B §3.3.2), four
- * SXTAB16, two STRD; an odd group first. */
+/* Four groups per pass: one LDM (1 + N cycles, DDI 0439B Table 3-1; the source is
+ * word-aligned), eight SXTAB16, four STRD; the groups short of a multiple of four first, one
+ * at a time. */
 static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
-  if (groups & 1) {
+  for (; groups & 3; --groups, src += 4, col += 4) {
     const uint32_t v = mp_load32(src);
     col[0] = mp_sxtab16(off2, v);
     col[1] = mp_sxtab16_ror8(off2, v);
-    src += 4;
-    col += 4;
   }
-  int32_t pairs = groups >> 1;
-  if (pairs == 0) return;
+  int32_t quads = groups >> 2;
+  if (quads == 0) return;
   __asm__ volatile(
       "1:\n\t"
-      "ldr    r4, [%[s]]\n\t"
-      "ldr    r6, [%[s], #4]\n\t"
-      "add    %[s], %[s], #8\n\t"
+      "ldmia  %[s]!, {r4, r6, r8, r10}\n\t"
       "sxtab16 r5, %[off], r4, ror #8\n\t"
       "sxtab16 r4, %[off], r4\n\t"
       "sxtab16 r7, %[off], r6, ror #8\n\t"
       "sxtab16 r6, %[off], r6\n\t"
+      "sxtab16 r9, %[off], r8, ror #8\n\t"
+      "sxtab16 r8, %[off], r8\n\t"
+      "sxtab16 r11, %[off], r10, ror #8\n\t"
+      "sxtab16 r10, %[off], r10\n\t"
       "strd   r4, r5, [%[c]], #16\n\t"
       "strd   r6, r7, [%[c]], #16\n\t"
+      "strd   r8, r9, [%[c]], #16\n\t"
+      "strd   r10, r11, [%[c]], #16\n\t"
       "subs   %[n], %[n], #1\n\t"
       "bne    1b\n\t"
-      : [s] "+r"(src), [c] "+r"(col), [n] "+r"(pairs)
+      : [s] "+r"(src), [c] "+r"(col), [n] "+r"(quads)
       : [off] "r"(off2)
-      : "r4", "r5", "r6", "r7", "cc", "memory");
+      : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
 #else
 static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
@@ -285,6 +288,13 @@ typedef struct {
   const int8_t *w_end;     /* +12, the end of the pairs' stream */
   const int8_t *w;         /* +16, the stream: biases, then weights, per pair */
   int32_t skip;            /* +20, groups the first pass leaves out: (4 - groups % 4) % 4 */
+  /* The widened loop's fused output stage (conv_mm_pairs_wide): with a table (the layer's
+   * requantization takes the short path, mp_requant.h), each pair's four sums go to the
+   * outputs instead of acc, pixel 0's at out0 (advancing 2 bytes a pair), pixel 1's at
+   * out0 + delta (0 for a lone last pixel: the same bytes twice). */
+  const int32_t *table;    /* +24, MP_REQUANT_TABLE_WORDS per channel, or NULL */
+  int8_t *out0;            /* +28 */
+  int32_t delta;           /* +32 */
 } conv_pairs_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
@@ -361,7 +371,8 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
 /* The same loop over the widened stream (conv_widen_stream): a group is one LDM of the four
  * column words and one of the pair's four weight words, already halfword pairs, and eight
  * SMLADs: no SXTB16 left in the loop (ten 32-bit instructions, 40 bytes). The column's end
- * waits in the stack frame, its register holding a weight word. */
+ * waits in the stack frame, its register holding a weight word. With a table, the pair's four
+ * sums are requantized in registers and stored as bytes (conv_pairs_t). */
 #define CONV_WGROUP_BYTES 40
 #define CONV_WGROUP_ASM                      \
   "ldmia.w r0!, {r8, r9, r10, r11}\n\t"     \
@@ -378,6 +389,10 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
   (void)s;
   __asm__ volatile(
       "push   {r4-r11, lr}\n\t"
+      "ldr    r1, [r0, #24]\n\t" /* table */
+      "ldr    r2, [r0, #28]\n\t" /* out0 */
+      "ldr    r3, [r0, #32]\n\t" /* delta */
+      "push   {r1, r2, r3}\n\t"
       "ldr    r1, [r0, #20]\n\t" /* skip */
       "adr.w  r3, 1f\n\t"
       "mov    r2, #" CONV_STR(CONV_WGROUP_BYTES) "\n\t"
@@ -389,7 +404,8 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "ldr    lr, [r0]\n\t"      /* col */
       "push   {r1, r3}\n\t"
       "ldr    r3, [r0, #12]\n\t" /* w_end */
-      "push   {r3, r12, lr}\n\t" /* [sp] w_end, +4 acc, +8 col, +12 col_end, +16 entry */
+      /* [sp] w_end, +4 acc, +8 col, +12 col_end, +16 entry, +20 table, +24 out0, +28 delta */
+      "push   {r3, r12, lr}\n\t"
       "2:\n\t"
       "ldmia  r2!, {r4, r5}\n\t"
       "ldr    r0, [sp, #8]\n\t"
@@ -406,13 +422,38 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "ldr    r1, [sp, #12]\n\t"
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
+      "ldr    lr, [sp, #20]\n\t"
+      "cmp    lr, #0\n\t"
+      "beq    4f\n\t"
+      "ldmia  lr!, {r8, r9, r10}\n\t" /* channel 2q's table words */
+      MP_RQ_INPLACE_ASM("r4")
+      MP_RQ_INPLACE_ASM("r6")
+      "ldmia  lr!, {r8, r9, r10}\n\t" /* channel 2q + 1's */
+      MP_RQ_INPLACE_ASM("r5")
+      MP_RQ_INPLACE_ASM("r7")
+      "str    lr, [sp, #20]\n\t"
+      "ldr    r0, [sp, #24]\n\t"
+      "ldr    r3, [sp, #28]\n\t"
+      "strb   r4, [r0]\n\t"
+      "strb   r5, [r0, #1]\n\t"
+      "strb   r6, [r0, r3]\n\t"
+      "add    r3, r3, #1\n\t"
+      "strb   r7, [r0, r3]\n\t"
+      "add    r0, r0, #2\n\t"
+      "str    r0, [sp, #24]\n\t"
+      "ldr    r12, [sp]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
+      "b      5f\n\t"
+      "4:\n\t"
       "ldr    lr, [sp, #4]\n\t"
       "ldr    r12, [sp]\n\t"
       "stmia  lr!, {r4, r5, r6, r7}\n\t"
       "str    lr, [sp, #4]\n\t"
       "cmp    r2, r12\n\t"
       "bne    2b\n\t"
-      "add    sp, sp, #20\n\t"
+      "5:\n\t"
+      "add    sp, sp, #32\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
 static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
@@ -434,6 +475,16 @@ static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
       a10 = mp_smlad(c[3], w0o, mp_smlad(c[2], w0e, a10));
       a01 = mp_smlad(c[1], w1o, mp_smlad(c[0], w1e, a01));
       a11 = mp_smlad(c[3], w1o, mp_smlad(c[2], w1e, a11));
+    }
+    if (s->table != 0) {
+      const int32_t *t = s->table;
+      s->out0[0] = mp_requant_table_out(t, a00);
+      s->out0[1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a01);
+      s->out0[s->delta] = mp_requant_table_out(t, a10);
+      s->out0[s->delta + 1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a11);
+      s->table += 2 * MP_REQUANT_TABLE_WORDS;
+      s->out0 += 2;
+      continue;
     }
     s->acc[0] = a00;
     s->acc[1] = a01;
@@ -561,6 +612,8 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   mp_requant_t rq;
   mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
                   table, j->bias, p->kernel_h * p->kernel_w * in_c);
+  /* The widened loop requantizes into the outputs itself where the short path holds. */
+  const int fused = wide && rq.fast;
   for (int32_t b = 0; b < d->batches; ++b) {
     const int8_t *in_b = j->input + b * d->in_h * d->in_w * in_c;
     int8_t *out_b = j->output + b * n_pix * out_c;
@@ -580,7 +633,8 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         conv_widen(src, col + 2 * s, groups, off2);
       }
       if (pairs > 0) {
-        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0};
+        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0,
+                           fused ? table : 0, out_b + pix * out_c, pair ? out_c : 0};
         if (wide)
           conv_mm_pairs_wide(&st, groups);
         else
@@ -593,9 +647,16 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
           const int8_t *wg = last + 4 * g;
           CONV_MAC_GROUP(c, wg, wg, a00, a01, a10, a11);
         }
+        if (fused) {
+          const int32_t *t = table + MP_REQUANT_TABLE_WORDS * (out_c - 1);
+          int8_t *o = out_b + pix * out_c + out_c - 1;
+          o[0] = mp_requant_table_out(t, a00);
+          o[pair ? out_c : 0] = mp_requant_table_out(t, a10);
+        }
         acc[4 * pairs] = a00;
         acc[4 * pairs + 1] = a10;
       }
+      if (fused) continue;
       int8_t *out0 = out_b + pix * out_c;
       /* A lone last pixel was computed as a pair with itself: both results are the same
        * bytes, written to the same place. */

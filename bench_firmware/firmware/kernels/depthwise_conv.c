@@ -658,14 +658,7 @@ typedef struct {
 } dw_rq_row_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-/* Requantizes the accumulator in `a` in place (RQ_ONE of kernels/requant_row.c with the
- * table words in r8 = multiplier, r9 = right, r10 = rounding constant). */
-#define DW_RQ(a)                           \
-  "lsl    r12, " a ", #1\n\t"              \
-  "smmlar r12, r12, r8, r10\n\t"           \
-  "add    r12, r12, " a ", asr #31\n\t"    \
-  "asr    r12, r12, r9\n\t"                \
-  "ssat   " a ", #8, r12\n\t"
+#define DW_RQ(a) MP_RQ_INPLACE_ASM(a)
 #define DW_RQ_QUAD(wreg)                   \
   "ldr    r8, [" wreg ", #28]\n\t"         \
   "ldrd   r9, r10, [" wreg ", #32]\n\t"    \
