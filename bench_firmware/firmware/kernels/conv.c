@@ -371,7 +371,8 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
 /* The same loop over the widened stream (conv_widen_stream): a group is one LDM of the four
  * column words and one of the pair's four weight words, already halfword pairs, and eight
  * SMLADs: no SXTB16 left in the loop (ten 32-bit instructions, 40 bytes). The column's end
- * waits in the stack frame, its register holding a weight word. With a table, the pair's four
+ * waits in the stack frame, its register holding a weight word, so the loop holds sixteen
+ * groups to spread that load over more of them. With a table, the pair's four
  * sums are requantized in registers and stored as bytes (conv_pairs_t). */
 #define CONV_WGROUP_BYTES 40
 #define CONV_WGROUP_ASM                      \
@@ -415,10 +416,10 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "bx     r3\n\t"
       ".p2align 3\n\t"
       "1:\n\t"
-      CONV_WGROUP_ASM
-      CONV_WGROUP_ASM
-      CONV_WGROUP_ASM
-      CONV_WGROUP_ASM
+      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
+      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
+      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
+      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
       "ldr    r1, [sp, #12]\n\t"
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
@@ -457,7 +458,7 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "pop    {r4-r11, pc}\n\t");
 }
 static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
-  s->skip = (4 - (groups & 3)) & 3;
+  s->skip = (16 - (groups & 15)) & 15;
   conv_mm_pairs_wide_asm(s);
 }
 #else
