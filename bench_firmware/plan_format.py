@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"MCUP"
-VERSION = 4  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
+VERSION = 5  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
 #              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch;
 #              4: 8-bit CONV_2D weights in the DSP kernel's pair order, 12-byte
-#                 requantization tables in the conv scratch, ADD scratch
+#                 requantization tables in the conv scratch, ADD scratch;
+#              5: 8-bit FULLY_CONNECTED rows in fours, interleaved word by word, and
+#                 its rq_short flag
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -201,6 +203,8 @@ FULLY_CONNECTED = Struct("mp_fc_params_t", (
     ("weight_bits", "u32"),      # 8, or 4: rows packed two weights per byte (weight_rows)
     ("scratch_off", "u32"),      # arena offset of the DSP path's scratch (4-bit weights:
     ("scratch_bytes", "u32"),    # rows unpacked there); 0 bytes: none
+    ("rq_short", "u32"),         # 1: every output's requantization takes the short path
+                                 # (mp_requant.h; fully_connected.py fc_short_requant)
 ), "FULLY_CONNECTED; rows = input elements / in_features.")
 
 POOL = Struct("mp_pool_params_t", (

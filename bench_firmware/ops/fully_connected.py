@@ -70,11 +70,41 @@ def fc_scratch_bytes(op: Operator) -> int:
     return FC_ROWS * align4(filt.shape[1])
 
 
+# mp_requant.h: the short requantization path needs 2 * acc in int32 and the output offset
+# folded into the rounding constant, which holds for shifts down to -22.
+_SHORT_ACC_LIMIT = 2**30
+_SHORT_MAX_RIGHT = 22
+
+
+def fc_short_requant(folded_bias: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                     in_features: int, act_min: int, act_max: int) -> bool:
+    """Whether every output of the DSP path may take the short requantization
+    (``firmware/include/mp_requant.h``): the DSP loop sums raw int8 products from the folded
+    bias, so |acc| <= |folded_bias| + 128 * 128 * in_features, which must stay below 2^30;
+    every shift in [-22, -1], every multiplier >= 0, and the clamp the full int8 range (SSAT)."""
+    bound = np.abs(folded_bias.astype(np.int64)) + 128 * 128 * in_features
+    return bool(act_min == -128 and act_max == 127 and (bound < _SHORT_ACC_LIMIT).all()
+                and (shifts <= -1).all() and (shifts >= -_SHORT_MAX_RIGHT).all()
+                and (mults >= 0).all())
+
+
+def fc_weight_quads(rows: np.ndarray) -> np.ndarray:
+    """8-bit weight rows (``[out][row_bytes]``, row_bytes a multiple of 4) in the order the DSP
+    loop reads them (``firmware/kernels/fully_connected.c``): rows in fours (4q .. 4q + 3),
+    each four interleaved word by word (word g of row 4q, of 4q + 1, of 4q + 2, of 4q + 3, then
+    word g + 1 ...), so one LDM fetches the next four weights of four rows; the rows past the
+    last four follow as they are."""
+    out_features, row_bytes = rows.shape
+    quads = out_features // 4
+    head = rows[:4 * quads].reshape(quads, 4, row_bytes // 4, 4).transpose(0, 2, 1, 3)
+    return np.concatenate([head.reshape(-1), rows[4 * quads:].reshape(-1)])
+
+
 @register("FULLY_CONNECTED", scratch=fc_scratch_bytes)
 def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
-    """Weights as [out][row_bytes] word-aligned rows (4-bit: packed two per byte), plus the
-    bias with the input offset folded in (bias + input_offset * sum(row)) for the DSP
-    path."""
+    """Weights as [out][row_bytes] word-aligned rows (8-bit: in fours, fc_weight_quads; 4-bit:
+    packed two per byte), plus the bias with the input offset folded in (bias + input_offset *
+    sum(row)) for the DSP path."""
     if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
         raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
                        f"{len(op.outputs)}")
@@ -113,13 +143,16 @@ def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
     folded = (bias.astype(np.int64) + input_offset * w.astype(np.int64).sum(axis=1))
     folded_bias = ((folded + 2**31) % 2**32 - 2**31).astype("<i4")
     bits = WEIGHT_BITS[filter_t.dtype]
+    stored = fc_weight_quads(weights) if bits == 8 else weight_rows(weights, bits)
     return pf.FULLY_CONNECTED.pack(
         input_offset=input_offset, output_offset=output_t.zero_point,
         act_min=act_min, act_max=act_max, in_features=in_features,
         out_features=out_features, row_bytes=row_bytes,
-        weights_off=ctx.add_data(weight_rows(weights, bits)), bias_off=ctx.add_data(bias),
+        weights_off=ctx.add_data(stored), bias_off=ctx.add_data(bias),
         folded_bias_off=ctx.add_data(folded_bias),
         mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts), weight_bits=bits,
         scratch_off=getattr(ctx, "scratch_off", 0),
         scratch_bytes=getattr(ctx, "scratch_bytes", fc_scratch_bytes(op)),
+        rq_short=int(fc_short_requant(folded_bias, np.asarray(mults), np.asarray(shifts),
+                                      in_features, act_min, act_max)),
     )

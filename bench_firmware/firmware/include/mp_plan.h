@@ -9,7 +9,7 @@
   typedef char mp_static_assert_##name[(cond) ? 1 : -1]
 
 #define MP_PLAN_MAGIC "MCUP"
-#define MP_PLAN_VERSION 4
+#define MP_PLAN_VERSION 5
 #define MP_PLAN_CRC_START 16
 #define MP_PLAN_ALIGN 8
 #define MP_TYPE_INT8 1
@@ -131,8 +131,9 @@ typedef struct {
   uint32_t weight_bits;
   uint32_t scratch_off;
   uint32_t scratch_bytes;
+  uint32_t rq_short;
 } mp_fc_params_t;
-MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 60, mp_fc_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 64, mp_fc_params_t_size);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D. */
 typedef struct {

@@ -4,9 +4,10 @@
  * one kernel serves both; weight zero points are 0 (the compiler refuses others).
  *
  * Weights (bench_firmware/ops/fully_connected.py): [out_features][row_bytes], rows padded to
- * a word; with weight_bits 4, packed two per byte (mp_kernels.h), read nibble
- * by nibble by the reference loop and unpacked FC_ROWS rows at a time into the scratch
- * buffer by the DSP path. The DSP path starts each accumulator from folded_bias = bias + input_offset *
+ * a word; 8-bit rows stored in fours, each four interleaved word by word (word g of rows 4q,
+ * 4q + 1, 4q + 2, 4q + 3, then word g + 1: fc_w8 below), the rows past the last four as they
+ * are; with weight_bits 4, packed two per byte (mp_kernels.h), read nibble by nibble by the
+ * reference loop and unpacked FC_ROWS rows at a time into the scratch buffer by the DSP path. The DSP path starts each accumulator from folded_bias = bias + input_offset *
  * sum(row), so the inner loop is a plain int8 dot product (fc_dsp below). The sums equal
  * TFLM's modulo 2^32, which is all the int32 accumulator keeps. Both paths give identical
  * bytes. */
@@ -21,6 +22,14 @@ static inline int8_t fc_out(const mp_fc_params_t *p, int32_t acc, int32_t mult, 
   return mp_requantize_output(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
+/* Weight i of row o in the 8-bit order (file comment). */
+static inline int32_t fc_w8(const int8_t *w, int32_t o, int32_t i, int32_t row_bytes,
+                            int32_t n_out) {
+  if (o < (n_out & ~3))
+    return w[(o >> 2) * 4 * row_bytes + (i >> 2) * 16 + (o & 3) * 4 + (i & 3)];
+  return w[(n_out & ~3) * row_bytes + (o - (n_out & ~3)) * row_bytes + i];
+}
+
 static void fc_ref(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
                    int32_t rows) {
@@ -33,7 +42,7 @@ static void fc_ref(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
       const int8_t *row = w + o * stride;
       int32_t acc = 0;
       for (int32_t i = 0; i < n_in; ++i)
-        acc += (bits4 ? mp_int4_at(row, i) : (int32_t)row[i]) *
+        acc += (bits4 ? mp_int4_at(row, i) : fc_w8(w, o, i, stride, n_out)) *
                ((int32_t)x[i] + p->input_offset);
       acc += bias[o];
       out[r * n_out + o] = fc_out(p, acc, mult[o], shift[o]);
@@ -101,29 +110,123 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
 }
 #endif
 
+/* acc[r] += sum over `groups` words of x . w_r for four rows in the interleaved order (file
+ * comment): per group one load of the input word, one LDM of the four rows' words, SXTB16
+ * pairs and two SMLADs per row (16 MACs); two groups a pass, an odd one first. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* Ordered for the Cortex-M7's dual issue (an extend may only take the first slot, so each
+ * SXTB16 is followed by an independent SMLAD of the row before: 13 cycles a group instead of
+ * 18 in the cycle model's scheduler); the Cortex-M4 runs it one instruction at a time. */
+#define FC4_GROUP                          \
+  "ldr    r3, [%[x]], #4\n\t"              \
+  "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"   \
+  "sxtb16 lr, r3, ror #8\n\t"              \
+  "sxtb16 r3, r3\n\t"                      \
+  "sxtb16 r12, r8\n\t"                     \
+  "sxtb16 r8, r8, ror #8\n\t"              \
+  "smlad  %[a0], r3, r12, %[a0]\n\t"       \
+  "sxtb16 r12, r9\n\t"                     \
+  "smlad  %[a0], lr, r8, %[a0]\n\t"        \
+  "sxtb16 r9, r9, ror #8\n\t"              \
+  "smlad  %[a1], r3, r12, %[a1]\n\t"       \
+  "sxtb16 r12, r10\n\t"                    \
+  "smlad  %[a1], lr, r9, %[a1]\n\t"        \
+  "sxtb16 r10, r10, ror #8\n\t"            \
+  "smlad  %[a2], r3, r12, %[a2]\n\t"       \
+  "sxtb16 r12, r11\n\t"                    \
+  "smlad  %[a2], lr, r10, %[a2]\n\t"       \
+  "sxtb16 r11, r11, ror #8\n\t"            \
+  "smlad  %[a3], r3, r12, %[a3]\n\t"       \
+  "smlad  %[a3], lr, r11, %[a3]\n\t"
+static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
+  if (groups <= 0) return;
+  register const int8_t *xp __asm__("r0") = x;
+  register const int8_t *xe __asm__("r1") = x + 4 * groups;
+  register const int8_t *wp __asm__("r2") = w;
+  register int32_t a0 __asm__("r4") = acc[0];
+  register int32_t a1 __asm__("r5") = acc[1];
+  register int32_t a2 __asm__("r6") = acc[2];
+  register int32_t a3 __asm__("r7") = acc[3];
+  __asm__ volatile(
+      "sub    r12, %[xe], %[x]\n\t"
+      "tst    r12, #4\n\t" /* an odd count: its first group enters the pass's second */
+      "bne    2f\n\t"
+      "1:\n\t"
+      FC4_GROUP
+      "2:\n\t"
+      FC4_GROUP
+      "cmp    %[x], %[xe]\n\t"
+      "bne    1b\n\t"
+      : [x] "+r"(xp), [w] "+r"(wp), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+        [xe] "+r"(xe)
+      :
+      : "r3", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#else
+static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
+  for (int32_t g = 0; g < groups; ++g, w += 16) {
+    const uint32_t xv = mp_load32(x + 4 * g);
+    const uint32_t xe = mp_sxtb16(xv), xo = mp_sxtb16_ror8(xv);
+    for (int32_t r = 0; r < 4; ++r) {
+      const uint32_t v = mp_load32(w + 4 * r);
+      acc[r] = mp_smlad(xe, mp_sxtb16(v), acc[r]);
+      acc[r] = mp_smlad(xo, mp_sxtb16_ror8(v), acc[r]);
+    }
+  }
+}
+#endif
+
 /* The DSP path: accumulators start from folded_bias (bias + input_offset * sum(row), see the
  * file comment), so the inner loop is a plain int8 dot product, three output features per
- * pass sharing each extended input word; SXTB16 pairs bytes (0, 2) and (1, 3) of input and
- * weights alike, so SMLAD sums matching products. Requantization by mp_requant_out_fast(),
- * equal to mp_requantize_output() bit for bit. */
+ * pass sharing each extended input word (8-bit rows: four per pass, fc_dot4); SXTB16 pairs
+ * bytes (0, 2) and (1, 3) of input and weights alike, so SMLAD sums matching products.
+ * Requantization by fc_out_dsp(), equal to mp_requantize_output() bit for bit. */
 #if defined(__GNUC__)
 #define FC_INLINE inline __attribute__((always_inline))
 #else
 #define FC_INLINE inline
 #endif
 
-/* Inlined into one copy per weight width (fc_dsp8, fc_dsp4), so the 8-bit loop carries
- * nothing of the 4-bit one. */
-static FC_INLINE void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out,
-                             const int8_t *w, const int32_t *folded, const int32_t *mult,
-                             const int32_t *shift, int32_t rows, int8_t *unpacked) {
+/* One output: the short requantization when the compiler found that it holds for every output
+ * (rq_short; bench_firmware/ops/fully_connected.py fc_short_requant), with the table words
+ * mp_requant_init() would make computed in place; otherwise mp_requant_out_fast(). */
+static FC_INLINE int8_t fc_out_dsp(const mp_fc_params_t *p, int32_t acc, int32_t mult,
+                                   int32_t shift) {
+  if (p->rq_short) {
+    const int32_t right = -shift;
+    const int32_t t[MP_REQUANT_TABLE_WORDS] = {
+        mult, right,
+        (INT32_C(1) << (right - 1)) + (int32_t)((uint32_t)p->output_offset << right)};
+    return mp_requant_table_out(t, acc);
+  }
+  return mp_requant_out_fast(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
+}
+
+static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
+                   const int32_t *folded, const int32_t *mult, const int32_t *shift,
+                   int32_t rows, int8_t *unpacked) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
   const int32_t row_bytes = (int32_t)p->row_bytes;
   const int32_t groups = n_in / 4, tail = groups * 4;
+  /* 8-bit rows in fours first (fc_dot4), then the rest, three at a time. */
+  const int32_t quad_rows = unpacked == 0 ? (n_out & ~3) : 0;
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t *x = in + r * n_in;
     int8_t *y = out + r * n_out;
-    for (int32_t o = 0; o < n_out; o += FC_ROWS) {
+    for (int32_t o = 0; o < quad_rows; o += 4) {
+      int32_t acc[4] = {folded[o], folded[o + 1], folded[o + 2], folded[o + 3]};
+      fc_dot4(x, w + o * row_bytes, groups, acc);
+      for (int32_t k = 0; k < 4; ++k) {
+        for (int32_t i = tail; i < n_in; ++i)
+          acc[k] += fc_w8(w, o + k, i, row_bytes, n_out) * x[i];
+        y[o + k] = fc_out_dsp(p, acc[k], mult[o + k], shift[o + k]);
+      }
+    }
+    for (int32_t o = quad_rows; o < n_out; o += FC_ROWS) {
       const int32_t n = n_out - o < FC_ROWS ? n_out - o : FC_ROWS;
       const int8_t *w0 = w + o * row_bytes;
       if (unpacked != 0) { /* 4-bit weights: this pass's rows unpacked to int8 */
@@ -147,24 +250,12 @@ static FC_INLINE void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *
       for (int32_t k = 0; k < n; ++k) {
         const int8_t *row = w0 + k * row_bytes;
         for (int32_t i = tail; i < n_in; ++i) acc[k] += (int32_t)row[i] * x[i];
-        y[o + k] = mp_requant_out_fast(acc[k], mult[o + k], shift[o + k], p->output_offset,
-                                       p->act_min, p->act_max);
+        y[o + k] = fc_out_dsp(p, acc[k], mult[o + k], shift[o + k]);
       }
     }
   }
 }
 
-static void fc_dsp8(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
-                    const int32_t *folded, const int32_t *mult, const int32_t *shift,
-                    int32_t rows) {
-  fc_dsp(p, in, out, w, folded, mult, shift, rows, 0);
-}
-
-static void fc_dsp4(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
-                    const int32_t *folded, const int32_t *mult, const int32_t *shift,
-                    int32_t rows, int8_t *unpacked) {
-  fc_dsp(p, in, out, w, folded, mult, shift, rows, unpacked);
-}
 
 mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
@@ -187,9 +278,9 @@ mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
     unpacked = (int8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
   const int32_t *folded = MP_PLAN_AT(ctx, int32_t, p->folded_bias_off);
   if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u)
-    fc_dsp8(p, in, out, w, folded, mult, shift, rows);
+    fc_dsp(p, in, out, w, folded, mult, shift, rows, 0);
   else if (ctx->path == MP_KERNELS_DSP && unpacked != 0)
-    fc_dsp4(p, in, out, w, folded, mult, shift, rows, unpacked);
+    fc_dsp(p, in, out, w, folded, mult, shift, rows, unpacked);
   else
     fc_ref(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->bias_off), mult, shift, rows);
   return MP_OK;
