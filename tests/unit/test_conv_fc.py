@@ -28,7 +28,11 @@ from bench_firmware.compiler import compile_model
 from bench_firmware.errors import UnsupportedOpError
 from bench_firmware.host import run_plan
 from bench_firmware.ops.conv import compile_conv2d, compile_depthwise_conv2d
-from bench_firmware.ops.fully_connected import compile_fully_connected
+from bench_firmware.ops.fully_connected import (
+    compile_fully_connected,
+    fc_short_requant,
+    fc_weight_quads,
+)
 from bench_firmware.tflite_model import Operator, Tensor, read_tflite
 from tests.tflite_convert import import_tf, quiet, to_int8_tflite
 
@@ -416,6 +420,36 @@ def test_fc_folds_input_offset_into_bias_and_uses_float_product_per_tensor() -> 
     mult, shift = quantize_multiplier(product / float(np.float32(0.11)))
     assert list(np.frombuffer(sink.items[3], "<i4")) == [mult, mult]
     assert list(np.frombuffer(sink.items[4], "<i4")) == [shift, shift]
+
+
+def test_fc_rows_are_stored_in_fours_interleaved_word_by_word() -> None:
+    """Six rows of 8 weights: rows 0-3 interleaved word by word (word 0 of rows 0..3, then word
+    1 of rows 0..3), rows 4-5 after them as they are (fully_connected.c reads them so)."""
+    rows = np.arange(6 * 8, dtype=np.int8).reshape(6, 8)
+    stored = fc_weight_quads(rows)
+    assert stored.size == rows.size
+    quad = stored[:32].reshape(2, 4, 4)  # [word][row][byte]
+    for word in range(2):
+        for row in range(4):
+            assert list(quad[word, row]) == list(rows[row, 4 * word:4 * word + 4])
+    assert np.array_equal(stored[32:].reshape(2, 8), rows[4:])
+
+
+@pytest.mark.parametrize(("change", "short"), [
+    ({}, True),
+    ({"act_min": 0}, False),                 # a clamp narrower than int8: not SSAT alone
+    ({"shifts": [-1, 0]}, False),            # a left shift or none
+    ({"shifts": [-23, -5]}, False),          # the offset would not fold into the constant
+    ({"mults": [2**30, -5]}, False),         # a negative multiplier
+    ({"folded": [2**30 - 128 * 128 * 10, 0]}, False),  # 2 * acc could overflow
+])
+def test_fc_short_requantization_is_marked_only_where_it_holds(change: dict[str, Any],
+                                                                short: bool) -> None:
+    args = {"folded": [1000, -1000], "mults": [2**30, 2**29], "shifts": [-7, -9],
+            "act_min": -128} | change
+    got = fc_short_requant(np.asarray(args["folded"], np.int32), np.asarray(args["mults"]),
+                           np.asarray(args["shifts"]), 10, args["act_min"], 127)
+    assert got is short
 
 
 @pytest.mark.parametrize(("change", "message"), [
