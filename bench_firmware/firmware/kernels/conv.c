@@ -306,6 +306,28 @@ typedef struct {
  * instructions (56 bytes: no 16-bit encoding exists for LDM of r8-r12, SXTB16 or SMLAD), so a
  * pair's first pass enters `skip` groups in and the count needs no remainder loop (the
  * pointers advance by post-increment, so they do not care where the pass began). */
+/* A channel pair's start: its biases (ahead of its weights in the stream) into the four
+ * accumulators, the column pointer from the frame, and the jump into the unrolled loop at the
+ * entry the frame keeps at [sp + ENTRY]; the loop head on a flash read unit. */
+#define CONV_PAIR_START_ASM(ENTRY)         \
+  "2:\n\t"                                 \
+  "ldmia  r2!, {r4, r5}\n\t"               \
+  "ldr    r0, [sp, #8]\n\t"                \
+  "mov    r6, r4\n\t"                      \
+  "mov    r7, r5\n\t"                      \
+  "ldr    r3, [sp, #" ENTRY "]\n\t"        \
+  "bx     r3\n\t"                          \
+  ".p2align 3\n\t"                         \
+  "1:\n\t"
+/* A channel pair's end: its four sums to the accumulator rows at [sp + 4], and back to the
+ * next pair until the stream's end at [sp]. */
+#define CONV_PAIR_STORE_ASM                \
+  "ldr    lr, [sp, #4]\n\t"                \
+  "ldr    r12, [sp]\n\t"                   \
+  "stmia  lr!, {r4, r5, r6, r7}\n\t"       \
+  "str    lr, [sp, #4]\n\t"                \
+  "cmp    r2, r12\n\t"                     \
+  "bne    2b\n\t"
 #define CONV_GROUP_BYTES 56
 #define CONV_STR_(x) #x
 #define CONV_STR(x) CONV_STR_(x)
@@ -340,27 +362,14 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_asm(conv_pairs_t *s) 
       "push   {r3}\n\t"
       "ldr    r3, [r0, #12]\n\t" /* w_end */
       "push   {r3, r12, lr}\n\t" /* [sp] w_end, [sp+4] acc, [sp+8] col, [sp+12] entry */
-      "2:\n\t"
-      "ldmia  r2!, {r4, r5}\n\t" /* the pair's biases */
-      "ldr    r0, [sp, #8]\n\t"  /* column */
-      "mov    r6, r4\n\t"
-      "mov    r7, r5\n\t"
-      "ldr    r3, [sp, #12]\n\t"
-      "bx     r3\n\t"
-      ".p2align 3\n\t" /* the loop head on a flash read unit */
-      "1:\n\t"
+      CONV_PAIR_START_ASM("12")
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
-      "ldr    lr, [sp, #4]\n\t"
-      "ldr    r12, [sp]\n\t"
-      "stmia  lr!, {r4, r5, r6, r7}\n\t"
-      "str    lr, [sp, #4]\n\t"
-      "cmp    r2, r12\n\t"
-      "bne    2b\n\t"
+      CONV_PAIR_STORE_ASM
       "add    sp, sp, #16\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
@@ -407,15 +416,7 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "ldr    r3, [r0, #12]\n\t" /* w_end */
       /* [sp] w_end, +4 acc, +8 col, +12 col_end, +16 entry, +20 table, +24 out0, +28 delta */
       "push   {r3, r12, lr}\n\t"
-      "2:\n\t"
-      "ldmia  r2!, {r4, r5}\n\t"
-      "ldr    r0, [sp, #8]\n\t"
-      "mov    r6, r4\n\t"
-      "mov    r7, r5\n\t"
-      "ldr    r3, [sp, #16]\n\t"
-      "bx     r3\n\t"
-      ".p2align 3\n\t"
-      "1:\n\t"
+      CONV_PAIR_START_ASM("16")
       CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
       CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
       CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
@@ -447,12 +448,7 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t
       "bne    2b\n\t"
       "b      5f\n\t"
       "4:\n\t"
-      "ldr    lr, [sp, #4]\n\t"
-      "ldr    r12, [sp]\n\t"
-      "stmia  lr!, {r4, r5, r6, r7}\n\t"
-      "str    lr, [sp, #4]\n\t"
-      "cmp    r2, r12\n\t"
-      "bne    2b\n\t"
+      CONV_PAIR_STORE_ASM
       "5:\n\t"
       "add    sp, sp, #32\n\t"
       "pop    {r4-r11, pc}\n\t");
