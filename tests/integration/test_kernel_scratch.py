@@ -18,6 +18,7 @@ from bench_firmware.backends.virtual.timing.memory import M7_CACHE_BYTES
 from bench_firmware.boards import BOARDS, HOST
 from bench_firmware.compiler import compile_model
 from bench_firmware.ops.conv import (
+    M7_COPY_MIN_PIXELS,
     conv_extra_scratch,
     conv_scratch_bytes,
     conv_stream_bytes,
@@ -75,8 +76,9 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
                                                          board_name: str) -> None:
     """The cost rule (ops/conv.py conv_extra_scratch): on the Cortex-M4 boards every convolution
     with more than one pixel pair gets room to copy its weights into SRAM; on the Cortex-M7
-    boards only one whose weight stream is larger than half the L1 data cache (which would
-    refill every line for every pixel pair); smaller ones read flash through the cache."""
+    boards one whose weight stream is larger than half the L1 data cache (which would refill
+    every line for every pixel pair) or whose output has M7_COPY_MIN_PIXELS pixels or more;
+    smaller ones read flash through the cache."""
     board = BOARDS[board_name]
     data = zoo["ds_cnn_kws"].read_bytes()
     graph = read_tflite(data)
@@ -95,7 +97,10 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
             expected = base + copy
         else:
             stream = conv_stream_bytes(out_c, row_bytes)
-            expected = base + (copy if stream > M7_CACHE_BYTES[board.mcu] // 2 else 0)
+            _, out_h, out_w, _ = op.outputs[0].shape
+            copied = (stream > M7_CACHE_BYTES[board.mcu] // 2
+                      or out_h * out_w >= M7_COPY_MIN_PIXELS)
+            expected = base + (copy if copied else 0)
         assert layer.scratch_bytes == expected, (op.index, layer.scratch_bytes, base, copy)
 
 
