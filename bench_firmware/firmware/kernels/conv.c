@@ -84,9 +84,13 @@ static void conv_ref(const mp_conv_job_t *j) {
  * matching products without reordering anything. Each group of the inner loop is one LDM of
  * the four column words and one LDM of the pair's two weight words (adjacent in the 8-bit
  * order), four SXTB16 and 8 SMLADs (16 MACs) into four accumulators, 2 channels x 2 pixels;
- * the loop is unrolled twice. The pair's biases, ahead of its weights in the same stream, start
- * the accumulators. The accumulators leave as one STM per channel pair, in the
- * order mp_requant_pairs() reads: {p0 c0, p0 c1, p1 c0, p1 c1}.
+ * the loop is unrolled four times. Where the weights were copied to SRAM they are widened
+ * there once per layer (conv_widen_stream): the loop then loads four weight words and runs no
+ * SXTB16, unrolled sixteen times, and where the requantization takes the short path it
+ * requantizes each pair's four sums in registers and stores the outputs itself. The pair's
+ * biases, ahead of its weights in the same stream, start the accumulators. Otherwise the
+ * accumulators leave as one STM per channel pair, in the order mp_requant_pairs() reads:
+ * {p0 c0, p0 c1, p1 c0, p1 c1}.
  *
  * Taps outside the input are gathered as the input zero point (-input_offset), which widens
  * to 0, so they add nothing, as TFLM's skipped taps. A 1x1 kernel over a multiple of four

@@ -344,9 +344,10 @@ static void dw_dsp_m1(const mp_conv_job_t *j, const uint8_t *blocks, int32_t *ac
  * SMLABT({x2, x3}, {w1, w2}) (x2 * w2); pixel 1 = SMLATB({x0, x1}, {w0, w1}) (x1 * w0) +
  * SMLAD({x2, x3}, {w1, w2}); pixels 2 and 3 likewise one word on: 12 MACs in 8 multiplies and
  * 3 loads. For stride 2 a pixel takes {x0, x1} and {x2, x3}: SMLAD and SMLABT. The sums are
- * the same integers in another order (int32 wraps, so the order does not matter). The
- * accumulators are kept channel by channel (`opad` = out_w rounded up to 4 per channel) and
- * requantized channel by channel. Scratch beyond the accumulator row and requantization table
+ * the same integers in another order (int32 wraps, so the order does not matter). Where the
+ * requantization takes the short path, each quad's sums are requantized in registers and
+ * stored to the output (dw_rq_row_s1 / _s2); otherwise the accumulators are kept channel by
+ * channel (`opad` = out_w rounded up to 4 per channel) and requantized channel by channel. Scratch beyond the accumulator row and requantization table
  * (bench_firmware/ops/conv.py depthwise_extra_scratch): the image, ph * channels * w2 * 2
  * bytes, the weights, bias and requantization table words, 40 bytes per channel, and the
  * accumulators, 4 * opad per channel (which the fused rows, dw_rq_row_s1/_s2, leave unused). */
