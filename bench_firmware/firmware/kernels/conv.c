@@ -144,8 +144,8 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
     const int8_t *src = in_b + (iy0 * d->in_w + ix0) * in_c;
     const int32_t src_step = p->dilation_h * d->in_w * in_c;
     const int32_t words = (row_span + 3) >> 2;
-    const int8_t *in_end = j->input + d->batches * d->in_h * d->in_w * in_c;
-    if (words <= 3 && src + (p->kernel_h - 1) * src_step + 4 * words <= in_end) {
+    if (words <= 3 && src + (p->kernel_h - 1) * src_step + 4 * words <=
+                          j->input + d->batches * d->in_h * d->in_w * in_c) {
       /* A first layer's few bytes per kernel row, as whole words (LDR and STR take any
        * alignment, ARMv7-M ARM A3.2.1): a row's last word carries up to 3 bytes past its
        * span, which the next row overwrites, or, after the last row, the column's padding
@@ -653,9 +653,10 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
           int8_t *o = out_b + pix * out_c + out_c - 1;
           o[0] = mp_requant_table_out(t, a00);
           o[pair ? out_c : 0] = mp_requant_table_out(t, a10);
+        } else {
+          acc[4 * pairs] = a00;
+          acc[4 * pairs + 1] = a10;
         }
-        acc[4 * pairs] = a00;
-        acc[4 * pairs + 1] = a10;
       }
       if (fused) continue;
       int8_t *out0 = out_b + pix * out_c;
