@@ -174,7 +174,8 @@ M7_COPY_MIN_PIXELS = 64
 
 def conv_extra_scratch(op: Operator, board: Board) -> int:
     """Room after the DSP conv's scratch to copy its weight stream into SRAM, widened to
-    halfword pairs (conv_wide_bytes), on the boards where that pays: the per-layer cost rule.
+    halfword pairs (conv_wide_bytes), and the four-pixel column the widened loop reads
+    (``8 * row_bytes``), on the boards where that pays: the per-layer cost rule.
 
     On the Cortex-M4 boards (F446RE, L4R5ZI) every data read from flash pays its wait states
     (5 at their clocks) unless the eight lines of the ART accelerator's data cache hold it
@@ -197,7 +198,7 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     # The copy holds the stream widened to halfword pairs (conv_wide_bytes): SXTB16 leaves the
     # inner loop, two of its twenty cycles per sixteen MACs on the Cortex-M4 (DDI 0439B Table
     # 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
-    copy = conv_wide_bytes(out_c, row_bytes)
+    copy = conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes  # and the four-pixel column
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
     if board.flash_wait_states == 0:

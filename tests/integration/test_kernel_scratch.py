@@ -91,8 +91,10 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
         copy = conv_extra_scratch(op, BOARDS["nucleo-l4r5zi"])
         out_c, kh, kw, in_c = op.inputs[1].shape  # type: ignore[union-attr]
         row_bytes = -(-kh * kw * in_c // 4) * 4
-        # The copy is the stream widened to halfword pairs: 4 bytes per weight pair.
-        assert copy == conv_wide_bytes(out_c, row_bytes) > conv_stream_bytes(out_c, row_bytes)
+        # The copy is the stream widened to halfword pairs (4 bytes per weight pair), then the
+        # four-pixel column the widened loop reads.
+        assert copy == conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes
+        assert conv_wide_bytes(out_c, row_bytes) > conv_stream_bytes(out_c, row_bytes)
         if board.core == "cortex-m4":
             expected = base + copy
         else:
@@ -106,8 +108,8 @@ def test_conv_weights_go_to_sram_on_the_cortex_m4_boards(zoo: dict[str, Path],
 
 def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
     """A 1x1 convolution of 64 to 64 channels (4,352-byte stream) gets its copy, widened (32
-    pairs of 8 bias bytes and 4 * 64 weight bytes), on the F746ZG (4 KiB data cache) but not on
-    the F767ZI (16 KiB)."""
+    pairs of 8 bias bytes and 4 * 64 weight bytes) and followed by the four-pixel column
+    (8 * 64 bytes), on the F746ZG (4 KiB data cache) but not on the F767ZI (16 KiB)."""
     from bench_firmware.tflite_model import Operator, Tensor
 
     def tensor(index: int, shape: tuple[int, ...]) -> Tensor:
@@ -115,7 +117,7 @@ def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
 
     op = Operator(0, "CONV_2D", [tensor(0, (1, 5, 5, 64)), tensor(1, (64, 1, 1, 64)), None],
                   [tensor(2, (1, 5, 5, 64))], {})
-    assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 32 * (8 + 4 * 64)
+    assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 32 * (8 + 4 * 64) + 8 * 64
     assert conv_extra_scratch(op, BOARDS["nucleo-f767zi"]) == 0
 
 

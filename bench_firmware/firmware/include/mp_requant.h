@@ -95,14 +95,16 @@ static inline int8_t mp_requant_table_out(const int32_t *t, int32_t acc) {
 }
 
 /* The target's requantization of the accumulator in register `a`, in place, for the kernels
- * that fuse it into their own loops: the table words in r8 (multiplier), r9 (right) and r10
- * (rounding constant), r12 scratch; the same five instructions as kernels/requant_row.c. */
-#define MP_RQ_INPLACE_ASM(a)               \
-  "lsl    r12, " a ", #1\n\t"              \
-  "smmlar r12, r12, r8, r10\n\t"           \
-  "add    r12, r12, " a ", asr #31\n\t"    \
-  "asr    r12, r12, r9\n\t"                \
-  "ssat   " a ", #8, r12\n\t"
+ * that fuse it into their own loops: the table words in registers m (multiplier), r (right)
+ * and k (rounding constant), t scratch; the same five instructions as kernels/requant_row.c.
+ * MP_RQ_INPLACE_ASM takes the table in r8, r9, r10 and r12 as scratch. */
+#define MP_RQ_REGS_ASM(a, m, r, k, t)      \
+  "lsl    " t ", " a ", #1\n\t"            \
+  "smmlar " t ", " t ", " m ", " k "\n\t"  \
+  "add    " t ", " t ", " a ", asr #31\n\t" \
+  "asr    " t ", " t ", " r "\n\t"          \
+  "ssat   " a ", #8, " t "\n\t"
+#define MP_RQ_INPLACE_ASM(a) MP_RQ_REGS_ASM(a, "r8", "r9", "r10", "r12")
 
 /* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
  * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an

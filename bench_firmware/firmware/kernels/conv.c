@@ -84,13 +84,17 @@ static void conv_ref(const mp_conv_job_t *j) {
  * matching products without reordering anything. Each group of the inner loop is one LDM of
  * the four column words and one LDM of the pair's two weight words (adjacent in the 8-bit
  * order), four SXTB16 and 8 SMLADs (16 MACs) into four accumulators, 2 channels x 2 pixels;
- * the loop is unrolled four times. Where the weights were copied to SRAM they are widened
- * there once per layer (conv_widen_stream): the loop then loads four weight words and runs no
- * SXTB16, unrolled sixteen times, and where the requantization takes the short path it
- * requantizes each pair's four sums in registers and stores the outputs itself. The pair's
- * biases, ahead of its weights in the same stream, start the accumulators. Otherwise the
- * accumulators leave as one STM per channel pair, in the order mp_requant_pairs() reads:
- * {p0 c0, p0 c1, p1 c0, p1 c1}.
+ * the loop is unrolled four times. The accumulators leave as one STM per channel pair, in the
+ * order mp_requant_pairs() reads: {p0 c0, p0 c1, p1 c0, p1 c1}.
+ *
+ * Where the weights were copied to SRAM and the requantization takes the short path
+ * (mp_requant.h), the copy holds them widened once per layer (conv_widen_stream) and a second
+ * loop runs four output pixels at a time (conv_quads_t): their columns interleaved per group
+ * of four k ({k0, k2} words of pixels 0-3, then their {k1, k3} words), two channels by four
+ * pixels in eight accumulators, no SXTB16 in the loop; each pair's eight sums are requantized
+ * in registers and stored as bytes, so the pair's bookkeeping and table loads are shared by
+ * eight outputs. The pair's biases, ahead of its weights in the same stream, start the
+ * accumulators.
  *
  * Taps outside the input are gathered as the input zero point (-input_offset), which widens
  * to 0, so they add nothing, as TFLM's skipped taps. A 1x1 kernel over a multiple of four
@@ -102,9 +106,10 @@ static void conv_ref(const mp_conv_job_t *j) {
  * 12 * out_c; one pixel's int8 column, row_bytes, and 4 bytes of slack after it (neither used
  * by the 1x1 path); and, when the compiler gave the room (bench_firmware/ops/conv.py
  * conv_extra_scratch), a copy of the weight stream, widened (conv_widen_stream), made once per
- * layer so the pixel pairs read them from SRAM, not flash.
- * An odd last pixel is computed as a pair with itself, an odd last channel with its own row
- * twice; the duplicate results are not kept. The accumulators are requantized by
+ * layer so the pixel blocks read them from SRAM, not flash, and after it the four-pixel
+ * column, 8 * row_bytes.
+ * An odd last pixel is computed as a pair with itself (the four-pixel loop repeats the last
+ * pixel), an odd last channel with its own row twice; the duplicate results are not kept. The accumulators are requantized by
  * mp_requant_pairs(), equal to mp_requantize_output() bit for bit. */
 
 /* Whether the columns are the input pixels themselves (must agree with
@@ -140,38 +145,10 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
   int8_t *end = dst + p->row_bytes;
   if (p->dilation_w == 1 && iy0 >= 0 && ix0 >= 0 && ix0 + kw <= d->in_w &&
       iy0 + (p->kernel_h - 1) * p->dilation_h < d->in_h) {
-    /* The whole window is inside the input (most pixels): its rows as they are, no tests. */
+    /* The whole window is inside the input (most pixels): its rows as they are, no tests (a
+     * first layer's rows of at most three words are copied as words by conv_pixel_src). */
     const int8_t *src = in_b + (iy0 * d->in_w + ix0) * in_c;
     const int32_t src_step = p->dilation_h * d->in_w * in_c;
-    const int32_t words = (row_span + 3) >> 2;
-    if (words <= 3 && src + (p->kernel_h - 1) * src_step + 4 * words <=
-                          j->input + d->batches * d->in_h * d->in_w * in_c) {
-      /* A first layer's few bytes per kernel row, as whole words (LDR and STR take any
-       * alignment, ARMv7-M ARM A3.2.1): a row's last word carries up to 3 bytes past its
-       * span, which the next row overwrites, or, after the last row, the column's padding
-       * (its weights are 0: whatever it holds adds nothing) and the 4 bytes of slack the
-       * scratch keeps after the column (conv_dsp_scratch). The input is read no further
-       * than its end. */
-      for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_span, src += src_step) {
-        uint32_t v0 = mp_load32(src), v1, v2;
-        switch (words) {
-          case 3:
-            v1 = mp_load32(src + 4);
-            v2 = mp_load32(src + 8);
-            memcpy(dst + 4, &v1, 4);
-            memcpy(dst + 8, &v2, 4);
-            break;
-          case 2:
-            v1 = mp_load32(src + 4);
-            memcpy(dst + 4, &v1, 4);
-            break;
-          default:
-            break;
-        }
-        memcpy(dst, &v0, 4);
-      }
-      return;
-    }
     for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_span, src += src_step)
       conv_copy(dst, src, row_span);
     conv_fill(dst, pad, (int32_t)(end - dst));
@@ -201,29 +178,39 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
 /* Widens `groups` words of int8 at src (word-aligned: an input pixel of a multiple of four
  * channels, or the gathered column), plus the offset, into slot 0 or 1 (col already points at
  * the slot) of the interleaved buffer. */
+/* Widens groups one at a time, the {k0, k2} word at col[0] and the {k1, k3} word at col[odd],
+ * `step` words a group, until the count left is a multiple of four; returns the passes of
+ * four left. */
+static inline int32_t conv_widen_head(const int8_t **src, uint32_t **col, int32_t groups,
+                                      uint32_t off2, int32_t odd, int32_t step) {
+  for (; groups & 3; --groups, *src += 4, *col += step) {
+    const uint32_t v = mp_load32(*src);
+    (*col)[0] = mp_sxtab16(off2, v);
+    (*col)[odd] = mp_sxtab16_ror8(off2, v);
+  }
+  return groups >> 2;
+}
+
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* Four groups per pass: one LDM (1 + N cycles, DDI 0439B Table 3-1; the source is
- * word-aligned), eight SXTAB16, four STRD; the groups short of a multiple of four first, one
- * at a time. */
+ * word-aligned), eight SXTAB16, then the stores; the groups short of a multiple of four first,
+ * one at a time. */
+#define CONV_WIDEN_QUAD_ASM                     \
+  "ldmia  %[s]!, {r4, r6, r8, r10}\n\t"         \
+  "sxtab16 r5, %[off], r4, ror #8\n\t"          \
+  "sxtab16 r4, %[off], r4\n\t"                  \
+  "sxtab16 r7, %[off], r6, ror #8\n\t"          \
+  "sxtab16 r6, %[off], r6\n\t"                  \
+  "sxtab16 r9, %[off], r8, ror #8\n\t"          \
+  "sxtab16 r8, %[off], r8\n\t"                  \
+  "sxtab16 r11, %[off], r10, ror #8\n\t"        \
+  "sxtab16 r10, %[off], r10\n\t"
 static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
-  for (; groups & 3; --groups, src += 4, col += 4) {
-    const uint32_t v = mp_load32(src);
-    col[0] = mp_sxtab16(off2, v);
-    col[1] = mp_sxtab16_ror8(off2, v);
-  }
-  int32_t quads = groups >> 2;
+  int32_t quads = conv_widen_head(&src, &col, groups, off2, 1, 4);
   if (quads == 0) return;
   __asm__ volatile(
       "1:\n\t"
-      "ldmia  %[s]!, {r4, r6, r8, r10}\n\t"
-      "sxtab16 r5, %[off], r4, ror #8\n\t"
-      "sxtab16 r4, %[off], r4\n\t"
-      "sxtab16 r7, %[off], r6, ror #8\n\t"
-      "sxtab16 r6, %[off], r6\n\t"
-      "sxtab16 r9, %[off], r8, ror #8\n\t"
-      "sxtab16 r8, %[off], r8\n\t"
-      "sxtab16 r11, %[off], r10, ror #8\n\t"
-      "sxtab16 r10, %[off], r10\n\t"
+      CONV_WIDEN_QUAD_ASM
       "strd   r4, r5, [%[c]], #16\n\t"
       "strd   r6, r7, [%[c]], #16\n\t"
       "strd   r8, r9, [%[c]], #16\n\t"
@@ -234,23 +221,47 @@ static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_
       : [off] "r"(off2)
       : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
+/* The same into slot 0-3 of the four-pixel column (conv_quads_t): a group's {k0, k2} word at
+ * col[0], its {k1, k3} word at col[4], eight words a group. */
+static void conv_widen4(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
+  int32_t quads = conv_widen_head(&src, &col, groups, off2, 4, 8);
+  if (quads == 0) return;
+  __asm__ volatile(
+      "1:\n\t"
+      CONV_WIDEN_QUAD_ASM
+      "str    r4, [%[c]]\n\t"
+      "str    r5, [%[c], #16]\n\t"
+      "str    r6, [%[c], #32]\n\t"
+      "str    r7, [%[c], #48]\n\t"
+      "str    r8, [%[c], #64]\n\t"
+      "str    r9, [%[c], #80]\n\t"
+      "str    r10, [%[c], #96]\n\t"
+      "str    r11, [%[c], #112]\n\t"
+      "add    %[c], %[c], #128\n\t"
+      "subs   %[n], %[n], #1\n\t"
+      "bne    1b\n\t"
+      : [s] "+r"(src), [c] "+r"(col), [n] "+r"(quads)
+      : [off] "r"(off2)
+      : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
+}
 #else
+/* Every group one at a time. */
 static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
-  for (int32_t g = 0; g < groups; ++g, src += 4, col += 4) {
-    const uint32_t v = mp_load32(src);
-    col[0] = mp_sxtab16(off2, v);
-    col[1] = mp_sxtab16_ror8(off2, v);
-  }
+  for (; groups > 0; --groups) conv_widen_head(&src, &col, 1, off2, 1, 4);
+}
+static void conv_widen4(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
+  for (; groups > 0; --groups) conv_widen_head(&src, &col, 1, off2, 4, 8);
 }
 #endif
 
 /* Pixel (oy, ox)'s column widened straight from the input when its window lies inside the
- * input (the caller checked that kernel rows are whole words filling the row); 0 when it does
- * not, and the caller gathers. Out of line, so the pixel loop keeps its registers. */
+ * input (the caller checked that kernel rows are whole words filling the row), into the
+ * pixel-pair column or, with `quad`, a slot of the four-pixel one; 0 when it does not, and the
+ * caller gathers. Out of line, so the pixel loop keeps its registers. */
 static __attribute__((noinline)) int conv_widen_window(const mp_conv_job_t *j,
                                                        const int8_t *in_b, int32_t oy,
                                                        int32_t ox, uint32_t *dst,
-                                                       uint32_t off2) {
+                                                       uint32_t off2, int quad) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -261,8 +272,15 @@ static __attribute__((noinline)) int conv_widen_window(const mp_conv_job_t *j,
   const int32_t in_c = d->in_c, span_groups = p->kernel_w * in_c / 4;
   const int32_t row_step = p->dilation_h * d->in_w * in_c;
   const int8_t *row = in_b + (iy0 * d->in_w + ix0) * in_c;
-  for (int32_t ky = 0; ky < p->kernel_h; ++ky, row += row_step, dst += 4 * span_groups)
-    conv_widen(row, dst, span_groups, off2);
+  for (int32_t ky = 0; ky < p->kernel_h; ++ky, row += row_step) {
+    if (quad) {
+      conv_widen4(row, dst, span_groups, off2);
+      dst += 8 * span_groups;
+    } else {
+      conv_widen(row, dst, span_groups, off2);
+      dst += 4 * span_groups;
+    }
+  }
   return 1;
 }
 
@@ -292,14 +310,25 @@ typedef struct {
   const int8_t *w_end;     /* +12, the end of the pairs' stream */
   const int8_t *w;         /* +16, the stream: biases, then weights, per pair */
   int32_t skip;            /* +20, groups the first pass leaves out: (4 - groups % 4) % 4 */
-  /* The widened loop's fused output stage (conv_mm_pairs_wide): with a table (the layer's
-   * requantization takes the short path, mp_requant.h), each pair's four sums go to the
-   * outputs instead of acc, pixel 0's at out0 (advancing 2 bytes a pair), pixel 1's at
-   * out0 + delta (0 for a lone last pixel: the same bytes twice). */
-  const int32_t *table;    /* +24, MP_REQUANT_TABLE_WORDS per channel, or NULL */
-  int8_t *out0;            /* +28 */
-  int32_t delta;           /* +32 */
 } conv_pairs_t;
+
+/* Every pair of output channels for four output pixels over the widened stream, requantized
+ * and stored (conv_dsp with a widened copy, whose requantization takes the short path,
+ * mp_requant.h). The column holds the four pixels' widened windows per group of four k: the
+ * {k0, k2} words of pixels 0-3, then their {k1, k3} words (conv_widen4); the stream, per
+ * pair, its two biases, then per group the words {2p k0 k2}, {2p+1 k0 k2}, {2p k1 k3},
+ * {2p+1 k1 k3} (conv_widen_stream). The fields are in the order the kernel keeps them in its
+ * stack frame. */
+typedef struct {
+  const int8_t *w_end;     /* +0, the end of the pairs' stream */
+  const uint32_t *col;     /* +4 */
+  const uint32_t *col_end; /* +8 */
+  int32_t skip;            /* +12, groups the first pass leaves out: (4 - groups % 4) % 4 */
+  const int32_t *table;    /* +16, MP_REQUANT_TABLE_WORDS per channel, from channel 0 */
+  int32_t off;             /* +20, the pair's first channel: 0 */
+  int8_t *out[4];          /* +24, each pixel's outputs (a repeated pixel: the same bytes) */
+  const int8_t *w;         /* +40, the stream */
+} conv_quads_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* Hand-scheduled: the inner loop needs all fourteen registers (4 accumulators, 4 column
@@ -381,117 +410,123 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_pairs_asm(s);
 }
-/* The same loop over the widened stream (conv_widen_stream): a group is one LDM of the four
- * column words and one of the pair's four weight words, already halfword pairs, and eight
- * SMLADs: no SXTB16 left in the loop (ten 32-bit instructions, 40 bytes). The column's end
- * waits in the stack frame, its register holding a weight word, so the loop holds sixteen
- * groups to spread that load over more of them. With a table, the pair's four
- * sums are requantized in registers and stored as bytes (conv_pairs_t). */
-#define CONV_WGROUP_BYTES 40
-#define CONV_WGROUP_ASM                      \
-  "ldmia.w r0!, {r8, r9, r10, r11}\n\t"     \
-  "ldmia.w r2!, {r1, r3, r12, lr}\n\t"      \
-  "smlad  r4, r8, r1, r4\n\t"                \
-  "smlad  r6, r10, r1, r6\n\t"               \
-  "smlad  r4, r9, r3, r4\n\t"                \
-  "smlad  r6, r11, r3, r6\n\t"               \
-  "smlad  r5, r8, r12, r5\n\t"               \
-  "smlad  r7, r10, r12, r7\n\t"              \
-  "smlad  r5, r9, lr, r5\n\t"                \
-  "smlad  r7, r11, lr, r7\n\t"
-__attribute__((naked, noinline)) static void conv_mm_pairs_wide_asm(conv_pairs_t *s) {
+/* The widened loop (conv_quads_t): a group is 32 MACs, two channels by four pixels in eight
+ * accumulators (r4-r11), each {k0, k2} then {k1, k3} half one LDM of the two channels'
+ * weight words and two LDMs of two pixels' column words, eight SMLADs: 17 cycles a 16 MACs on
+ * the Cortex-M4 (DDI 0439B Table 3-1: LDM 1 + N, SMLAD 1), no SXTB16, and a pair's
+ * requantization and bookkeeping shared by eight outputs instead of four. The loop holds four
+ * groups (84 bytes each: the weights' LDMs have 16-bit encodings) and is entered `skip` groups
+ * in, as the 8-bit loop; the column's end waits in the frame. After the loop the pair's
+ * table words come into r0, r1, r3 and each sum is requantized in place (MP_RQ_REGS_ASM), then
+ * stored at out[pixel] + off. */
+#define CONV_QGROUP_BYTES 84
+#define CONV_QHALF_ASM                      \
+  "ldmia  r2!, {r1, r3}\n\t"                \
+  "ldmia.w r0!, {r12, lr}\n\t"              \
+  "smlad  r4, r12, r1, r4\n\t"              \
+  "smlad  r5, r12, r3, r5\n\t"              \
+  "smlad  r6, lr, r1, r6\n\t"               \
+  "smlad  r7, lr, r3, r7\n\t"               \
+  "ldmia.w r0!, {r12, lr}\n\t"              \
+  "smlad  r8, r12, r1, r8\n\t"              \
+  "smlad  r9, r12, r3, r9\n\t"              \
+  "smlad  r10, lr, r1, r10\n\t"             \
+  "smlad  r11, lr, r3, r11\n\t"
+#define CONV_QSTORE_ASM(OUT, A, B)          \
+  "ldr    r0, [sp, #" OUT "]\n\t"           \
+  "strb   " A ", [r0, r3]\n\t"              \
+  "strb   " B ", [r0, r12]\n\t"
+__attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t *s) {
   (void)s;
   __asm__ volatile(
       "push   {r4-r11, lr}\n\t"
-      "ldr    r1, [r0, #24]\n\t" /* table */
-      "ldr    r2, [r0, #28]\n\t" /* out0 */
-      "ldr    r3, [r0, #32]\n\t" /* delta */
-      "push   {r1, r2, r3}\n\t"
-      "ldr    r1, [r0, #20]\n\t" /* skip */
-      "adr.w  r3, 1f\n\t"
-      "mov    r2, #" CONV_STR(CONV_WGROUP_BYTES) "\n\t"
-      "mla    r3, r1, r2, r3\n\t"
-      "orr    r3, r3, #1\n\t"
-      "ldr    r1, [r0, #4]\n\t"  /* col_end */
-      "ldr    r2, [r0, #16]\n\t" /* w */
-      "ldr    r12, [r0, #8]\n\t" /* acc */
-      "ldr    lr, [r0]\n\t"      /* col */
-      "push   {r1, r3}\n\t"
-      "ldr    r3, [r0, #12]\n\t" /* w_end */
-      /* [sp] w_end, +4 acc, +8 col, +12 col_end, +16 entry, +20 table, +24 out0, +28 delta */
-      "push   {r3, r12, lr}\n\t"
-      CONV_PAIR_START_ASM("16")
-      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
-      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
-      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
-      CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM CONV_WGROUP_ASM
-      "ldr    r1, [sp, #12]\n\t"
+      "ldr    r2, [r0, #40]\n\t"              /* w */
+      "ldmia  r0, {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "adr.w  r12, 1f\n\t"
+      "mov    lr, #" CONV_STR(CONV_QGROUP_BYTES) "\n\t"
+      "mla    r5, r5, lr, r12\n\t"
+      "orr    r5, r5, #1\n\t"                 /* the entry, a Thumb address for BX */
+      /* [sp] w_end, +4 col, +8 col_end, +12 entry, +16 table, +20 off, +24..+36 out[] */
+      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "mov    r8, r4\n\t"
+      "mov    r9, r5\n\t"
+      "mov    r10, r4\n\t"
+      "mov    r11, r5\n\t"
+      "ldr    r0, [sp, #4]\n\t"
+      "ldr    r3, [sp, #12]\n\t"
+      "bx     r3\n\t"
+      ".p2align 3\n\t"
+      "1:\n\t"
+      CONV_QHALF_ASM CONV_QHALF_ASM
+      "3:\n\t"
+      ".if (3b - 1b) - " CONV_STR(CONV_QGROUP_BYTES) "\n\t"
+      ".error \"CONV_QGROUP_BYTES is not the size of a group\"\n\t"
+      ".endif\n\t"
+      CONV_QHALF_ASM CONV_QHALF_ASM
+      CONV_QHALF_ASM CONV_QHALF_ASM
+      CONV_QHALF_ASM CONV_QHALF_ASM
+      "ldr    r1, [sp, #8]\n\t"
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
-      "ldr    lr, [sp, #20]\n\t"
-      "cmp    lr, #0\n\t"
-      "beq    4f\n\t"
-      "ldmia  lr!, {r8, r9, r10}\n\t" /* channel 2q's table words */
-      MP_RQ_INPLACE_ASM("r4")
-      MP_RQ_INPLACE_ASM("r6")
-      "ldmia  lr!, {r8, r9, r10}\n\t" /* channel 2q + 1's */
-      MP_RQ_INPLACE_ASM("r5")
-      MP_RQ_INPLACE_ASM("r7")
-      "str    lr, [sp, #20]\n\t"
-      "ldr    r0, [sp, #24]\n\t"
-      "ldr    r3, [sp, #28]\n\t"
-      "strb   r4, [r0]\n\t"
-      "strb   r5, [r0, #1]\n\t"
-      "strb   r6, [r0, r3]\n\t"
-      "add    r3, r3, #1\n\t"
-      "strb   r7, [r0, r3]\n\t"
-      "add    r0, r0, #2\n\t"
-      "str    r0, [sp, #24]\n\t"
+      "ldr    lr, [sp, #16]\n\t"
+      "ldmia  lr!, {r0, r1, r3}\n\t"          /* channel 2q's table words */
+      MP_RQ_REGS_ASM("r4", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r6", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r8", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r10", "r0", "r1", "r3", "r12")
+      "ldmia  lr!, {r0, r1, r3}\n\t"          /* channel 2q + 1's */
+      MP_RQ_REGS_ASM("r5", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r7", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r9", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r11", "r0", "r1", "r3", "r12")
+      "str    lr, [sp, #16]\n\t"
+      "ldr    r3, [sp, #20]\n\t"
+      "add    r12, r3, #1\n\t"
+      CONV_QSTORE_ASM("24", "r4", "r5")
+      CONV_QSTORE_ASM("28", "r6", "r7")
+      CONV_QSTORE_ASM("32", "r8", "r9")
+      CONV_QSTORE_ASM("36", "r10", "r11")
+      "add    r3, r3, #2\n\t"
+      "str    r3, [sp, #20]\n\t"
       "ldr    r12, [sp]\n\t"
       "cmp    r2, r12\n\t"
       "bne    2b\n\t"
-      "b      5f\n\t"
-      "4:\n\t"
-      CONV_PAIR_STORE_ASM
-      "5:\n\t"
-      "add    sp, sp, #32\n\t"
+      "add    sp, sp, #40\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
-static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
-  s->skip = (16 - (groups & 15)) & 15;
-  conv_mm_pairs_wide_asm(s);
+static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
+  s->skip = (4 - (groups & 3)) & 3;
+  conv_mm_quads_wide_asm(s);
 }
 #else
-static void conv_mm_pairs_wide(conv_pairs_t *s, int32_t groups) {
+static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
   const int8_t *w = s->w;
-  for (; w != s->w_end; s->acc += 4) {
-    int32_t a00 = (int32_t)mp_load32(w), a01 = (int32_t)mp_load32(w + 4);
+  const int32_t *t = s->table;
+  for (int32_t off = 0; w != s->w_end; off += 2, t += 2 * MP_REQUANT_TABLE_WORDS) {
+    int32_t a[2][4];
+    for (int32_t c = 0; c < 2; ++c)
+      for (int32_t px = 0; px < 4; ++px) a[c][px] = (int32_t)mp_load32(w + 4 * c);
     w += 8;
-    int32_t a10 = a00, a11 = a01;
-    const uint32_t *c = s->col;
-    for (int32_t g = 0; g < groups; ++g, c += 4, w += 16) {
-      const uint32_t w0e = mp_load32(w), w0o = mp_load32(w + 4);
-      const uint32_t w1e = mp_load32(w + 8), w1o = mp_load32(w + 12);
-      a00 = mp_smlad(c[1], w0o, mp_smlad(c[0], w0e, a00));
-      a10 = mp_smlad(c[3], w0o, mp_smlad(c[2], w0e, a10));
-      a01 = mp_smlad(c[1], w1o, mp_smlad(c[0], w1e, a01));
-      a11 = mp_smlad(c[3], w1o, mp_smlad(c[2], w1e, a11));
+    const uint32_t *col = s->col;
+    for (int32_t g = 0; g < groups; ++g, col += 8, w += 16) {
+      for (int32_t half = 0; half < 2; ++half) {
+        const uint32_t w0 = mp_load32(w + 8 * half), w1 = mp_load32(w + 8 * half + 4);
+        for (int32_t px = 0; px < 4; ++px) {
+          a[0][px] = mp_smlad(col[4 * half + px], w0, a[0][px]);
+          a[1][px] = mp_smlad(col[4 * half + px], w1, a[1][px]);
+        }
+      }
     }
-    if (s->table != 0) {
-      const int32_t *t = s->table;
-      s->out0[0] = mp_requant_table_out(t, a00);
-      s->out0[1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a01);
-      s->out0[s->delta] = mp_requant_table_out(t, a10);
-      s->out0[s->delta + 1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a11);
-      s->table += 2 * MP_REQUANT_TABLE_WORDS;
-      s->out0 += 2;
-      continue;
+    for (int32_t px = 0; px < 4; ++px) {
+      s->out[px][off] = mp_requant_table_out(t, a[0][px]);
+      s->out[px][off + 1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a[1][px]);
     }
-    s->acc[0] = a00;
-    s->acc[1] = a01;
-    s->acc[2] = a10;
-    s->acc[3] = a11;
   }
+  (void)groups;
 }
 static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   const int8_t *w = s->w;
@@ -544,8 +579,8 @@ static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int3
     for (int32_t g = groups - 1; g >= 0; --g) {
       const uint32_t a = mp_load32(src + 8 + 8 * g), b = mp_load32(src + 12 + 8 * g);
       dst[2 + 4 * g] = mp_sxtb16(a);
-      dst[3 + 4 * g] = mp_sxtb16_ror8(a);
-      dst[4 + 4 * g] = mp_sxtb16(b);
+      dst[3 + 4 * g] = mp_sxtb16(b);
+      dst[4 + 4 * g] = mp_sxtb16_ror8(a);
       dst[5 + 4 * g] = mp_sxtb16_ror8(b);
     }
     const uint32_t b0 = mp_load32(src), b1 = mp_load32(src + 4);
@@ -573,11 +608,96 @@ static void conv_unpack4(int8_t *dst, const int8_t *packed, const int32_t *bias,
   if (out_c & 1) mp_unpack_int4_row(dst, packed + (out_c - 1) * stride, row_bytes);
 }
 
-/* `weights_sram`: room after the scratch for a copy of the weights, or NULL. The compiler
- * gives that room where reading the weights from SRAM pays (bench_firmware/ops/conv.py
- * conv_extra_scratch): the rows are copied once, then every pixel pair reads them from SRAM. */
+/* What the pixel loops need to find a pixel's column (conv_pixel_src). A first layer's
+ * windows are copied as whole words (kernel rows of at most three words, dilation 1 along the
+ * row; `words` is 0 where that does not apply): a window starting at (iy0, ix0) qualifies when
+ * 0 <= iy0 <= iy_max and 0 <= ix0 <= ix_max (inside the input) and its last word read ends
+ * by `end`. */
+typedef struct {
+  const mp_conv_job_t *j;
+  const int8_t *in_b;
+  int8_t *tmp;
+  uint32_t off2;
+  int spans;
+  uint32_t iy_max, ix_max;
+  int32_t words, src_step, span, last;
+  const int8_t *end;
+} conv_src_t;
+
+static void conv_src_init(const mp_conv_job_t *j, conv_src_t *c, int8_t *tmp, uint32_t off2,
+                          int spans) {
+  const mp_conv_params_t *p = j->p;
+  const mp_conv_dims_t *d = &j->d;
+  c->j = j;
+  c->tmp = tmp;
+  c->off2 = off2;
+  c->spans = spans;
+  c->words = 0;
+  c->span = p->kernel_w * d->in_c;
+  if (p->dilation_w != 1 || c->span > 12 || d->in_w < p->kernel_w ||
+      d->in_h <= (p->kernel_h - 1) * p->dilation_h)
+    return;
+  c->words = (c->span + 3) >> 2;
+  c->iy_max = (uint32_t)(d->in_h - 1 - (p->kernel_h - 1) * p->dilation_h);
+  c->ix_max = (uint32_t)(d->in_w - p->kernel_w);
+  c->src_step = p->dilation_h * d->in_w * d->in_c;
+  c->last = (p->kernel_h - 1) * c->src_step + 4 * c->words;
+  c->end = j->input + d->batches * d->in_h * d->in_w * d->in_c;
+}
+
+/* The int8 source to widen for output pixel (oy, ox) of a layer that does not read the input
+ * directly: its window copied into tmp as whole words or gathered there (conv_gather); NULL
+ * when its window was widened straight into `dst` (spans). */
+static const int8_t *conv_pixel_src(const conv_src_t *c, int32_t oy, int32_t ox, uint32_t *dst,
+                                    int quad) {
+  const mp_conv_job_t *j = c->j;
+  const mp_conv_params_t *p = j->p;
+  if (c->spans && conv_widen_window(j, c->in_b, oy, ox, dst, c->off2, quad)) return 0;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  const int32_t words = c->words;
+  if (words != 0 && (uint32_t)iy0 <= c->iy_max && (uint32_t)ix0 <= c->ix_max) {
+    const int8_t *src = c->in_b + (iy0 * j->d.in_w + ix0) * j->d.in_c;
+    if (src + c->last <= c->end) {
+      /* LDR and STR take any alignment (ARMv7-M ARM A3.2.1). A row's last word carries up to
+       * 3 bytes past its span, which the next row overwrites, or, after the last row, the
+       * column's padding (its weights are 0: whatever it holds adds nothing) and the 4 bytes
+       * of slack the scratch keeps after the column (conv_dsp_scratch). The input is read no
+       * further than its end. */
+      int8_t *o = c->tmp;
+      const int32_t span = c->span, step = c->src_step;
+      for (int32_t ky = p->kernel_h; ky > 0; --ky, o += span, src += step) {
+        const uint32_t v0 = mp_load32(src);
+        if (words > 1) {
+          const uint32_t v1 = mp_load32(src + 4);
+          if (words > 2) {
+            const uint32_t v2 = mp_load32(src + 8);
+            memcpy(o + 8, &v2, 4);
+          }
+          memcpy(o + 4, &v1, 4);
+        }
+        memcpy(o, &v0, 4);
+      }
+      return c->tmp;
+    }
+  }
+  conv_gather(j, c->in_b, oy, ox, c->tmp);
+  return c->tmp;
+}
+
+/* Pixel (oy, ox)'s input, where the layer reads it directly (conv_direct). */
+static inline const int8_t *conv_direct_src(const mp_conv_job_t *j, const int8_t *in_b,
+                                            int32_t oy, int32_t ox) {
+  return in_b + (oy * j->p->stride_h * j->d.in_w + ox * j->p->stride_w) * j->d.in_c;
+}
+
+/* `weights_sram`: room after the scratch for a copy of the weights, or NULL; `wide_room`:
+ * whether it holds the widened stream and the four-pixel column after it. The compiler gives
+ * that room where reading the weights from SRAM pays (bench_firmware/ops/conv.py
+ * conv_extra_scratch): the rows are copied once, then every pixel block reads them from SRAM.
+ * The widened copy serves the four-pixel loop, which requantizes in place: it is used where
+ * the requantization takes the short path; otherwise the copy holds the 8-bit stream. */
 static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_sram,
-                     int wide) {
+                     int wide_room) {
   const mp_conv_params_t *p = j->p;
   const mp_conv_dims_t *d = &j->d;
   const int32_t row_bytes = (int32_t)p->row_bytes, groups = row_bytes / 4;
@@ -589,6 +709,10 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
   int32_t *acc = (int32_t *)(void *)(scratch + 4 * row_bytes);
   int32_t *table = acc + 2 * out_c;
   int8_t *tmp = (int8_t *)(table + MP_REQUANT_TABLE_WORDS * out_c);
+  mp_requant_t rq;
+  mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
+                  table, j->bias, p->kernel_h * p->kernel_w * in_c);
+  const int wide = wide_room && rq.fast;
   const int8_t *weights = j->weights;
   if (weights_sram != 0) {
     const int8_t *stream = j->weights;
@@ -610,36 +734,61 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
    * (conv_widen_window). */
   const int spans = !direct && (in_c & 3) == 0 && p->dilation_w == 1 &&
                     p->kernel_h * p->kernel_w * in_c == row_bytes;
-  mp_requant_t rq;
-  mp_requant_init(&rq, j->mult, j->shift, out_c, p->output_offset, p->act_min, p->act_max,
-                  table, j->bias, p->kernel_h * p->kernel_w * in_c);
-  /* The widened loop requantizes into the outputs itself where the short path holds. */
-  const int fused = wide && rq.fast;
+  conv_src_t cs;
+  conv_src_init(j, &cs, tmp, off2, spans);
   for (int32_t b = 0; b < d->batches; ++b) {
     const int8_t *in_b = j->input + b * d->in_h * d->in_w * in_c;
     int8_t *out_b = j->output + b * n_pix * out_c;
+    cs.in_b = in_b;
+    if (wide) {
+      /* Four pixels a block, the last block's missing pixels repeating its last one. */
+      uint32_t *col4 = (uint32_t *)(void *)(weights_sram + conv_wide_bytes(out_c, p->row_bytes));
+      int32_t oy = 0, ox = 0, qy = 0, qx = 0; /* the next pixel; the one in the slot */
+      for (int32_t pix = 0; pix < n_pix; pix += 4) {
+        conv_quads_t st = {weights + pairs * (8 + 4 * row_bytes), col4, col4 + 8 * groups, 0,
+                           table, 0, {0, 0, 0, 0}, weights};
+        for (int32_t s = 0; s < 4; ++s) {
+          if (pix + s < n_pix) {
+            qy = oy;
+            qx = ox;
+            if (++ox == d->out_w) {
+              ox = 0;
+              ++oy;
+            }
+          }
+          st.out[s] = out_b + (qy * d->out_w + qx) * out_c;
+          const int8_t *src = direct ? conv_direct_src(j, in_b, qy, qx)
+                                     : conv_pixel_src(&cs, qy, qx, col4 + s, 1);
+          if (src != 0) conv_widen4(src, col4 + s, groups, off2);
+        }
+        if (pairs > 0) conv_mm_quads_wide(&st, groups);
+        if (out_c & 1) { /* the last channel, one pixel at a time */
+          const int32_t *t = table + MP_REQUANT_TABLE_WORDS * (out_c - 1);
+          for (int32_t s = 0; s < 4; ++s) {
+            int32_t a = j->bias[out_c - 1];
+            for (int32_t g = 0; g < groups; ++g) {
+              const uint32_t v = mp_load32(last + 4 * g);
+              a = mp_smlad(col4[8 * g + s], mp_sxtb16(v), a);
+              a = mp_smlad(col4[8 * g + 4 + s], mp_sxtb16_ror8(v), a);
+            }
+            st.out[s][out_c - 1] = mp_requant_table_out(t, a);
+          }
+        }
+      }
+      continue;
+    }
     for (int32_t pix = 0; pix < n_pix; pix += 2) {
       const int pair = pix + 1 < n_pix;
       for (int32_t s = 0; s < 2; ++s) {
         const int32_t q = pix + (pair ? s : 0);
         const int32_t oy = q / d->out_w, ox = q - oy * d->out_w;
-        const int8_t *src;
-        if (direct) {
-          src = in_b + (oy * p->stride_h * d->in_w + ox * p->stride_w) * in_c;
-        } else {
-          if (spans && conv_widen_window(j, in_b, oy, ox, col + 2 * s, off2)) continue;
-          conv_gather(j, in_b, oy, ox, tmp);
-          src = tmp;
-        }
-        conv_widen(src, col + 2 * s, groups, off2);
+        const int8_t *src = direct ? conv_direct_src(j, in_b, oy, ox)
+                                   : conv_pixel_src(&cs, oy, ox, col + 2 * s, 0);
+        if (src != 0) conv_widen(src, col + 2 * s, groups, off2);
       }
       if (pairs > 0) {
-        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0,
-                           fused ? table : 0, out_b + pix * out_c, pair ? out_c : 0};
-        if (wide)
-          conv_mm_pairs_wide(&st, groups);
-        else
-          conv_mm_pairs(&st, groups);
+        conv_pairs_t st = {col, col + 4 * groups, acc, last, weights, 0};
+        conv_mm_pairs(&st, groups);
       }
       if (out_c & 1) { /* the last channel, as a pair with itself */
         int32_t a00 = j->bias[out_c - 1], a01 = a00, a10 = a00, a11 = a00;
@@ -648,17 +797,9 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
           const int8_t *wg = last + 4 * g;
           CONV_MAC_GROUP(c, wg, wg, a00, a01, a10, a11);
         }
-        if (fused) {
-          const int32_t *t = table + MP_REQUANT_TABLE_WORDS * (out_c - 1);
-          int8_t *o = out_b + pix * out_c + out_c - 1;
-          o[0] = mp_requant_table_out(t, a00);
-          o[pair ? out_c : 0] = mp_requant_table_out(t, a10);
-        } else {
-          acc[4 * pairs] = a00;
-          acc[4 * pairs + 1] = a10;
-        }
+        acc[4 * pairs] = a00;
+        acc[4 * pairs + 1] = a10;
       }
-      if (fused) continue;
       int8_t *out0 = out_b + pix * out_c;
       /* A lone last pixel was computed as a pair with itself: both results are the same
        * bytes, written to the same place. */
@@ -682,9 +823,10 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   const int dsp = ctx->path == MP_KERNELS_DSP && scratch != 0 && p->scratch_bytes >= needed &&
                   p->row_bytes >= 4u && (p->row_bytes & 3u) == 0;
   if (dsp && p->scratch_bytes - needed >= weight_bytes) copy = (int8_t *)(scratch + needed);
-  /* The room for the widened stream: the compiler gives it where that pays (conv.py). */
-  const int wide = copy != 0 && p->scratch_bytes - needed >= conv_wide_bytes(j.d.out_c,
-                                                                             p->row_bytes);
+  /* The room for the widened stream and the four-pixel column: the compiler gives it where
+   * that pays (conv.py). */
+  const int wide = copy != 0 && p->scratch_bytes - needed >=
+                                    conv_wide_bytes(j.d.out_c, p->row_bytes) + 8u * p->row_bytes;
   if (dsp && (copy != 0 || p->weight_bits == 8u))
     conv_dsp(&j, scratch, copy, wide);
   else
