@@ -109,8 +109,9 @@ static void conv_ref(const mp_conv_job_t *j) {
  * layer so the pixel blocks read them from SRAM, not flash, and after it the four-pixel
  * column, 8 * row_bytes.
  * An odd last pixel is computed as a pair with itself (the four-pixel loop repeats the last
- * pixel), an odd last channel with its own row twice; the duplicate results are not kept. The accumulators are requantized by
- * mp_requant_pairs(), equal to mp_requantize_output() bit for bit. */
+ * pixel), an odd last channel with its own row twice; the duplicate results are not kept.
+ * The accumulators are requantized by mp_requant_pairs(), equal to mp_requantize_output() bit
+ * for bit. */
 
 /* Whether the columns are the input pixels themselves (must agree with
  * bench_firmware/ops/conv.py conv_direct()). */
@@ -175,9 +176,6 @@ static MP_NO_LIBCALLS void conv_gather(const mp_conv_job_t *j, const int8_t *in_
   conv_fill(dst, pad, (int32_t)(end - dst));
 }
 
-/* Widens `groups` words of int8 at src (word-aligned: an input pixel of a multiple of four
- * channels, or the gathered column), plus the offset, into slot 0 or 1 (col already points at
- * the slot) of the interleaved buffer. */
 /* Widens groups one at a time, the {k0, k2} word at col[0] and the {k1, k3} word at col[odd],
  * `step` words a group, until the count left is a multiple of four; returns the passes of
  * four left. */
@@ -191,6 +189,10 @@ static inline int32_t conv_widen_head(const int8_t **src, uint32_t **col, int32_
   return groups >> 2;
 }
 
+/* conv_widen: widens `groups` words of int8 at src (word-aligned: an input pixel of a multiple
+ * of four channels, or the gathered column), plus the offset, into slot 0 or 1 (col already
+ * points at the slot) of the pixel-pair column; conv_widen4 into slot 0-3 of the four-pixel
+ * one. */
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 /* Four groups per pass: one LDM (1 + N cycles, DDI 0439B Table 3-1; the source is
  * word-aligned), eight SXTAB16, then the stores; the groups short of a multiple of four first,
@@ -339,28 +341,6 @@ typedef struct {
  * instructions (56 bytes: no 16-bit encoding exists for LDM of r8-r12, SXTB16 or SMLAD), so a
  * pair's first pass enters `skip` groups in and the count needs no remainder loop (the
  * pointers advance by post-increment, so they do not care where the pass began). */
-/* A channel pair's start: its biases (ahead of its weights in the stream) into the four
- * accumulators, the column pointer from the frame, and the jump into the unrolled loop at the
- * entry the frame keeps at [sp + ENTRY]; the loop head on a flash read unit. */
-#define CONV_PAIR_START_ASM(ENTRY)         \
-  "2:\n\t"                                 \
-  "ldmia  r2!, {r4, r5}\n\t"               \
-  "ldr    r0, [sp, #8]\n\t"                \
-  "mov    r6, r4\n\t"                      \
-  "mov    r7, r5\n\t"                      \
-  "ldr    r3, [sp, #" ENTRY "]\n\t"        \
-  "bx     r3\n\t"                          \
-  ".p2align 3\n\t"                         \
-  "1:\n\t"
-/* A channel pair's end: its four sums to the accumulator rows at [sp + 4], and back to the
- * next pair until the stream's end at [sp]. */
-#define CONV_PAIR_STORE_ASM                \
-  "ldr    lr, [sp, #4]\n\t"                \
-  "ldr    r12, [sp]\n\t"                   \
-  "stmia  lr!, {r4, r5, r6, r7}\n\t"       \
-  "str    lr, [sp, #4]\n\t"                \
-  "cmp    r2, r12\n\t"                     \
-  "bne    2b\n\t"
 #define CONV_GROUP_BYTES 56
 #define CONV_STR_(x) #x
 #define CONV_STR(x) CONV_STR_(x)
@@ -395,14 +375,30 @@ __attribute__((naked, noinline)) static void conv_mm_pairs_asm(conv_pairs_t *s) 
       "push   {r3}\n\t"
       "ldr    r3, [r0, #12]\n\t" /* w_end */
       "push   {r3, r12, lr}\n\t" /* [sp] w_end, [sp+4] acc, [sp+8] col, [sp+12] entry */
-      CONV_PAIR_START_ASM("12")
+      /* a pair's start: its biases (ahead of its weights in the stream) into the four
+       * accumulators, the column from the frame, the jump into the loop at the entry */
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t"
+      "ldr    r0, [sp, #8]\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "ldr    r3, [sp, #12]\n\t"
+      "bx     r3\n\t"
+      ".p2align 3\n\t" /* the loop head on a flash read unit */
+      "1:\n\t"
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       CONV_GROUP_ASM
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
-      CONV_PAIR_STORE_ASM
+      /* a pair's end: its four sums to the accumulator rows, then the next pair */
+      "ldr    lr, [sp, #4]\n\t"
+      "ldr    r12, [sp]\n\t"
+      "stmia  lr!, {r4, r5, r6, r7}\n\t"
+      "str    lr, [sp, #4]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
       "add    sp, sp, #16\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
@@ -526,7 +522,6 @@ static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
       s->out[px][off + 1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a[1][px]);
     }
   }
-  (void)groups;
 }
 static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   const int8_t *w = s->w;
