@@ -171,6 +171,10 @@ def conv_scratch_bytes(op: Operator) -> int:
 # F746ZG and F767ZI twins, benchmarks/mlperf_tiny_latency.py: VWW -3 %, IC -1 to -4 %).
 M7_COPY_MIN_PIXELS = 64
 
+# Output pixel counts for which the conv copy holds the 8-bit stream rather than the widened one
+# (conv_extra_scratch): the four-pixel loop would run its last block mostly empty.
+QUAD_SHORT_PIXELS = frozenset({5, 6, 9, 10})
+
 
 def conv_extra_scratch(op: Operator, board: Board) -> int:
     """Room after the DSP conv's scratch to copy its weight stream into SRAM, widened to
@@ -199,11 +203,17 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     # inner loop, two of its twenty cycles per sixteen MACs on the Cortex-M4 (DDI 0439B Table
     # 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
     copy = conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes  # and the four-pixel column
+    _, out_h, out_w, _ = op.outputs[0].shape
+    if out_h * out_w in QUAD_SHORT_PIXELS:
+        # The widened loop runs four pixels a block: these counts would leave two or three of
+        # the last block's four slots empty, which costs more than the two-pixel loop's SXTB16
+        # (17 cycles per 16 MACs over 12 slots against 20 over 10, for 9 pixels). The 8-bit
+        # copy still keeps the weights out of flash (and holds unpacked 4-bit weights).
+        copy = conv_stream_bytes(out_c, row_bytes)
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
     if board.flash_wait_states == 0:
         return 0
-    _, out_h, out_w, _ = op.outputs[0].shape
     if board.core == "cortex-m7":
         if (conv_stream_bytes(out_c, row_bytes) <= M7_CACHE_BYTES.get(board.mcu, 0) // 2
                 and out_h * out_w < M7_COPY_MIN_PIXELS):

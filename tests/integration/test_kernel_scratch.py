@@ -19,6 +19,7 @@ from bench_firmware.boards import BOARDS, HOST
 from bench_firmware.compiler import compile_model
 from bench_firmware.ops.conv import (
     M7_COPY_MIN_PIXELS,
+    QUAD_SHORT_PIXELS,
     conv_extra_scratch,
     conv_scratch_bytes,
     conv_stream_bytes,
@@ -119,6 +120,26 @@ def test_large_conv_streams_are_copied_on_the_f746zg() -> None:
                   [tensor(2, (1, 5, 5, 64))], {})
     assert conv_extra_scratch(op, BOARDS["nucleo-f746zg"]) == 32 * (8 + 4 * 64) + 8 * 64
     assert conv_extra_scratch(op, BOARDS["nucleo-f767zi"]) == 0
+
+
+@pytest.mark.parametrize("board_name", ["nucleo-l4r5zi", "nucleo-f746zg"])
+def test_short_pixel_counts_get_the_8bit_copy(board_name: str) -> None:
+    """A convolution whose output pixel count would leave the four-pixel loop's last block
+    mostly empty (3x3: 9 pixels) gets room for the 8-bit stream only, so the kernel runs the
+    two-pixel loop over an SRAM copy; 4x4 (16 pixels) gets the widened copy and the column."""
+    from bench_firmware.tflite_model import Operator, Tensor
+
+    def conv(side: int) -> Operator:
+        def tensor(index: int, shape: tuple[int, ...]) -> Tensor:
+            return Tensor(index=index, name=f"t{index}", shape=shape, dtype="int8")
+        return Operator(0, "CONV_2D", [tensor(0, (1, side, side, 128)),
+                                       tensor(1, (256, 1, 1, 128)), None],
+                        [tensor(2, (1, side, side, 256))], {})
+
+    board = BOARDS[board_name]
+    assert 9 in QUAD_SHORT_PIXELS and 16 not in QUAD_SHORT_PIXELS
+    assert conv_extra_scratch(conv(3), board) == conv_stream_bytes(256, 128)
+    assert conv_extra_scratch(conv(4), board) == conv_wide_bytes(256, 128) + 8 * 128
 
 
 def test_extra_scratch_never_costs_the_fit(zoo: dict[str, Path],
