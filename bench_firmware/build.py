@@ -154,6 +154,13 @@ def linker_script(board: Board) -> Path:
     return BOARDS_DIR / board.name / "linker.ld"
 
 
+def core_flags(board: Board) -> tuple[str, ...]:
+    """Preprocessor definitions naming the board's core. GCC predefines the same macros for
+    ``-mcpu=cortex-m4`` and ``-mcpu=cortex-m7``; the kernels that order their loops for the
+    Cortex-M7's dual issue test ``MP_CORTEX_M7``."""
+    return ("-DMP_CORTEX_M7=1",) if board.core == "cortex-m7" else ()
+
+
 def firmware_flags(board: Board, optimize: str = "-O2") -> list[str]:
     """The cross compiler's flags for ``board`` (without sources and outputs)."""
     if board.code == HOST.code or not board.gcc_cpu_flags:
@@ -163,6 +170,7 @@ def firmware_flags(board: Board, optimize: str = "-O2") -> list[str]:
         *FIRMWARE_FLAGS,
         optimize,
         *board.gcc_cpu_flags,
+        *core_flags(board),
         f"-DMP_BOARD_CODE={board.code}",
         *includes,
         f"-L{COMMON_BOARD_DIR}",  # for `INCLUDE sections.ld`

@@ -39,6 +39,7 @@ from bench_firmware.build import (
     FIRMWARE_SOURCE_DIRS,
     INCLUDE_DIR,
     board_source_dirs,
+    core_flags,
 )
 from bench_firmware.compiler import Plan, compile_model
 from bench_firmware.errors import McuprofError
@@ -233,7 +234,7 @@ def export_runtime(model: bytes, board: Board, out_dir: Path, *, name: str = "mo
         "CLOCK_MHZ": f"{board.clock_mhz:g}",
         "BOARD_CODE": str(board.code),
         "KERNELS": kernels,
-        "CPU_FLAGS": " ".join(board.gcc_cpu_flags),
+        "CPU_FLAGS": " ".join([*board.gcc_cpu_flags, *core_flags(board)]),
         "CFLAGS": " ".join([*FIRMWARE_FLAGS, "-O2"]),
         "BOARD_INCLUDES": " ".join(board_includes),
         "RUNTIME_SRCS": " \\\n                ".join(runtime_srcs),

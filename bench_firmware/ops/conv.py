@@ -202,7 +202,8 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     # The copy holds the stream widened to halfword pairs (conv_wide_bytes): SXTB16 leaves the
     # inner loop, two of its twenty cycles per sixteen MACs on the Cortex-M4 (DDI 0439B Table
     # 3-1: LDM 1 + N, SMLAD 1), for twice the SRAM.
-    copy = conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes  # and the four-pixel column
+    # Then the four-pixel column, and 8 bytes the Cortex-M7 loop reads past it (conv.c).
+    copy = conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes + 8
     _, out_h, out_w, _ = op.outputs[0].shape
     if out_h * out_w in QUAD_SHORT_PIXELS:
         # The widened loop runs four pixels a block: these counts would leave two or three of

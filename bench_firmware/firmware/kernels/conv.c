@@ -107,7 +107,7 @@ static void conv_ref(const mp_conv_job_t *j) {
  * by the 1x1 path); and, when the compiler gave the room (bench_firmware/ops/conv.py
  * conv_extra_scratch), a copy of the weight stream, widened (conv_widen_stream), made once per
  * layer so the pixel blocks read them from SRAM, not flash, and after it the four-pixel
- * column, 8 * row_bytes.
+ * column, 8 * row_bytes, and 8 bytes the Cortex-M7 loop may read past it.
  * An odd last pixel is computed as a pair with itself (the four-pixel loop repeats the last
  * pixel), an odd last channel with its own row twice; the duplicate results are not kept.
  * The accumulators are requantized by mp_requant_pairs(), equal to mp_requantize_output() bit
@@ -406,6 +406,137 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_pairs_asm(s);
 }
+#define CONV_QSTORE_ASM(OUT, A, B)          \
+  "ldr    r0, [sp, #" OUT "]\n\t"           \
+  "strb   " A ", [r0, r3]\n\t"              \
+  "strb   " B ", [r0, r12]\n\t"
+/* A channel pair's end (both forms): its eight sums requantized with the pair's table words
+ * (r0, r1, r3) and stored at out[pixel] + off, then the next pair until the stream's end. */
+#define CONV_QUAD_EPILOGUE_ASM \
+  "ldr    lr, [sp, #16]\n\t" \
+  "ldmia  lr!, {r0, r1, r3}\n\t" \
+  MP_RQ_REGS_ASM("r4", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r6", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r8", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r10", "r0", "r1", "r3", "r12") \
+  "ldmia  lr!, {r0, r1, r3}\n\t" \
+  MP_RQ_REGS_ASM("r5", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r7", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r9", "r0", "r1", "r3", "r12") \
+  MP_RQ_REGS_ASM("r11", "r0", "r1", "r3", "r12") \
+  "str    lr, [sp, #16]\n\t" \
+  "ldr    r3, [sp, #20]\n\t" \
+  "add    r12, r3, #1\n\t" \
+  CONV_QSTORE_ASM("24", "r4", "r5") \
+  CONV_QSTORE_ASM("28", "r6", "r7") \
+  CONV_QSTORE_ASM("32", "r8", "r9") \
+  CONV_QSTORE_ASM("36", "r10", "r11") \
+  "add    r3, r3, #2\n\t" \
+  "str    r3, [sp, #20]\n\t" \
+  "ldr    r12, [sp]\n\t" \
+  "cmp    r2, r12\n\t" \
+  "bne    2b\n\t"
+
+/* Both forms: the struct's fields into r1, r3-r11 (w_end, col, col_end, skip, table, off,
+ * out[]) and w into r2; the loop entry `skip` (r5) groups in, as a Thumb address for BX, into r5; a
+ * channel pair's start, its two biases (ahead of its weights in the stream) into the eight
+ * accumulators. */
+#define CONV_QLOAD_ASM                      \
+  "push   {r4-r11, lr}\n\t"                \
+  "ldr    r2, [r0, #40]\n\t"               \
+  "ldmia  r0, {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+#define CONV_QENTRY_ASM                     \
+  "adr.w  r12, 1f\n\t"                     \
+  "mov    lr, #" CONV_STR(CONV_QGROUP_BYTES) "\n\t" \
+  "mla    r5, r5, lr, r12\n\t"             \
+  "orr    r5, r5, #1\n\t"
+#define CONV_QPAIR_START_ASM                \
+  "2:\n\t"                                 \
+  "ldmia  r2!, {r4, r5}\n\t"               \
+  "mov    r6, r4\n\t"                      \
+  "mov    r7, r5\n\t"                      \
+  "mov    r8, r4\n\t"                      \
+  "mov    r9, r5\n\t"                      \
+  "mov    r10, r4\n\t"                     \
+  "mov    r11, r5\n\t"
+
+#if defined(MP_CORTEX_M7)
+/* The Cortex-M7 form: the same arithmetic, the loads single LDRs at fixed offsets that issue
+ * beside the SMLADs (one load and one MAC a cycle; a load's result usable two cycles later),
+ * each half group loading the next half's first column words and weight word ahead: 16 cycles
+ * a group of 32 MACs in the model's dual-issue scheduler (timing/m7.py), against 26 for the
+ * LDM form, whose LDMs issue alone. Entering `skip` groups in, the pointers start that many
+ * groups back so the fixed offsets land on the first group; the loop's last half reads up to
+ * 8 bytes past the column, inside the scratch (bench_firmware/ops/conv.py
+ * conv_extra_scratch). */
+#define CONV_QGROUP_BYTES 104
+/* One half group: entering with r12, lr = pixels 0, 1's column words and r1 = channel 2p's
+ * weight word of this half, at column offset C and weight offset W; NC, NW the next half's. */
+#define CONV_QHALF_M7_ASM(C, C8, C12, W4, NC, NC4, NW) \
+  "smlad  r4, r12, r1, r4\n\t"              \
+  "ldr.n  r3, [r2, #" W4 "]\n\t"            \
+  "smlad  r6, lr, r1, r6\n\t"               \
+  "smlad  r5, r12, r3, r5\n\t"              \
+  "ldr.w  r12, [r0, #" C8 "]\n\t"           \
+  "smlad  r7, lr, r3, r7\n\t"               \
+  "ldr.w  lr, [r0, #" C12 "]\n\t"           \
+  "smlad  r8, r12, r1, r8\n\t"              \
+  "smlad  r9, r12, r3, r9\n\t"              \
+  "ldr.w  r12, [r0, #" NC "]\n\t"           \
+  "smlad  r10, lr, r1, r10\n\t"             \
+  "ldr.n  r1, [r2, #" NW "]\n\t"            \
+  "smlad  r11, lr, r3, r11\n\t"             \
+  "ldr.w  lr, [r0, #" NC4 "]\n\t"
+/* Group g of the four: its {k0, k2} half at column 32g, weights 16g; its {k1, k3} half 16
+ * bytes and 8 bytes on. */
+#define CONV_QGROUP_M7_ASM(C0, C8, C12, W4, C16, C20, W8, C24, C28, W12, C32, C36, W16) \
+  CONV_QHALF_M7_ASM(C0, C8, C12, W4, C16, C20, W8)                                      \
+  CONV_QHALF_M7_ASM(C16, C24, C28, W12, C32, C36, W16)
+__attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t *s) {
+  (void)s;
+  __asm__ volatile(
+      CONV_QLOAD_ASM
+      "lsl    r12, r5, #4\n\t"                /* the weights' step back: 16 * skip */
+      "push   {r3, r12}\n\t"
+      "sub    r3, r3, r12, lsl #1\n\t"        /* the column's: 32 * skip */
+      CONV_QENTRY_ASM
+      /* [sp] w_end, +4 column less 32 * skip, +8 col_end, +12 entry, +16 table, +20 off,
+       * +24..+36 out[], +40 column, +44 16 * skip */
+      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      CONV_QPAIR_START_ASM
+      "ldr    r1, [r2]\n\t"                   /* the first half's weight word */
+      "ldr    r12, [sp, #44]\n\t"
+      "sub    r2, r2, r12\n\t"
+      "ldr    r0, [sp, #4]\n\t"
+      "ldr    r12, [sp, #40]\n\t"
+      "ldr    lr, [r12, #4]\n\t"              /* the first half's column words */
+      "ldr    r12, [r12]\n\t"
+      "ldr    r3, [sp, #12]\n\t"
+      "bx     r3\n\t"
+      ".p2align 3\n\t"
+      "1:\n\t"
+      CONV_QGROUP_M7_ASM("0", "8", "12", "4", "16", "20", "8", "24", "28", "12", "32", "36",
+                         "16")
+      "3:\n\t"
+      ".if (3b - 1b) - " CONV_STR(CONV_QGROUP_BYTES) "\n\t"
+      ".error \"CONV_QGROUP_BYTES is not the size of a group\"\n\t"
+      ".endif\n\t"
+      CONV_QGROUP_M7_ASM("32", "40", "44", "20", "48", "52", "24", "56", "60", "28", "64", "68",
+                         "32")
+      CONV_QGROUP_M7_ASM("64", "72", "76", "36", "80", "84", "40", "88", "92", "44", "96",
+                         "100", "48")
+      CONV_QGROUP_M7_ASM("96", "104", "108", "52", "112", "116", "56", "120", "124", "60",
+                         "128", "132", "64")
+      "add    r0, r0, #128\n\t"
+      "add    r2, r2, #64\n\t"
+      "ldr    r3, [sp, #8]\n\t"
+      "cmp    r0, r3\n\t"
+      "bne    1b\n\t"
+      CONV_QUAD_EPILOGUE_ASM
+      "add    sp, sp, #48\n\t"
+      "pop    {r4-r11, pc}\n\t");
+}
+#else
 /* The widened loop (conv_quads_t): a group is 32 MACs, two channels by four pixels in eight
  * accumulators (r4-r11), each {k0, k2} then {k1, k3} half one LDM of the two channels'
  * weight words and two LDMs of two pixels' column words, eight SMLADs: 17 cycles a 16 MACs on
@@ -428,30 +559,14 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   "smlad  r9, r12, r3, r9\n\t"              \
   "smlad  r10, lr, r1, r10\n\t"             \
   "smlad  r11, lr, r3, r11\n\t"
-#define CONV_QSTORE_ASM(OUT, A, B)          \
-  "ldr    r0, [sp, #" OUT "]\n\t"           \
-  "strb   " A ", [r0, r3]\n\t"              \
-  "strb   " B ", [r0, r12]\n\t"
 __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t *s) {
   (void)s;
   __asm__ volatile(
-      "push   {r4-r11, lr}\n\t"
-      "ldr    r2, [r0, #40]\n\t"              /* w */
-      "ldmia  r0, {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      "adr.w  r12, 1f\n\t"
-      "mov    lr, #" CONV_STR(CONV_QGROUP_BYTES) "\n\t"
-      "mla    r5, r5, lr, r12\n\t"
-      "orr    r5, r5, #1\n\t"                 /* the entry, a Thumb address for BX */
+      CONV_QLOAD_ASM
+      CONV_QENTRY_ASM
       /* [sp] w_end, +4 col, +8 col_end, +12 entry, +16 table, +20 off, +24..+36 out[] */
       "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      "2:\n\t"
-      "ldmia  r2!, {r4, r5}\n\t"
-      "mov    r6, r4\n\t"
-      "mov    r7, r5\n\t"
-      "mov    r8, r4\n\t"
-      "mov    r9, r5\n\t"
-      "mov    r10, r4\n\t"
-      "mov    r11, r5\n\t"
+      CONV_QPAIR_START_ASM
       "ldr    r0, [sp, #4]\n\t"
       "ldr    r3, [sp, #12]\n\t"
       "bx     r3\n\t"
@@ -468,32 +583,11 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
       "ldr    r1, [sp, #8]\n\t"
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
-      "ldr    lr, [sp, #16]\n\t"
-      "ldmia  lr!, {r0, r1, r3}\n\t"          /* channel 2q's table words */
-      MP_RQ_REGS_ASM("r4", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r6", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r8", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r10", "r0", "r1", "r3", "r12")
-      "ldmia  lr!, {r0, r1, r3}\n\t"          /* channel 2q + 1's */
-      MP_RQ_REGS_ASM("r5", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r7", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r9", "r0", "r1", "r3", "r12")
-      MP_RQ_REGS_ASM("r11", "r0", "r1", "r3", "r12")
-      "str    lr, [sp, #16]\n\t"
-      "ldr    r3, [sp, #20]\n\t"
-      "add    r12, r3, #1\n\t"
-      CONV_QSTORE_ASM("24", "r4", "r5")
-      CONV_QSTORE_ASM("28", "r6", "r7")
-      CONV_QSTORE_ASM("32", "r8", "r9")
-      CONV_QSTORE_ASM("36", "r10", "r11")
-      "add    r3, r3, #2\n\t"
-      "str    r3, [sp, #20]\n\t"
-      "ldr    r12, [sp]\n\t"
-      "cmp    r2, r12\n\t"
-      "bne    2b\n\t"
+      CONV_QUAD_EPILOGUE_ASM
       "add    sp, sp, #40\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
+#endif
 static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_quads_wide_asm(s);
@@ -821,7 +915,7 @@ mp_status_t mp_op_conv2d(const mp_op_ctx_t *ctx) {
   /* The room for the widened stream and the four-pixel column: the compiler gives it where
    * that pays (conv.py). */
   const int wide = copy != 0 && p->scratch_bytes - needed >=
-                                    conv_wide_bytes(j.d.out_c, p->row_bytes) + 8u * p->row_bytes;
+                                    conv_wide_bytes(j.d.out_c, p->row_bytes) + 8u * p->row_bytes + 8u;
   if (dsp && (copy != 0 || p->weight_bits == 8u))
     conv_dsp(&j, scratch, copy, wide);
   else
