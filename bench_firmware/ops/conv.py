@@ -172,7 +172,8 @@ def conv_scratch_bytes(op: Operator) -> int:
 M7_COPY_MIN_PIXELS = 64
 
 # Output pixel counts for which the conv copy holds the 8-bit stream rather than the widened one
-# (conv_extra_scratch): the four-pixel loop would run its last block mostly empty.
+# on the Cortex-M4 boards (conv_extra_scratch): the four-pixel loop would run its last block
+# mostly empty.
 QUAD_SHORT_PIXELS = frozenset({5, 6, 9, 10})
 
 
@@ -205,11 +206,13 @@ def conv_extra_scratch(op: Operator, board: Board) -> int:
     # Then the four-pixel column, and 8 bytes the Cortex-M7 loop reads past it (conv.c).
     copy = conv_wide_bytes(out_c, row_bytes) + 8 * row_bytes + 8
     _, out_h, out_w, _ = op.outputs[0].shape
-    if out_h * out_w in QUAD_SHORT_PIXELS:
+    if out_h * out_w in QUAD_SHORT_PIXELS and board.core == "cortex-m4":
         # The widened loop runs four pixels a block: these counts would leave two or three of
-        # the last block's four slots empty, which costs more than the two-pixel loop's SXTB16
-        # (17 cycles per 16 MACs over 12 slots against 20 over 10, for 9 pixels). The 8-bit
-        # copy still keeps the weights out of flash (and holds unpacked 4-bit weights).
+        # the last block's four slots empty, which on the Cortex-M4 costs more than the
+        # two-pixel loop's SXTB16 (17 cycles per 16 MACs over 12 slots against 20 over 10, for
+        # 9 pixels; the Cortex-M7's form of the widened loop is fast enough to waste them).
+        # The 8-bit copy still keeps the weights out of flash (and holds unpacked 4-bit
+        # weights).
         copy = conv_stream_bytes(out_c, row_bytes)
     if filt.dtype == "int4":
         return copy  # every board: the DSP path reads 4-bit weights unpacked into the copy
