@@ -246,6 +246,35 @@ static void conv_widen4(const int8_t *src, uint32_t *col, int32_t groups, uint32
       : [off] "r"(off2)
       : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
+/* Four consecutive input pixels (src, src + step, src + 2 * step, src + 3 * step: a 1x1
+ * layer's pixels at stride 1) into the four slots of the four-pixel column at once: per group
+ * four LDRs (any alignment), eight SXTAB16 and one STM of the group's eight words. */
+static __attribute__((noinline)) void conv_widen4x(const int8_t *src, int32_t step,
+                                                   uint32_t *col, int32_t groups,
+                                                   uint32_t off2) {
+  register const int8_t *s3 __asm__("r12") = src + 3 * step;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr    r8, [%[s]]\n\t"
+      "ldr    r9, [%[s], %[st]]\n\t"
+      "ldr    r10, [%[s], %[st], lsl #1]\n\t"
+      "ldr    r11, [%[s3]], #4\n\t"
+      "add    %[s], %[s], #4\n\t"
+      "sxtab16 r4, %[off], r8\n\t"
+      "sxtab16 r8, %[off], r8, ror #8\n\t"
+      "sxtab16 r5, %[off], r9\n\t"
+      "sxtab16 r9, %[off], r9, ror #8\n\t"
+      "sxtab16 r6, %[off], r10\n\t"
+      "sxtab16 r10, %[off], r10, ror #8\n\t"
+      "sxtab16 r7, %[off], r11\n\t"
+      "sxtab16 r11, %[off], r11, ror #8\n\t"
+      "stmia  %[c]!, {r4-r11}\n\t"
+      "subs   %[n], %[n], #1\n\t"
+      "bne    1b\n\t"
+      : [s] "+r"(src), [s3] "+r"(s3), [c] "+r"(col), [n] "+r"(groups)
+      : [st] "r"(step), [off] "r"(off2)
+      : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
+}
 #else
 /* Every group one at a time. */
 static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
@@ -253,6 +282,10 @@ static void conv_widen(const int8_t *src, uint32_t *col, int32_t groups, uint32_
 }
 static void conv_widen4(const int8_t *src, uint32_t *col, int32_t groups, uint32_t off2) {
   for (; groups > 0; --groups) conv_widen_head(&src, &col, 1, off2, 4, 8);
+}
+static void conv_widen4x(const int8_t *src, int32_t step, uint32_t *col, int32_t groups,
+                         uint32_t off2) {
+  for (int32_t s = 0; s < 4; ++s) conv_widen4(src + s * step, col + s, groups, off2);
 }
 #endif
 
@@ -861,11 +894,22 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
     if (wide) {
       /* Four pixels a block, the last block's missing pixels repeating its last one. */
       uint32_t *col4 = (uint32_t *)(void *)(weights_sram + conv_wide_bytes(out_c, p->row_bytes));
+      /* A 1x1 kernel at stride 1 reads input pixel q for output pixel q. */
+      const int linear = direct && p->stride_h == 1 && p->stride_w == 1;
+      conv_quads_t st = {weights + pairs * (8 + 4 * row_bytes), col4, col4 + 8 * groups, 0,
+                         table, 0, {0, 0, 0, 0}, weights};
       int32_t oy = 0, ox = 0, qy = 0, qx = 0; /* the next pixel; the one in the slot */
       for (int32_t pix = 0; pix < n_pix; pix += 4) {
-        conv_quads_t st = {weights + pairs * (8 + 4 * row_bytes), col4, col4 + 8 * groups, 0,
-                           table, 0, {0, 0, 0, 0}, weights};
-        for (int32_t s = 0; s < 4; ++s) {
+        if (linear && pix + 4 <= n_pix) {
+          for (int32_t s = 0; s < 4; ++s) st.out[s] = out_b + (pix + s) * out_c;
+          conv_widen4x(in_b + pix * in_c, in_c, col4, groups, off2);
+        } else for (int32_t s = 0; s < 4; ++s) {
+          if (linear) {
+            const int32_t q = pix + s < n_pix ? pix + s : n_pix - 1;
+            st.out[s] = out_b + q * out_c;
+            conv_widen4(in_b + q * in_c, col4 + s, groups, off2);
+            continue;
+          }
           if (pix + s < n_pix) {
             qy = oy;
             qx = ox;
