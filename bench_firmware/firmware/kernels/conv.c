@@ -439,21 +439,25 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_pairs_asm(s);
 }
-#define CONV_QSTORE_ASM(OUT, A, B)          \
-  "ldr    r0, [sp, #" OUT "]\n\t"           \
-  "strb   " A ", [r0, r3]\n\t"              \
-  "strb   " B ", [r0, r12]\n\t"
 /* A channel pair's end (both forms): its eight sums requantized (CONV_QUAD_RQ_ASM, per core)
- * with the pair's table words (r0, r1, r3) and stored at out[pixel] + off, then the next pair
- * until the stream's end. */
+ * with the pair's table words (r0, r1, r3), each pixel's two bytes joined (BFI) and stored as
+ * one halfword at out[pixel] + off (STRH takes any alignment, ARMv7-M ARM A3.2.1), then the
+ * next pair until the stream's end. */
 #define CONV_QUAD_EPILOGUE_ASM             \
   CONV_QUAD_RQ_ASM                         \
   "ldr    r3, [sp, #20]\n\t"               \
-  "add    r12, r3, #1\n\t"                 \
-  CONV_QSTORE_ASM("24", "r4", "r5")        \
-  CONV_QSTORE_ASM("28", "r6", "r7")        \
-  CONV_QSTORE_ASM("32", "r8", "r9")        \
-  CONV_QSTORE_ASM("36", "r10", "r11")      \
+  "ldr    r0, [sp, #24]\n\t"               \
+  "bfi    r4, r5, #8, #8\n\t"              \
+  "ldr    r1, [sp, #28]\n\t"               \
+  "bfi    r6, r7, #8, #8\n\t"              \
+  "strh   r4, [r0, r3]\n\t"                \
+  "ldr    r0, [sp, #32]\n\t"               \
+  "bfi    r8, r9, #8, #8\n\t"              \
+  "strh   r6, [r1, r3]\n\t"                \
+  "ldr    r1, [sp, #36]\n\t"               \
+  "bfi    r10, r11, #8, #8\n\t"            \
+  "strh   r8, [r0, r3]\n\t"                \
+  "strh   r10, [r1, r3]\n\t"               \
   "add    r3, r3, #2\n\t"                  \
   "str    r3, [sp, #20]\n\t"               \
   "ldr    r12, [sp]\n\t"                   \
