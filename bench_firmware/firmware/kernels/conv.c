@@ -763,6 +763,49 @@ static void conv_unpack4(int8_t *dst, const int8_t *packed, const int32_t *bias,
   if (out_c & 1) mp_unpack_int4_row(dst, packed + (out_c - 1) * stride, row_bytes);
 }
 
+/* An odd last channel (its row 8-bit, `last`) for the first `slots` pixels of the four-pixel
+ * column, requantized (the short path) and stored at out[slot]. */
+static void conv_wide_last_channel(const mp_conv_job_t *j, const int32_t *table,
+                                   const int8_t *last, const uint32_t *col4, int32_t groups,
+                                   int8_t *const *out, int32_t slots) {
+  const int32_t c = j->d.out_c - 1;
+  const int32_t *t = table + MP_REQUANT_TABLE_WORDS * c;
+  for (int32_t s = 0; s < slots; ++s) {
+    int32_t a = j->bias[c];
+    for (int32_t g = 0; g < groups; ++g) {
+      const uint32_t v = mp_load32(last + 4 * g);
+      a = mp_smlad(col4[8 * g + s], mp_sxtb16(v), a);
+      a = mp_smlad(col4[8 * g + 4 + s], mp_sxtb16_ror8(v), a);
+    }
+    out[s][c] = mp_requant_table_out(t, a);
+  }
+}
+
+#if defined(MP_CORTEX_M7)
+/* One pixel (slot 0 of the four-pixel column) by every channel pair of the widened stream,
+ * requantized (the short path) and stored at out: a layer's last one or two pixels on the
+ * Cortex-M7, which a block of four would run mostly empty (VWW's 3x3 maps: 9 pixels). */
+static __attribute__((noinline)) void conv_wide_pixel(const int8_t *w, const int8_t *w_end,
+                                                      const uint32_t *col, int32_t groups,
+                                                      const int32_t *t, int8_t *out) {
+  const uint32_t *col_end = col + 8 * groups;
+  for (; w != w_end; out += 2, t += 2 * MP_REQUANT_TABLE_WORDS) {
+    const uint32_t *ww = (const uint32_t *)(const void *)w; /* word-aligned: the SRAM copy */
+    int32_t a0 = (int32_t)ww[0], a1 = (int32_t)ww[1];
+    ww += 2;
+    for (const uint32_t *c = col; c != col_end; c += 8, ww += 4) {
+      a0 = mp_smlad(c[0], ww[0], a0);
+      a1 = mp_smlad(c[0], ww[1], a1);
+      a0 = mp_smlad(c[4], ww[2], a0);
+      a1 = mp_smlad(c[4], ww[3], a1);
+    }
+    out[0] = mp_requant_table_out(t, a0);
+    out[1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a1);
+    w = (const int8_t *)(const void *)ww;
+  }
+}
+#endif
+
 /* What the pixel loops need to find a pixel's column (conv_pixel_src). A first layer's
  * windows are copied as whole words (kernel rows of at most three words, dilation 1 along the
  * row; `words` is 0 where that does not apply): a window starting at (iy0, ix0) qualifies when
@@ -904,6 +947,20 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
                          table, 0, {0, 0, 0, 0}, weights};
       int32_t oy = 0, ox = 0, qy = 0, qx = 0; /* the next pixel; the one in the slot */
       for (int32_t pix = 0; pix < n_pix; pix += 4) {
+#if defined(MP_CORTEX_M7)
+        if (n_pix - pix <= 2) { /* the last one or two pixels: conv_wide_pixel */
+          for (; pix < n_pix; ++pix) {
+            const int32_t py = pix / d->out_w, px = pix - py * d->out_w;
+            int8_t *o = out_b + pix * out_c;
+            const int8_t *src = direct ? conv_direct_src(j, in_b, py, px)
+                                       : conv_pixel_src(&cs, py, px, col4, 1);
+            if (src != 0) conv_widen4(src, col4, groups, off2);
+            conv_wide_pixel(weights, st.w_end, col4, groups, table, o);
+            if (out_c & 1) conv_wide_last_channel(j, table, last, col4, groups, &o, 1);
+          }
+          break;
+        }
+#endif
         if (linear && pix + 4 <= n_pix) {
           for (int32_t s = 0; s < 4; ++s) st.out[s] = out_b + (pix + s) * out_c;
           conv_widen4x(in_b + pix * in_c, in_c, col4, groups, off2);
@@ -928,18 +985,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
           if (src != 0) conv_widen4(src, col4 + s, groups, off2);
         }
         if (pairs > 0) conv_mm_quads_wide(&st, groups);
-        if (out_c & 1) { /* the last channel, one pixel at a time */
-          const int32_t *t = table + MP_REQUANT_TABLE_WORDS * (out_c - 1);
-          for (int32_t s = 0; s < 4; ++s) {
-            int32_t a = j->bias[out_c - 1];
-            for (int32_t g = 0; g < groups; ++g) {
-              const uint32_t v = mp_load32(last + 4 * g);
-              a = mp_smlad(col4[8 * g + s], mp_sxtb16(v), a);
-              a = mp_smlad(col4[8 * g + 4 + s], mp_sxtb16_ror8(v), a);
-            }
-            st.out[s][out_c - 1] = mp_requant_table_out(t, a);
-          }
-        }
+        if (out_c & 1) conv_wide_last_channel(j, table, last, col4, groups, st.out, 4);
       }
       continue;
     }
