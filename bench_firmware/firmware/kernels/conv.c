@@ -844,8 +844,9 @@ static void conv_src_init(const mp_conv_job_t *j, conv_src_t *c, int8_t *tmp, ui
 }
 
 /* The int8 source to widen for output pixel (oy, ox) of a layer that does not read the input
- * directly: its window copied into tmp as whole words or gathered there (conv_gather); NULL
- * when its window was widened straight into `dst` (spans). */
+ * directly: its window copied into c->tmp (row_bytes and 4 bytes of slack) as whole words or
+ * gathered there (conv_gather); NULL when its window was widened straight into `dst`
+ * (spans). */
 static const int8_t *conv_pixel_src(const conv_src_t *c, int32_t oy, int32_t ox, uint32_t *dst,
                                     int quad) {
   const mp_conv_job_t *j = c->j;
@@ -941,8 +942,16 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
     if (wide) {
       /* Four pixels a block, the last block's missing pixels repeating its last one. */
       uint32_t *col4 = (uint32_t *)(void *)(weights_sram + conv_wide_bytes(out_c, p->row_bytes));
-      /* A 1x1 kernel at stride 1 reads input pixel q for output pixel q. */
+      /* A 1x1 kernel at stride 1 reads input pixel q for output pixel q. A layer whose windows
+       * are gathered (not read in place, not widened from the input's rows) gathers its four
+       * into the pixel-pair column, unused here (4 * row_bytes, the accumulators after it
+       * taking a last row's slack), and widens them in one pass. */
       const int linear = direct && p->stride_h == 1 && p->stride_w == 1;
+#if defined(MP_CORTEX_M7)
+      const int gather4 = !direct && !spans;
+#else
+      const int gather4 = 0; /* no faster on the Cortex-M4 twins, and its flash is budgeted */
+#endif
       conv_quads_t st = {weights + pairs * (8 + 4 * row_bytes), col4, col4 + 8 * groups, 0,
                          table, 0, {0, 0, 0, 0}, weights};
       int32_t oy = 0, ox = 0, qy = 0, qx = 0; /* the next pixel; the one in the slot */
@@ -980,10 +989,16 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
             }
           }
           st.out[s] = out_b + (qy * d->out_w + qx) * out_c;
+          if (gather4) { /* the four windows side by side in the pixel-pair column */
+            cs.tmp = (int8_t *)col + s * row_bytes;
+            conv_pixel_src(&cs, qy, qx, 0, 1);
+            continue;
+          }
           const int8_t *src = direct ? conv_direct_src(j, in_b, qy, qx)
                                      : conv_pixel_src(&cs, qy, qx, col4 + s, 1);
           if (src != 0) conv_widen4(src, col4 + s, groups, off2);
         }
+        if (gather4) conv_widen4x((const int8_t *)col, row_bytes, col4, groups, off2);
         if (pairs > 0) conv_mm_quads_wide(&st, groups);
         if (out_c & 1) conv_wide_last_channel(j, table, last, col4, groups, st.out, 4);
       }
