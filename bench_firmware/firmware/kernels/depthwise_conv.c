@@ -482,6 +482,14 @@ static MP_NO_LIBCALLS void dw_planar_fill(const mp_conv_job_t *j, const dw_plana
     for (int32_t c = 0; c < c_all; ++c) {
       int16_t *z = rows + c * w2 + trail;
       const int32_t n = c + 1 < c_all ? run : w2 - trail;
+      if (n <= 4 && c + 1 < c_all) {
+        /* Two words (STR takes any alignment, ARMv7-M ARM A3.2.1): past a short run they
+         * land on the next channel's first columns, which the widening below writes. */
+        const uint32_t zero = 0;
+        memcpy(z, &zero, 4);
+        memcpy(z + 2, &zero, 4);
+        continue;
+      }
       for (int32_t k = 0; k < n; ++k) z[k] = 0;
     }
     const int8_t *src = in_b + iy * g->in_rs + x_lo * g->in_cs;
