@@ -551,20 +551,21 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
   __asm__ volatile(
       CONV_QLOAD_ASM
       "lsl    r12, r5, #4\n\t"                /* the weights' step back: 16 * skip */
-      "push   {r3, r12}\n\t"
+      "ldrd   r0, lr, [r3]\n\t"               /* the first half's column words, every pair's */
+      "push   {r0, r1, r12, lr}\n\t"
       "sub    r3, r3, r12, lsl #1\n\t"        /* the column's: 32 * skip */
       CONV_QENTRY_ASM
       /* [sp] w_end, +4 column less 32 * skip, +8 col_end, +12 entry, +16 table, +20 off,
-       * +24..+36 out[], +40 column, +44 16 * skip */
+       * +24..+36 out[], +40 and +52 the column's first two words, +48 16 * skip (+44 w_end
+       * again, keeping the frame a multiple of 8 bytes) */
       "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
       CONV_QPAIR_START_ASM
       "ldr    r1, [r2]\n\t"                   /* the first half's weight word */
-      "ldr    r12, [sp, #44]\n\t"
+      "ldr    r12, [sp, #48]\n\t"
       "sub    r2, r2, r12\n\t"
       "ldr    r0, [sp, #4]\n\t"
       "ldr    r12, [sp, #40]\n\t"
-      "ldr    lr, [r12, #4]\n\t"              /* the first half's column words */
-      "ldr    r12, [r12]\n\t"
+      "ldr    lr, [sp, #52]\n\t"
       "ldr    r3, [sp, #12]\n\t"
       "bx     r3\n\t"
       ".p2align 3\n\t"
@@ -587,7 +588,7 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
       "cmp    r0, r3\n\t"
       "bne    1b\n\t"
       CONV_QUAD_EPILOGUE_ASM
-      "add    sp, sp, #48\n\t"
+      "add    sp, sp, #56\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
 #else
