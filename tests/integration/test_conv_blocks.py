@@ -1,5 +1,6 @@
-"""The DSP convolution's pixel blocks at their edges, on a Cortex-M4 and a Cortex-M7 twin:
-bit for bit equal to TFLite Micro on both kernel paths.
+"""The DSP convolution's pixel blocks at their edges, and the planar 3x3 depthwise rows at
+stride 1 and 2, on a Cortex-M4 and a Cortex-M7 twin (whose kernels take their Cortex-M7
+forms): bit for bit equal to TFLite Micro on both kernel paths.
 
 The widened loop runs four output pixels a block (``firmware/kernels/conv.c``); these layers
 end on a block of one, two or three pixels (5, 6, 9, 25, 42, 81 pixels), have an odd output
@@ -38,6 +39,11 @@ LAYERS: dict[str, tuple[tuple[int, int, int], Callable[[Any], Any]]] = {
     "pointwise_9_odd": ((3, 3, 128), lambda k: k.layers.Conv2D(67, 1)),
     "pointwise_6_odd": ((2, 3, 64), lambda k: k.layers.Conv2D(65, 1)),
     "kxk_9_odd": ((3, 3, 32), lambda k: k.layers.Conv2D(33, 3, padding="same")),
+    "depthwise_6x6": ((6, 6, 32), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
+    "depthwise_s2": ((12, 12, 16),
+                     lambda k: k.layers.DepthwiseConv2D(3, strides=2, padding="same")),
+    "depthwise_s2_odd": ((13, 11, 8),
+                         lambda k: k.layers.DepthwiseConv2D(3, strides=2, padding="same")),
 }
 
 

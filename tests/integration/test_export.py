@@ -13,7 +13,7 @@ tables (the kernel dispatch table, softmax's constants). Those addresses meet th
 caches (ART lines, Cortex-M7 L1 sets) differently, so an operator may take or save a few line
 refills, each costing the flash wait states (+1 cycle on the STM32F4 / L4 ART; the L4+ refills a
 line with 4 reads). Measured on kws_tiny (12 operators): +6 cycles on the F446, +47 on the
-L4R5, +77 on the F746 and +28 on the F767 (up to +196 on the F746 as the kernels changed;
+L4R5, +28 on the F746 and +21 on the F767 (up to +196 on the F746 as the kernels changed;
 a first convolution once differed by 77 cycles on the F767, under 10 line refills),
 under 0.02 % of an inference. (The convolutions
 copy window rows and scratch with the runtime's own loops, not memcpy, for this reason.) The bound

@@ -754,6 +754,61 @@ typedef struct {
   DW_RQ_QUAD("r2")
 #endif
 /* Stride 2: the channel's words wait at [sp] (DW_QUAD2_ROW_W reloads r0 from there). */
+#if defined(MP_CORTEX_M7)
+/* The Cortex-M7 form: lr (the output pointer, pushed for the quad) holds the channel's words,
+ * each kernel row's MACs ordered so that its five image words free up early and the next
+ * row's single LDRs issue beside them, and the sums requantized in two chains. Entering a row:
+ * r8-r12 its five image words, r0 / r2 its weight pairs; the next row's at W, W4. */
+#define DW_ROW2_M7(W, W4)                  \
+  "smlad  r4, r8, r0, r4\n\t"             \
+  "add    r3, r3, r1\n\t"                 \
+  "smlabt r4, r9, r2, r4\n\t"             \
+  "ldr    r8, [r3]\n\t"                   \
+  "smlad  r5, r9, r0, r5\n\t"             \
+  "smlabt r5, r10, r2, r5\n\t"            \
+  "ldr    r9, [r3, #4]\n\t"               \
+  "smlad  r6, r10, r0, r6\n\t"            \
+  "smlabt r6, r11, r2, r6\n\t"            \
+  "ldr    r10, [r3, #8]\n\t"              \
+  "smlad  r7, r11, r0, r7\n\t"            \
+  "ldr    r0, [lr, #" W "]\n\t"           \
+  "smlabt r7, r12, r2, r7\n\t"            \
+  "ldr    r11, [r3, #12]\n\t"             \
+  "ldr    r12, [r3, #16]\n\t"             \
+  "ldr    r2, [lr, #" W4 "]\n\t"
+#define DW_RQ_BODY_S2                      \
+  "push   {lr}\n\t"                       \
+  "ldr    lr, [sp, #4]\n\t"               \
+  "ldr    r4, [lr, #24]\n\t"              \
+  "ldr    r8, [r3]\n\t"                   \
+  "mov    r5, r4\n\t"                     \
+  "ldr    r9, [r3, #4]\n\t"               \
+  "mov    r6, r4\n\t"                     \
+  "ldr    r10, [r3, #8]\n\t"              \
+  "mov    r7, r4\n\t"                     \
+  "ldr    r11, [r3, #12]\n\t"             \
+  "ldr    r12, [r3, #16]\n\t"             \
+  "ldr    r0, [lr]\n\t"                   \
+  "ldr    r2, [lr, #4]\n\t"               \
+  DW_ROW2_M7("8", "12")                    \
+  DW_ROW2_M7("16", "20")                   \
+  "smlad  r4, r8, r0, r4\n\t"             \
+  "smlabt r4, r9, r2, r4\n\t"             \
+  "ldr    r8, [lr, #28]\n\t"              \
+  "smlad  r5, r9, r0, r5\n\t"             \
+  "smlabt r5, r10, r2, r5\n\t"            \
+  "ldr    r9, [lr, #32]\n\t"              \
+  "smlad  r6, r10, r0, r6\n\t"            \
+  "smlabt r6, r11, r2, r6\n\t"            \
+  "ldr    r10, [lr, #36]\n\t"             \
+  "smlad  r7, r11, r0, r7\n\t"            \
+  "smlabt r7, r12, r2, r7\n\t"            \
+  "sub    r3, r3, r1, lsl #1\n\t"         \
+  "add    r3, r3, #16\n\t"                \
+  DW_RQ2_M7("r4", "r5")                     \
+  DW_RQ2_M7("r6", "r7")                     \
+  "pop    {lr}\n\t"
+#else
 #define DW_RQ_BODY_S2                      \
   "ldr    r0, [sp]\n\t"                    \
   "ldr    r4, [r0, #24]\n\t"               \
@@ -768,6 +823,7 @@ typedef struct {
   "sub    r3, r3, r1, lsl #1\n\t"          \
   "add    r3, r3, #16\n\t"                 \
   DW_RQ_QUAD("r0")
+#endif
 /* Locals: [sp] the channel's words, +4 the end of its quads in the image, +8 its output at
  * pixel 0, +12 channels left, +16 s, +20 its image row, +24 out_step, +28 tail. */
 #define DW_RQ_ASM(BODY)                                              \
