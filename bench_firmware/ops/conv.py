@@ -249,9 +249,10 @@ def conv_stream_bytes(out_c: int, row_bytes: int) -> int:
 
 def conv_wide_bytes(out_c: int, row_bytes: int) -> int:
     """Bytes of the stream widened to halfword pairs (``firmware/kernels/conv.c``
-    conv_widen_stream): per channel pair its two biases and 4 bytes per weight pair; an odd
-    last row stays 8-bit. The SRAM copy holds it (conv_extra_scratch)."""
-    return (out_c // 2) * (8 + 4 * row_bytes) + (out_c & 1) * row_bytes
+    conv_widen_stream): per channel pair its two biases, 4 bytes per weight pair and the two
+    channels' requantization table words (3 each, ``mp_requant.h``); an odd last row stays
+    8-bit. The SRAM copy holds it (conv_extra_scratch)."""
+    return (out_c // 2) * (8 + 4 * row_bytes + 24) + (out_c & 1) * row_bytes
 
 
 @register("CONV_2D", scratch=conv_scratch_bytes, extra=conv_extra_scratch)

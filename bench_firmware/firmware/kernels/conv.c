@@ -352,17 +352,17 @@ typedef struct {
  * mp_requant.h). The column holds the four pixels' widened windows per group of four k: the
  * {k0, k2} words of pixels 0-3, then their {k1, k3} words (conv_widen4); the stream, per
  * pair, its two biases, then per group the words {2p k0 k2}, {2p+1 k0 k2}, {2p k1 k3},
- * {2p+1 k1 k3} (conv_widen_stream). The fields are in the order the kernel keeps them in its
+ * {2p+1 k1 k3}, then the two channels' table words (conv_widen_stream), so the pair's end
+ * finds them where its weights end. The fields are in the order the kernel keeps them in its
  * stack frame. */
 typedef struct {
   const int8_t *w_end;     /* +0, the end of the pairs' stream */
   const uint32_t *col;     /* +4 */
   const uint32_t *col_end; /* +8 */
   int32_t skip;            /* +12, groups the first pass leaves out: (4 - groups % 4) % 4 */
-  const int32_t *table;    /* +16, MP_REQUANT_TABLE_WORDS per channel, from channel 0 */
-  int32_t off;             /* +20, the pair's first channel: 0 */
-  int8_t *out[4];          /* +24, each pixel's outputs (a repeated pixel: the same bytes) */
-  const int8_t *w;         /* +40, the stream */
+  int32_t off;             /* +16, the pair's first channel: 0 */
+  int8_t *out[4];          /* +20, each pixel's outputs (a repeated pixel: the same bytes) */
+  const int8_t *w;         /* +36, the stream */
 } conv_quads_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
@@ -439,89 +439,26 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
   s->skip = (4 - (groups & 3)) & 3;
   conv_mm_pairs_asm(s);
 }
-/* A channel pair's end (both forms): its eight sums requantized (CONV_QUAD_RQ_ASM, per core)
- * with the pair's table words (r0, r1, r3), each pixel's two bytes joined (BFI) and stored as
- * one halfword at out[pixel] + off (STRH takes any alignment, ARMv7-M ARM A3.2.1), then the
- * next pair until the stream's end. */
-#define CONV_QUAD_EPILOGUE_ASM             \
-  CONV_QUAD_RQ_ASM                         \
-  "ldr    r3, [sp, #20]\n\t"               \
-  "ldr    r0, [sp, #24]\n\t"               \
-  "bfi    r4, r5, #8, #8\n\t"              \
-  "ldr    r1, [sp, #28]\n\t"               \
-  "bfi    r6, r7, #8, #8\n\t"              \
-  "strh   r4, [r0, r3]\n\t"                \
-  "ldr    r0, [sp, #32]\n\t"               \
-  "bfi    r8, r9, #8, #8\n\t"              \
-  "strh   r6, [r1, r3]\n\t"                \
-  "ldr    r1, [sp, #36]\n\t"               \
-  "bfi    r10, r11, #8, #8\n\t"            \
-  "strh   r8, [r0, r3]\n\t"                \
-  "strh   r10, [r1, r3]\n\t"               \
-  "add    r3, r3, #2\n\t"                  \
-  "str    r3, [sp, #20]\n\t"               \
-  "ldr    r12, [sp]\n\t"                   \
-  "cmp    r2, r12\n\t"                     \
-  "bne    2b\n\t"
-
-/* Both forms: the struct's fields into r1, r3-r11 (w_end, col, col_end, skip, table, off,
- * out[]) and w into r2; the loop entry `skip` (r5) groups in, as a Thumb address for BX, into
- * r5; a channel pair's start, its two biases (ahead of its weights in the stream) into the
- * eight accumulators. */
+/* Both forms: the struct's fields into r1, r3-r10 (w_end, col, col_end, skip, off, out[])
+ * and w into r2; the loop entry `skip` (r5) groups in, as a Thumb address for BX, into r5. */
 #define CONV_QLOAD_ASM                      \
   "push   {r4-r11, lr}\n\t"                \
-  "ldr    r2, [r0, #40]\n\t"               \
-  "ldmia  r0, {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+  "ldr    r2, [r0, #36]\n\t"               \
+  "ldmia  r0, {r1, r3, r4, r5, r6, r7, r8, r9, r10}\n\t"
 #define CONV_QENTRY_ASM                     \
   "adr.w  r12, 1f\n\t"                     \
   "mov    lr, #" CONV_STR(CONV_QGROUP_BYTES) "\n\t" \
   "mla    r5, r5, lr, r12\n\t"             \
   "orr    r5, r5, #1\n\t"
-#define CONV_QPAIR_START_ASM                \
-  "2:\n\t"                                 \
-  "ldmia  r2!, {r4, r5}\n\t"               \
-  "mov    r6, r4\n\t"                      \
-  "mov    r7, r5\n\t"                      \
-  "mov    r8, r4\n\t"                      \
-  "mov    r9, r5\n\t"                      \
-  "mov    r10, r4\n\t"                     \
-  "mov    r11, r5\n\t"
 
 #if defined(MP_CORTEX_M7)
-/* The Cortex-M7's requantization: two sums at a time, r12 and lr the two chains' scratch
- * (the table pointer goes back to the frame after each channel's words), so the second
- * chain's instructions issue beside the first's: 47 cycles a pair's end in the model's
- * scheduler, against 65 one sum at a time with byte stores. */
-#define CONV_QRQ2_M7_ASM(A, B)                 \
-  "lsl    r12, " A ", #1\n\t"                 \
-  "lsl    lr, " B ", #1\n\t"                  \
-  "smmlar r12, r12, r0, r3\n\t"               \
-  "smmlar lr, lr, r0, r3\n\t"                 \
-  "add    r12, r12, " A ", asr #31\n\t"       \
-  "add    lr, lr, " B ", asr #31\n\t"         \
-  "asr    r12, r12, r1\n\t"                   \
-  "asr    lr, lr, r1\n\t"                     \
-  "ssat   " A ", #8, r12\n\t"                 \
-  "ssat   " B ", #8, lr\n\t"
-#define CONV_QTABLE_M7_ASM                     \
-  "ldr    lr, [sp, #16]\n\t"                  \
-  "ldmia  lr!, {r0, r1, r3}\n\t"              \
-  "str    lr, [sp, #16]\n\t"
-#define CONV_QUAD_RQ_ASM                       \
-  CONV_QTABLE_M7_ASM                           \
-  CONV_QRQ2_M7_ASM("r4", "r6")                 \
-  CONV_QRQ2_M7_ASM("r8", "r10")                \
-  CONV_QTABLE_M7_ASM                           \
-  CONV_QRQ2_M7_ASM("r5", "r7")                 \
-  CONV_QRQ2_M7_ASM("r9", "r11")
-/* The Cortex-M7 form: the same arithmetic, the loads single LDRs at fixed offsets that issue
- * beside the SMLADs (one load and one MAC a cycle; a load's result usable two cycles later),
- * each half group loading the next half's first column words and weight word ahead: 16 cycles
- * a group of 32 MACs in the model's dual-issue scheduler (timing/m7.py), against 26 for the
- * LDM form, whose LDMs issue alone. Entering `skip` groups in, the pointers start that many
- * groups back so the fixed offsets land on the first group; the loop's last half reads up to
- * 8 bytes past the column, inside the scratch (bench_firmware/ops/conv.py
- * conv_extra_scratch). */
+/* The Cortex-M7 form: the loads single LDRs at fixed offsets that issue beside the SMLADs
+ * (one load and one MAC a cycle; a load's result usable two cycles later), each half group
+ * loading the next half's first column words and weight word ahead: 16 cycles a group of 32
+ * MACs in the model's dual-issue scheduler (timing/m7.py), against 26 for the LDM form, whose
+ * LDMs issue alone. Entering `skip` groups in, the pointers start that many groups back so the
+ * fixed offsets land on the first group; the loop's last half reads up to 8 bytes past the
+ * column, inside the scratch (bench_firmware/ops/conv.py conv_extra_scratch). */
 #define CONV_QGROUP_BYTES 104
 /* One half group, at column offset C and weight offset W: entering with r12, lr = pixels 0
  * and 1's column words and r1 = channel 2p's weight word (loaded by the half before); C8, C12,
@@ -546,27 +483,63 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
 #define CONV_QGROUP_M7_ASM(C8, C12, W4, C16, C20, W8, C24, C28, W12, C32, C36, W16) \
   CONV_QHALF_M7_ASM(C8, C12, W4, C16, C20, W8)                                      \
   CONV_QHALF_M7_ASM(C24, C28, W12, C32, C36, W16)
+/* A channel's four sums (A0-A3, each in place: MP_RQ_REGS_ASM with the sum's own sign, the
+ * same integer since |sum| < 2^30 on the short path) in two interleaved chains, r12 and lr
+ * their scratch, the table words in r0, r1, r3, entering with r12 and lr = 2 * A0, 2 * A1.
+ * Beside the last steps: L0 and L1 may load r0 and r3, N0 and N1 write r12 and lr (the next
+ * channel's first shifts), L2 may load r1. */
+#define CONV_QRQ4_M7_ASM(A0, A1, A2, A3, L0, L1, N0, N1, L2) \
+  "smmlar r12, r12, r0, r3\n\t"             \
+  "smmlar lr, lr, r0, r3\n\t"               \
+  "add    " A0 ", r12, " A0 ", asr #31\n\t" \
+  "lsl    r12, " A2 ", #1\n\t"              \
+  "add    " A1 ", lr, " A1 ", asr #31\n\t"  \
+  "lsl    lr, " A3 ", #1\n\t"               \
+  "smmlar r12, r12, r0, r3\n\t"             \
+  "asr    " A0 ", " A0 ", r1\n\t"           \
+  "smmlar lr, lr, r0, r3\n\t"               \
+  "asr    " A1 ", " A1 ", r1\n\t"           \
+  L0                                        \
+  "ssat   " A0 ", #8, " A0 "\n\t"           \
+  L1                                        \
+  "add    " A2 ", r12, " A2 ", asr #31\n\t" \
+  "ssat   " A1 ", #8, " A1 "\n\t"           \
+  "add    " A3 ", lr, " A3 ", asr #31\n\t"  \
+  N0                                        \
+  "asr    " A2 ", " A2 ", r1\n\t"           \
+  N1                                        \
+  "asr    " A3 ", " A3 ", r1\n\t"           \
+  L2                                        \
+  "ssat   " A2 ", #8, " A2 "\n\t"
 __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t *s) {
   (void)s;
   __asm__ volatile(
       CONV_QLOAD_ASM
       "lsl    r12, r5, #4\n\t"                /* the weights' step back: 16 * skip */
       "ldrd   r0, lr, [r3]\n\t"               /* the first half's column words, every pair's */
-      "push   {r0, r1, r12, lr}\n\t"
+      "push   {r0, r12, lr}\n\t"
       "sub    r3, r3, r12, lsl #1\n\t"        /* the column's: 32 * skip */
       CONV_QENTRY_ASM
-      /* [sp] w_end, +4 column less 32 * skip, +8 col_end, +12 entry, +16 table, +20 off,
-       * +24..+36 out[], +40 and +52 the column's first two words, +48 16 * skip (+44 w_end
-       * again, keeping the frame a multiple of 8 bytes) */
-      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      CONV_QPAIR_START_ASM
-      "ldr    r1, [r2]\n\t"                   /* the first half's weight word */
-      "ldr    r12, [sp, #48]\n\t"
-      "sub    r2, r2, r12\n\t"
-      "ldr    r0, [sp, #4]\n\t"
+      /* [sp] w_end, +4 column less 32 * skip, +8 col_end, +12 entry, +16 off, +20..+32
+       * out[], +36 and +44 the column's first two words, +40 16 * skip */
+      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10}\n\t"
+      /* A channel pair's start: its two biases (ahead of its weights in the stream) into the
+       * eight accumulators, the first half's weight word into r1, the frame's words beside. */
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t"
       "ldr    r12, [sp, #40]\n\t"
-      "ldr    lr, [sp, #52]\n\t"
+      "ldr    r0, [sp, #4]\n\t"
+      "ldr    r1, [r2]\n\t"
       "ldr    r3, [sp, #12]\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "sub    r2, r2, r12\n\t"
+      "mov    r8, r4\n\t"
+      "mov    r9, r5\n\t"
+      "ldr    r12, [sp, #36]\n\t"
+      "mov    r10, r4\n\t"
+      "ldr    lr, [sp, #44]\n\t"
+      "mov    r11, r5\n\t"
       "bx     r3\n\t"
       ".p2align 3\n\t"
       "1:\n\t"
@@ -587,33 +560,56 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
       "ldr    r3, [sp, #8]\n\t"
       "cmp    r0, r3\n\t"
       "bne    1b\n\t"
-      CONV_QUAD_EPILOGUE_ASM
-      "add    sp, sp, #56\n\t"
+      /* The pair's end: r2 is at its table words (channel 2p's three, then 2p+1's). Channel
+       * 2p's sums (r4, r6, r8, r10), then 2p+1's (r5, r7, r9, r11), each channel's second
+       * chain overlapping the next's first: 43 cycles from here to the next pair's loop in
+       * the model's scheduler, against 60 with the table pointer in the frame and two
+       * chains one after the other. Each pixel's two bytes are joined (BFI) and stored as
+       * one halfword at out[pixel] + off (STRH takes any alignment, ARMv7-M ARM A3.2.1). */
+      "ldr    r0, [r2]\n\t"
+      "lsl    r12, r4, #1\n\t"
+      "ldr    r3, [r2, #8]\n\t"
+      "lsl    lr, r6, #1\n\t"
+      "ldr    r1, [r2, #4]\n\t"
+      CONV_QRQ4_M7_ASM("r4", "r6", "r8", "r10",
+                       "ldr    r0, [r2, #12]\n\t", "ldr    r3, [r2, #20]\n\t",
+                       "lsl    r12, r5, #1\n\t", "lsl    lr, r7, #1\n\t",
+                       "ldr    r1, [r2, #16]\n\t")
+      "ssat   r10, #8, r10\n\t"
+      CONV_QRQ4_M7_ASM("r5", "r7", "r9", "r11",
+                       "ldr    r3, [sp, #16]\n\t", "ldr    r0, [sp, #20]\n\t",
+                       "ldr    r12, [sp, #28]\n\t", "ldr    lr, [sp, #32]\n\t",
+                       "ldr    r1, [sp, #24]\n\t")
+      "ssat   r11, #8, r11\n\t"
+      "bfi    r4, r5, #8, #8\n\t"
+      "bfi    r6, r7, #8, #8\n\t"
+      "strh   r4, [r0, r3]\n\t"
+      "bfi    r8, r9, #8, #8\n\t"
+      "strh   r6, [r1, r3]\n\t"
+      "bfi    r10, r11, #8, #8\n\t"
+      "strh   r8, [r12, r3]\n\t"
+      "add    r0, r3, #2\n\t"
+      "strh   r10, [lr, r3]\n\t"
+      "add    r2, r2, #24\n\t"
+      "ldr    r12, [sp]\n\t"
+      "str    r0, [sp, #16]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
+      "add    sp, sp, #48\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
 #else
-#define CONV_QUAD_RQ_ASM                       \
-  "ldr    lr, [sp, #16]\n\t"                  \
-  "ldmia  lr!, {r0, r1, r3}\n\t"              \
-  MP_RQ_REGS_ASM("r4", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r6", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r8", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r10", "r0", "r1", "r3", "r12") \
-  "ldmia  lr!, {r0, r1, r3}\n\t"              \
-  MP_RQ_REGS_ASM("r5", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r7", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r9", "r0", "r1", "r3", "r12")  \
-  MP_RQ_REGS_ASM("r11", "r0", "r1", "r3", "r12") \
-  "str    lr, [sp, #16]\n\t"
 /* The widened loop (conv_quads_t): a group is 32 MACs, two channels by four pixels in eight
  * accumulators (r4-r11), each {k0, k2} then {k1, k3} half one LDM of the two channels'
  * weight words and two LDMs of two pixels' column words, eight SMLADs: 17 cycles a 16 MACs on
  * the Cortex-M4 (DDI 0439B Table 3-1: LDM 1 + N, SMLAD 1), no SXTB16, and a pair's
  * requantization and bookkeeping shared by eight outputs instead of four. The loop holds four
  * groups (84 bytes each: the weights' LDMs have 16-bit encodings) and is entered `skip` groups
- * in, as the 8-bit loop; the column's end waits in the frame. After the loop the pair's
- * table words come into r0, r1, r3 and each sum is requantized in place (MP_RQ_REGS_ASM), then
- * stored at out[pixel] + off. */
+ * in, as the 8-bit loop; the column's end waits in the frame. After the loop r2 is at the
+ * pair's table words: each channel's come into r0, r1, r3 and its sums are requantized in
+ * place (MP_RQ_REGS_ASM); each pixel's two bytes are joined (BFI) and stored as one halfword
+ * at out[pixel] + off (STRH takes any alignment, ARMv7-M ARM A3.2.1), then the next pair,
+ * its biases (ahead of its weights in the stream) in the eight accumulators. */
 #define CONV_QGROUP_BYTES 84
 #define CONV_QHALF_ASM                      \
   "ldmia  r2!, {r1, r3}\n\t"                \
@@ -632,9 +628,16 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
   __asm__ volatile(
       CONV_QLOAD_ASM
       CONV_QENTRY_ASM
-      /* [sp] w_end, +4 col, +8 col_end, +12 entry, +16 table, +20 off, +24..+36 out[] */
-      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-      CONV_QPAIR_START_ASM
+      /* [sp] w_end, +4 col, +8 col_end, +12 entry, +16 off, +20..+32 out[] */
+      "push   {r1, r3, r4, r5, r6, r7, r8, r9, r10}\n\t"
+      "2:\n\t"
+      "ldmia  r2!, {r4, r5}\n\t"
+      "mov    r6, r4\n\t"
+      "mov    r7, r5\n\t"
+      "mov    r8, r4\n\t"
+      "mov    r9, r5\n\t"
+      "mov    r10, r4\n\t"
+      "mov    r11, r5\n\t"
       "ldr    r0, [sp, #4]\n\t"
       "ldr    r3, [sp, #12]\n\t"
       "bx     r3\n\t"
@@ -651,8 +654,35 @@ __attribute__((naked, noinline)) static void conv_mm_quads_wide_asm(conv_quads_t
       "ldr    r1, [sp, #8]\n\t"
       "cmp    r0, r1\n\t"
       "bne    1b\n\t"
-      CONV_QUAD_EPILOGUE_ASM
-      "add    sp, sp, #40\n\t"
+      "ldmia  r2!, {r0, r1, r3}\n\t"
+      MP_RQ_REGS_ASM("r4", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r6", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r8", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r10", "r0", "r1", "r3", "r12")
+      "ldmia  r2!, {r0, r1, r3}\n\t"
+      MP_RQ_REGS_ASM("r5", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r7", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r9", "r0", "r1", "r3", "r12")
+      MP_RQ_REGS_ASM("r11", "r0", "r1", "r3", "r12")
+      "ldr    r3, [sp, #16]\n\t"
+      "ldr    r0, [sp, #20]\n\t"
+      "bfi    r4, r5, #8, #8\n\t"
+      "ldr    r1, [sp, #24]\n\t"
+      "bfi    r6, r7, #8, #8\n\t"
+      "strh   r4, [r0, r3]\n\t"
+      "ldr    r0, [sp, #28]\n\t"
+      "bfi    r8, r9, #8, #8\n\t"
+      "strh   r6, [r1, r3]\n\t"
+      "ldr    r1, [sp, #32]\n\t"
+      "bfi    r10, r11, #8, #8\n\t"
+      "strh   r8, [r0, r3]\n\t"
+      "strh   r10, [r1, r3]\n\t"
+      "add    r3, r3, #2\n\t"
+      "str    r3, [sp, #16]\n\t"
+      "ldr    r12, [sp]\n\t"
+      "cmp    r2, r12\n\t"
+      "bne    2b\n\t"
+      "add    sp, sp, #36\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
 #endif
@@ -663,8 +693,7 @@ static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
 #else
 static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
   const int8_t *w = s->w;
-  const int32_t *t = s->table;
-  for (int32_t off = 0; w != s->w_end; off += 2, t += 2 * MP_REQUANT_TABLE_WORDS) {
+  for (int32_t off = 0; w != s->w_end; off += 2, w += 8 * MP_REQUANT_TABLE_WORDS) {
     int32_t a[2][4];
     for (int32_t c = 0; c < 2; ++c)
       for (int32_t px = 0; px < 4; ++px) a[c][px] = (int32_t)mp_load32(w + 4 * c);
@@ -679,6 +708,7 @@ static void conv_mm_quads_wide(conv_quads_t *s, int32_t groups) {
         }
       }
     }
+    const int32_t *t = (const int32_t *)(const void *)w; /* word-aligned: the SRAM copy */
     for (int32_t px = 0; px < 4; ++px) {
       s->out[px][off] = mp_requant_table_out(t, a[0][px]);
       s->out[px][off + 1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a[1][px]);
@@ -715,24 +745,62 @@ static inline uint32_t conv_stream_bytes(int32_t out_c, uint32_t row_bytes) {
   return (uint32_t)out_c * row_bytes + 8u * (uint32_t)(out_c / 2);
 }
 
+/* Bytes of one channel pair in the widened stream: biases, weights, table words. */
+static inline uint32_t conv_wide_pair_bytes(uint32_t row_bytes) {
+  return 8u + 4u * row_bytes + 8u * MP_REQUANT_TABLE_WORDS;
+}
+
 /* Bytes of the widened stream (conv_widen_stream), which the SRAM copy holds on the boards
  * whose compiler rule gives it the room (bench_firmware/ops/conv.py conv_extra_scratch). */
 static inline uint32_t conv_wide_bytes(int32_t out_c, uint32_t row_bytes) {
-  return (uint32_t)(out_c / 2) * (8u + 4u * row_bytes) + (uint32_t)(out_c & 1) * row_bytes;
+  return (uint32_t)(out_c / 2) * conv_wide_pair_bytes(row_bytes) +
+         (uint32_t)(out_c & 1) * row_bytes;
 }
 
 /* The 8-bit stream at `from` widened into `w`: per pair the two biases, then per group of four
  * k the words SXTB16 and SXTB16 ROR #8 make of row 2p's word and of row 2p + 1's, the
- * halfword pairs the 8-bit loop would make of them in registers; an odd last row stays 8-bit.
- * `from` may be `w` itself (4-bit weights unpacked there first): back to front, every word is
- * read before anything lands on it (each destination lies at or after its source). */
-static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int32_t row_bytes) {
+ * halfword pairs the 8-bit loop would make of them in registers, then the two channels'
+ * words of the requantization table; an odd last row stays 8-bit. `from` may be `w` itself
+ * (4-bit weights unpacked there first): back to front, every word is read before anything
+ * lands on it (each destination lies at or after its source). */
+static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int32_t row_bytes,
+                              const int32_t *table) {
   const int32_t pairs = out_c / 2, groups = row_bytes / 4;
-  const int32_t src_pair = 8 + 2 * row_bytes, dst_pair = 8 + 4 * row_bytes;
+  const int32_t src_pair = 8 + 2 * row_bytes;
+  const int32_t dst_pair = (int32_t)conv_wide_pair_bytes((uint32_t)row_bytes);
   if (out_c & 1) memmove(w + pairs * dst_pair, from + pairs * src_pair, (size_t)row_bytes);
   for (int32_t q = pairs - 1; q >= 0; --q) {
     const int8_t *src = from + q * src_pair;
     uint32_t *dst = (uint32_t *)(void *)(w + q * dst_pair);
+#if defined(MP_CORTEX_M7) && defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && \
+    defined(__thumb2__)
+    /* The same loop scheduled for dual issue: both loads in one cycle (different banks),
+     * then each SXTB16 with its store: 6 cycles a group in the model's scheduler
+     * (timing/m7.py), against 10 as GCC orders it at -Os. */
+    const int8_t *s_end = src + 8 + 8 * groups;
+    uint32_t *d_end = dst + 2 + 4 * groups;
+    int32_t n = groups;
+    uint32_t a, b, t0, t1;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr    %[b], [%[s], #-4]\n\t"
+        "ldr    %[a], [%[s], #-8]!\n\t"
+        "subs   %[n], %[n], #1\n\t"
+        "sub    %[d], %[d], #16\n\t"
+        "sxtb16 %[t0], %[a]\n\t"
+        "str    %[t0], [%[d]]\n\t"
+        "sxtb16 %[t1], %[b]\n\t"
+        "str    %[t1], [%[d], #4]\n\t"
+        "sxtb16 %[t0], %[a], ror #8\n\t"
+        "str    %[t0], [%[d], #8]\n\t"
+        "sxtb16 %[t1], %[b], ror #8\n\t"
+        "str    %[t1], [%[d], #12]\n\t"
+        "bne    1b\n\t"
+        : [s] "+r"(s_end), [d] "+r"(d_end), [n] "+r"(n), [a] "=&r"(a), [b] "=&r"(b),
+          [t0] "=&r"(t0), [t1] "=&r"(t1)
+        :
+        : "cc", "memory");
+#else
     for (int32_t g = groups - 1; g >= 0; --g) {
       const uint32_t a = mp_load32(src + 8 + 8 * g), b = mp_load32(src + 12 + 8 * g);
       dst[2 + 4 * g] = mp_sxtb16(a);
@@ -740,9 +808,12 @@ static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int3
       dst[4 + 4 * g] = mp_sxtb16_ror8(a);
       dst[5 + 4 * g] = mp_sxtb16_ror8(b);
     }
+#endif
     const uint32_t b0 = mp_load32(src), b1 = mp_load32(src + 4);
     dst[0] = b0;
     dst[1] = b1;
+    for (int32_t k = 0; k < 2 * MP_REQUANT_TABLE_WORDS; ++k)
+      dst[2 + 4 * groups + k] = (uint32_t)table[2 * MP_REQUANT_TABLE_WORDS * q + k];
   }
 }
 
@@ -783,27 +854,64 @@ static void conv_wide_last_channel(const mp_conv_job_t *j, const int32_t *table,
   }
 }
 
-#if defined(MP_CORTEX_M7)
+#if defined(MP_CORTEX_M7) /* set for the Cortex-M7 boards' builds only */
 /* One pixel (slot 0 of the four-pixel column) by every channel pair of the widened stream,
  * requantized (the short path) and stored at out: a layer's last one or two pixels on the
- * Cortex-M7, which a block of four would run mostly empty (VWW's 3x3 maps: 9 pixels). */
+ * Cortex-M7, which a block of four would run mostly empty (VWW's 3x3 maps: 9 pixels). Two
+ * groups a pass, each load issuing beside a MAC or another load: 12 cycles a pass in the
+ * model's scheduler (timing/m7.py), against about 23 for GCC's loop at -Os; an odd first
+ * group goes alone. */
 static __attribute__((noinline)) void conv_wide_pixel(const int8_t *w, const int8_t *w_end,
                                                       const uint32_t *col, int32_t groups,
-                                                      const int32_t *t, int8_t *out) {
-  const uint32_t *col_end = col + 8 * groups;
-  for (; w != w_end; out += 2, t += 2 * MP_REQUANT_TABLE_WORDS) {
+                                                      int8_t *out) {
+  const uint32_t *col_end = col + 8 * groups, *col2 = col + 8 * (groups & 1);
+  for (; w != w_end; out += 2) {
     const uint32_t *ww = (const uint32_t *)(const void *)w; /* word-aligned: the SRAM copy */
     int32_t a0 = (int32_t)ww[0], a1 = (int32_t)ww[1];
     ww += 2;
-    for (const uint32_t *c = col; c != col_end; c += 8, ww += 4) {
-      a0 = mp_smlad(c[0], ww[0], a0);
-      a1 = mp_smlad(c[0], ww[1], a1);
-      a0 = mp_smlad(c[4], ww[2], a0);
-      a1 = mp_smlad(c[4], ww[3], a1);
+    if (groups & 1) {
+      a0 = mp_smlad(col[0], ww[0], mp_smlad(col[4], ww[2], a0));
+      a1 = mp_smlad(col[0], ww[1], mp_smlad(col[4], ww[3], a1));
+      ww += 4;
     }
+    if (col2 != col_end) {
+      const uint32_t *c = col2;
+      uint32_t x0, x1, v0, v1, v2, v3;
+      __asm__ volatile(
+          "1:\n\t"
+          "ldr    %[v0], [%[w]]\n\t"
+          "ldr    %[v1], [%[w], #4]\n\t"
+          "ldr    %[x0], [%[c]]\n\t"
+          "ldr    %[v2], [%[w], #8]\n\t"
+          "ldr    %[x1], [%[c], #16]\n\t"
+          "ldr    %[v3], [%[w], #12]\n\t"
+          "smlad  %[a0], %[x0], %[v0], %[a0]\n\t"
+          "ldr    %[v0], [%[w], #16]\n\t"
+          "smlad  %[a1], %[x0], %[v1], %[a1]\n\t"
+          "ldr    %[v1], [%[w], #20]\n\t"
+          "smlad  %[a0], %[x1], %[v2], %[a0]\n\t"
+          "ldr    %[x0], [%[c], #32]\n\t"
+          "smlad  %[a1], %[x1], %[v3], %[a1]\n\t"
+          "ldr    %[v2], [%[w], #24]\n\t"
+          "ldr    %[x1], [%[c], #48]\n\t"
+          "ldr    %[v3], [%[w], #28]\n\t"
+          "smlad  %[a0], %[x0], %[v0], %[a0]\n\t"
+          "adds   %[w], %[w], #32\n\t"
+          "smlad  %[a1], %[x0], %[v1], %[a1]\n\t"
+          "adds   %[c], %[c], #64\n\t"
+          "smlad  %[a0], %[x1], %[v2], %[a0]\n\t"
+          "cmp    %[c], %[e]\n\t"
+          "smlad  %[a1], %[x1], %[v3], %[a1]\n\t"
+          "bne    1b\n\t"
+          : [a0] "+r"(a0), [a1] "+r"(a1), [c] "+r"(c), [w] "+r"(ww), [x0] "=&r"(x0),
+            [x1] "=&r"(x1), [v0] "=&r"(v0), [v1] "=&r"(v1), [v2] "=&r"(v2), [v3] "=&r"(v3)
+          : [e] "r"(col_end)
+          : "cc", "memory");
+    }
+    const int32_t *t = (const int32_t *)(const void *)ww; /* the pair's table words */
     out[0] = mp_requant_table_out(t, a0);
     out[1] = mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS, a1);
-    w = (const int8_t *)(const void *)ww;
+    w = (const int8_t *)(const void *)(t + 2 * MP_REQUANT_TABLE_WORDS);
   }
 }
 #endif
@@ -922,14 +1030,15 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
       stream = weights_sram;
     }
     if (wide)
-      conv_widen_stream(weights_sram, stream, out_c, row_bytes);
+      conv_widen_stream(weights_sram, stream, out_c, row_bytes, table);
     else if (stream != weights_sram)
       mp_copy_bytes(weights_sram, stream, (int32_t)conv_stream_bytes(out_c, p->row_bytes));
     weights = weights_sram;
   }
   const int32_t pairs = out_c / 2;
   /* an odd last channel's row */
-  const int8_t *last = weights + pairs * (8 + (wide ? 4 : 2) * row_bytes);
+  const int8_t *last =
+      weights + pairs * (wide ? (int32_t)conv_wide_pair_bytes(p->row_bytes) : 8 + 2 * row_bytes);
   /* Kernel rows of whole words filling the row exactly (channels a multiple of 4, dilation 1
    * along the row): an interior window's column is its kernel rows' spans, widened in place
    * (conv_widen_window). */
@@ -954,8 +1063,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
 #else
       const int gather4 = 0; /* no faster on the Cortex-M4 twins, and its flash is budgeted */
 #endif
-      conv_quads_t st = {weights + pairs * (8 + 4 * row_bytes), col4, col4 + 8 * groups, 0,
-                         table, 0, {0, 0, 0, 0}, weights};
+      conv_quads_t st = {last, col4, col4 + 8 * groups, 0, 0, {0, 0, 0, 0}, weights};
       int32_t oy = 0, ox = 0, qy = 0, qx = 0; /* the next pixel; the one in the slot */
       for (int32_t pix = 0; pix < n_pix; pix += 4) {
 #if defined(MP_CORTEX_M7)
@@ -966,7 +1074,7 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
             const int8_t *src = direct ? conv_direct_src(j, in_b, py, px)
                                        : conv_pixel_src(&cs, py, px, col4, 1);
             if (src != 0) conv_widen4(src, col4, groups, off2);
-            conv_wide_pixel(weights, st.w_end, col4, groups, table, o);
+            conv_wide_pixel(weights, st.w_end, col4, groups, o);
             if (out_c & 1) conv_wide_last_channel(j, table, last, col4, groups, &o, 1);
           }
           break;
