@@ -8,7 +8,9 @@ channel count (the last channel runs outside the pair loop), or gather a first l
 windows (3 input channels, stride 1 and 2), so that every form of the block's edge runs: the
 repeated last pixel, the Cortex-M7's lone last pixels (conv_wide_pixel), the 8-bit copy the
 Cortex-M4 boards get for 5, 6, 9 or 10 pixels (QUAD_SHORT_PIXELS), the Cortex-M7's four
-gathered windows widened in one pass, and a 1x1 layer's four pixels widened at once.
+gathered windows widened in one pass, and a 1x1 layer's four pixels widened at once. The
+depthwise cases include rows of six pixels, which the Cortex-M7 runs as one block of six, along
+the width and, transposed, along the height.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ LAYERS: dict[str, tuple[tuple[int, int, int], Callable[[Any], Any]]] = {
     "pointwise_6_odd": ((2, 3, 64), lambda k: k.layers.Conv2D(65, 1)),
     "kxk_9_odd": ((3, 3, 32), lambda k: k.layers.Conv2D(33, 3, padding="same")),
     "depthwise_6x6": ((6, 6, 32), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
+    # six-pixel rows (the Cortex-M7's block of six): transposed (6 tall, 5 wide) and unpadded
+    "depthwise_6x5": ((6, 5, 16), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
+    "depthwise_8x8_valid": ((8, 8, 8), lambda k: k.layers.DepthwiseConv2D(3)),
     "depthwise_s2": ((12, 12, 16),
                      lambda k: k.layers.DepthwiseConv2D(3, strides=2, padding="same")),
     "depthwise_s2_odd": ((13, 11, 8),
