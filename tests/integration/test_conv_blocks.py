@@ -10,7 +10,8 @@ repeated last pixel, the Cortex-M7's lone last pixels (conv_wide_pixel), the 8-b
 Cortex-M4 boards get for 5, 6, 9 or 10 pixels (QUAD_SHORT_PIXELS), the Cortex-M7's four
 gathered windows widened in one pass, and a 1x1 layer's four pixels widened at once. The
 depthwise cases include rows of six pixels, which the Cortex-M7 runs as one block of six, along
-the width and, transposed, along the height.
+the width and, transposed, along the height; the fully connected ones the four-row loop's first
+and last input words (the Cortex-M7's form loads each next word ahead, except in the last).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.slow
 BOARD_NAMES = ("nucleo-l4r5zi", "nucleo-f746zg")
 
 # name -> (input shape, the layer on it)
-LAYERS: dict[str, tuple[tuple[int, int, int], Callable[[Any], Any]]] = {
+LAYERS: dict[str, tuple[tuple[int, ...], Callable[[Any], Any]]] = {
     "first_9x9_odd": ((9, 9, 3), lambda k: k.layers.Conv2D(7, 3, padding="same")),
     "first_s2_odd": ((18, 17, 3), lambda k: k.layers.Conv2D(9, 3, strides=2, padding="same")),
     "pointwise_25_odd": ((5, 5, 8), lambda k: k.layers.Conv2D(13, 1)),
@@ -45,6 +46,10 @@ LAYERS: dict[str, tuple[tuple[int, int, int], Callable[[Any], Any]]] = {
     # six-pixel rows (the Cortex-M7's block of six): transposed (6 tall, 5 wide) and unpadded
     "depthwise_6x5": ((6, 5, 16), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
     "depthwise_8x8_valid": ((8, 8, 8), lambda k: k.layers.DepthwiseConv2D(3)),
+    # fully connected rows in fours over one input word, an odd count with a tail, and many
+    "fc_one_word": ((4,), lambda k: k.layers.Dense(8)),
+    "fc_odd_tail": ((13,), lambda k: k.layers.Dense(12)),
+    "fc_long": ((96,), lambda k: k.layers.Dense(20)),
     "depthwise_s2": ((12, 12, 16),
                      lambda k: k.layers.DepthwiseConv2D(3, strides=2, padding="same")),
     "depthwise_s2_odd": ((13, 11, 8),
