@@ -483,9 +483,10 @@ static void conv_mm_pairs(conv_pairs_t *s, int32_t groups) {
 #define CONV_QGROUP_M7_ASM(C8, C12, W4, C16, C20, W8, C24, C28, W12, C32, C36, W16) \
   CONV_QHALF_M7_ASM(C8, C12, W4, C16, C20, W8)                                      \
   CONV_QHALF_M7_ASM(C24, C28, W12, C32, C36, W16)
-/* A channel's four sums (A0-A3, each in place: MP_RQ_REGS_ASM with the sum's own sign, the
- * same integer since |sum| < 2^30 on the short path) in two interleaved chains, r12 and lr
- * their scratch, the table words in r0, r1, r3, entering with r12 and lr = 2 * A0, 2 * A1.
+/* A channel's four sums (A0-A3) requantized in two interleaved chains: MP_RQ_REGS_ASM's
+ * arithmetic, each result written over its sum once the ADD has read the sum's sign, so r12
+ * and lr, the chains' scratch, are free three steps early; the table words in r0, r1, r3,
+ * entering with r12 and lr = 2 * A0, 2 * A1.
  * Beside the last steps: L0 and L1 may load r0 and r3, N0 and N1 write r12 and lr (the next
  * channel's first shifts), L2 may load r1. */
 #define CONV_QRQ4_M7_ASM(A0, A1, A2, A3, L0, L1, N0, N1, L2) \
@@ -776,7 +777,8 @@ static void conv_widen_stream(int8_t *w, const int8_t *from, int32_t out_c, int3
     defined(__thumb2__)
     /* The same loop scheduled for dual issue: both loads in one cycle (different banks),
      * then each SXTB16 with its store: 6 cycles a group in the model's scheduler
-     * (timing/m7.py), against 10 as GCC orders it at -Os. */
+     * (timing/m7.py), against 10 as GCC orders it at -Os; reading the plan in flash, the L1
+     * line refills add about 3. */
     const int8_t *s_end = src + 8 + 8 * groups;
     uint32_t *d_end = dst + 2 + 4 * groups;
     int32_t n = groups;
