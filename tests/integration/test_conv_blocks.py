@@ -41,6 +41,7 @@ LAYERS: dict[str, tuple[tuple[int, ...], Callable[[Any], Any]]] = {
     "pointwise_42": ((6, 7, 16), lambda k: k.layers.Conv2D(32, 1)),
     "pointwise_9_odd": ((3, 3, 128), lambda k: k.layers.Conv2D(67, 1)),
     "pointwise_6_odd": ((2, 3, 64), lambda k: k.layers.Conv2D(65, 1)),
+    "pointwise_81_one_word": ((9, 9, 4), lambda k: k.layers.Conv2D(6, 1)),
     "kxk_9_odd": ((3, 3, 32), lambda k: k.layers.Conv2D(33, 3, padding="same")),
     "depthwise_6x6": ((6, 6, 32), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
     # six-pixel rows (the Cortex-M7's block of six): transposed (6 tall, 5 wide) and unpadded
