@@ -111,22 +111,15 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
 #endif
 
 /* acc[r] += sum over `groups` words of x . w_r for four rows in the interleaved order (file
- * comment): per group one load of the input word, one LDM of the four rows' words, SXTB16
- * pairs and two SMLADs per row (16 MACs); two groups a pass, an odd one first. */
-#if defined(MP_CORTEX_M7) && defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && \
-    defined(__thumb2__)
-/* The Cortex-M7 form: single loads issued beside the extends (an extend may only take the
- * first slot), each group loading the next group's input word and first two weight words
- * once their registers are free: 13 cycles a group in the cycle model's scheduler
- * (timing/m7.py), against 14 for the LDM form below. The last group loads nothing ahead, so
- * nothing past the input or the weights is read. */
-#define FC4_M7_BODY                        \
-  "sxtb16 lr, r3, ror #8\n\t"              \
-  "ldr    r10, [%[w], #8]\n\t"             \
-  "sxtb16 r3, r3\n\t"                      \
-  "ldr    r11, [%[w], #12]\n\t"            \
-  "sxtb16 r12, r8\n\t"                     \
-  "add    %[w], %[w], #16\n\t"             \
+ * comment): per group the input word, the four rows' words, SXTB16 pairs and two SMLADs per
+ * row (16 MACs). */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
+/* A group's MACs after its first extends: entering with r3, lr the input word's {x0, x2} and
+ * {x1, x3} halfword pairs, r12 row 0's {w0, w2} (SXTB16 of r8, its word) and r9-r11 rows
+ * 1-3's words; row 3's second SMLAD (lr with r11) is left to the caller. Each SXTB16 is
+ * followed by an independent SMLAD of the row before, for the Cortex-M7's dual issue (an
+ * extend may only take the first slot). */
+#define FC4_MACS_ASM                       \
   "sxtb16 r8, r8, ror #8\n\t"              \
   "smlad  %[a0], r3, r12, %[a0]\n\t"       \
   "sxtb16 r12, r9\n\t"                     \
@@ -141,65 +134,31 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
   "smlad  %[a2], lr, r10, %[a2]\n\t"       \
   "sxtb16 r11, r11, ror #8\n\t"            \
   "smlad  %[a3], r3, r12, %[a3]\n\t"
-static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
-  if (groups <= 0) return;
-  register const int8_t *xp __asm__("r0") = x;
-  register const int8_t *xl __asm__("r1") = x + 4 * (groups - 1); /* the last group's word */
-  register const int8_t *wp __asm__("r2") = w;
-  register int32_t a0 __asm__("r4") = acc[0];
-  register int32_t a1 __asm__("r5") = acc[1];
-  register int32_t a2 __asm__("r6") = acc[2];
-  register int32_t a3 __asm__("r7") = acc[3];
-  __asm__ volatile(
-      "ldr    r3, [%[x]]\n\t"
-      "ldr    r8, [%[w]]\n\t"
-      "ldr    r9, [%[w], #4]\n\t"
-      "cmp    %[x], %[xl]\n\t"
-      "beq    2f\n\t"
-      "1:\n\t"
-      FC4_M7_BODY
-      "ldr    r3, [%[x], #4]!\n\t"
-      "ldr    r8, [%[w]]\n\t"
-      "smlad  %[a3], lr, r11, %[a3]\n\t"
-      "ldr    r9, [%[w], #4]\n\t"
-      "cmp    %[x], %[xl]\n\t"
-      "bne    1b\n\t"
-      "2:\n\t"
-      FC4_M7_BODY
-      "smlad  %[a3], lr, r11, %[a3]\n\t"
-      : [x] "+r"(xp), [w] "+r"(wp), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
-      : [xl] "r"(xl)
-      : "r3", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
-}
-#elif defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-/* Ordered for the Cortex-M7's dual issue (an extend may only take the first slot, so each
- * SXTB16 is followed by an independent SMLAD of the row before: 13 cycles a group instead of
- * 18 in the cycle model's scheduler); the Cortex-M4 runs it one instruction at a time. */
+#if defined(MP_CORTEX_M7)
+/* The Cortex-M7 form: single loads issued beside the extends, each group loading the next
+ * group's input word and first two weight words once their registers are free: 13 cycles a
+ * group in the cycle model's scheduler (timing/m7.py), against 14 for the LDM form. The last
+ * group loads nothing ahead, so nothing past the input or the weights is read. */
+#define FC4_M7_BODY                        \
+  "sxtb16 lr, r3, ror #8\n\t"              \
+  "ldr    r10, [%[w], #8]\n\t"             \
+  "sxtb16 r3, r3\n\t"                      \
+  "ldr    r11, [%[w], #12]\n\t"            \
+  "sxtb16 r12, r8\n\t"                     \
+  "add    %[w], %[w], #16\n\t"             \
+  FC4_MACS_ASM
+#else
+/* The Cortex-M4 form, one instruction at a time: per group one load of the input word and
+ * one LDM of the four rows' words; two groups a pass, an odd one first. */
 #define FC4_GROUP                          \
   "ldr    r3, [%[x]], #4\n\t"              \
   "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"   \
   "sxtb16 lr, r3, ror #8\n\t"              \
   "sxtb16 r3, r3\n\t"                      \
   "sxtb16 r12, r8\n\t"                     \
-  "sxtb16 r8, r8, ror #8\n\t"              \
-  "smlad  %[a0], r3, r12, %[a0]\n\t"       \
-  "sxtb16 r12, r9\n\t"                     \
-  "smlad  %[a0], lr, r8, %[a0]\n\t"        \
-  "sxtb16 r9, r9, ror #8\n\t"              \
-  "smlad  %[a1], r3, r12, %[a1]\n\t"       \
-  "sxtb16 r12, r10\n\t"                    \
-  "smlad  %[a1], lr, r9, %[a1]\n\t"        \
-  "sxtb16 r10, r10, ror #8\n\t"            \
-  "smlad  %[a2], r3, r12, %[a2]\n\t"       \
-  "sxtb16 r12, r11\n\t"                    \
-  "smlad  %[a2], lr, r10, %[a2]\n\t"       \
-  "sxtb16 r11, r11, ror #8\n\t"            \
-  "smlad  %[a3], r3, r12, %[a3]\n\t"       \
+  FC4_MACS_ASM                             \
   "smlad  %[a3], lr, r11, %[a3]\n\t"
+#endif
 static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
   if (groups <= 0) return;
   register const int8_t *xp __asm__("r0") = x;
@@ -210,6 +169,25 @@ static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *a
   register int32_t a2 __asm__("r6") = acc[2];
   register int32_t a3 __asm__("r7") = acc[3];
   __asm__ volatile(
+#if defined(MP_CORTEX_M7)
+      "sub    %[xe], %[xe], #4\n\t" /* the last group's word */
+      "ldr    r3, [%[x]]\n\t"
+      "ldr    r8, [%[w]]\n\t"
+      "ldr    r9, [%[w], #4]\n\t"
+      "cmp    %[x], %[xe]\n\t"
+      "beq    2f\n\t"
+      "1:\n\t"
+      FC4_M7_BODY
+      "ldr    r3, [%[x], #4]!\n\t"
+      "ldr    r8, [%[w]]\n\t"
+      "smlad  %[a3], lr, r11, %[a3]\n\t"
+      "ldr    r9, [%[w], #4]\n\t"
+      "cmp    %[x], %[xe]\n\t"
+      "bne    1b\n\t"
+      "2:\n\t"
+      FC4_M7_BODY
+      "smlad  %[a3], lr, r11, %[a3]\n\t"
+#else
       "sub    r12, %[xe], %[x]\n\t"
       "tst    r12, #4\n\t" /* an odd count: its first group enters the pass's second */
       "bne    2f\n\t"
@@ -219,6 +197,7 @@ static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *a
       FC4_GROUP
       "cmp    %[x], %[xe]\n\t"
       "bne    1b\n\t"
+#endif
       : [x] "+r"(xp), [w] "+r"(wp), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
         [xe] "+r"(xe)
       :
