@@ -955,6 +955,28 @@ static void conv_src_init(const mp_conv_job_t *j, conv_src_t *c, int8_t *tmp, ui
   c->end = j->input + d->batches * d->in_h * d->in_w * d->in_c;
 }
 
+/* A window's kernel rows copied from src to o as whole words (conv_src_t `words` of them a
+ * row). LDR and STR take any alignment (ARMv7-M ARM A3.2.1). A row's last word carries up to
+ * 3 bytes past its span, which the next row overwrites, or, after the last row, the column's
+ * padding (its weights are 0: whatever it holds adds nothing) and what follows the column:
+ * 4 bytes of slack (conv_dsp_scratch), or the next window of a block of four, written after
+ * it. The input is read no further than its end (the callers check c->last against c->end). */
+static inline void conv_copy_window(const conv_src_t *c, const int8_t *src, int8_t *o) {
+  const int32_t words = c->words, span = c->span, step = c->src_step;
+  for (int32_t ky = c->j->p->kernel_h; ky > 0; --ky, o += span, src += step) {
+    const uint32_t v0 = mp_load32(src);
+    if (words > 1) {
+      const uint32_t v1 = mp_load32(src + 4);
+      if (words > 2) {
+        const uint32_t v2 = mp_load32(src + 8);
+        memcpy(o + 8, &v2, 4);
+      }
+      memcpy(o + 4, &v1, 4);
+    }
+    memcpy(o, &v0, 4);
+  }
+}
+
 /* The int8 source to widen for output pixel (oy, ox) of a layer that does not read the input
  * directly: its window copied into c->tmp (row_bytes and 4 bytes of slack) as whole words or
  * gathered there (conv_gather); NULL when its window was widened straight into `dst`
@@ -965,35 +987,38 @@ static const int8_t *conv_pixel_src(const conv_src_t *c, int32_t oy, int32_t ox,
   const mp_conv_params_t *p = j->p;
   if (c->spans && conv_widen_window(j, c->in_b, oy, ox, dst, c->off2, quad)) return 0;
   const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
-  const int32_t words = c->words;
-  if (words != 0 && (uint32_t)iy0 <= c->iy_max && (uint32_t)ix0 <= c->ix_max) {
+  if (c->words != 0 && (uint32_t)iy0 <= c->iy_max && (uint32_t)ix0 <= c->ix_max) {
     const int8_t *src = c->in_b + (iy0 * j->d.in_w + ix0) * j->d.in_c;
     if (src + c->last <= c->end) {
-      /* LDR and STR take any alignment (ARMv7-M ARM A3.2.1). A row's last word carries up to
-       * 3 bytes past its span, which the next row overwrites, or, after the last row, the
-       * column's padding (its weights are 0: whatever it holds adds nothing) and the 4 bytes
-       * of slack the scratch keeps after the column (conv_dsp_scratch). The input is read no
-       * further than its end. */
-      int8_t *o = c->tmp;
-      const int32_t span = c->span, step = c->src_step;
-      for (int32_t ky = p->kernel_h; ky > 0; --ky, o += span, src += step) {
-        const uint32_t v0 = mp_load32(src);
-        if (words > 1) {
-          const uint32_t v1 = mp_load32(src + 4);
-          if (words > 2) {
-            const uint32_t v2 = mp_load32(src + 8);
-            memcpy(o + 8, &v2, 4);
-          }
-          memcpy(o + 4, &v1, 4);
-        }
-        memcpy(o, &v0, 4);
-      }
+      conv_copy_window(c, src, c->tmp);
       return c->tmp;
     }
   }
   conv_gather(j, c->in_b, oy, ox, c->tmp);
   return c->tmp;
 }
+
+#if defined(MP_CORTEX_M7)
+/* Output pixels (oy, ox) to (oy, ox + 3), one row, whose windows all lie inside the input:
+ * their windows copied as whole words (conv_copy_window) side by side at dst, row_bytes
+ * apart, with one call and one bounds check for the four; 0 when any does not qualify (the
+ * caller then takes them one at a time, conv_pixel_src). */
+static __attribute__((noinline)) int conv_gather4_row(const conv_src_t *c, int32_t oy,
+                                                      int32_t ox, int8_t *dst,
+                                                      int32_t row_bytes) {
+  const mp_conv_job_t *j = c->j;
+  const mp_conv_params_t *p = j->p;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  const int32_t step = p->stride_w * j->d.in_c; /* from one window to the next */
+  if (c->words == 0 || (uint32_t)iy0 > c->iy_max || (uint32_t)ix0 > c->ix_max ||
+      (uint32_t)(ix0 + 3 * p->stride_w) > c->ix_max)
+    return 0;
+  const int8_t *src = c->in_b + (iy0 * j->d.in_w + ix0) * j->d.in_c;
+  if (src + 3 * step + c->last > c->end) return 0;
+  for (int32_t s = 0; s < 4; ++s, src += step, dst += row_bytes) conv_copy_window(c, src, dst);
+  return 1;
+}
+#endif
 
 /* Pixel (oy, ox)'s input, where the layer reads it directly (conv_direct). */
 static inline const int8_t *conv_direct_src(const mp_conv_job_t *j, const int8_t *in_b,
@@ -1085,6 +1110,16 @@ static void conv_dsp(const mp_conv_job_t *j, uint8_t *scratch, int8_t *weights_s
         if (linear && pix + 4 <= n_pix) {
           for (int32_t s = 0; s < 4; ++s) st.out[s] = out_b + (pix + s) * out_c;
           conv_widen4x(in_b + pix * in_c, in_c, col4, groups, off2);
+#if defined(MP_CORTEX_M7)
+        } else if (gather4 && ox + 4 <= d->out_w && pix + 4 <= n_pix &&
+                   conv_gather4_row(&cs, oy, ox, (int8_t *)col, row_bytes)) {
+          for (int32_t s = 0; s < 4; ++s) st.out[s] = out_b + pix * out_c + s * out_c;
+          ox += 4;
+          if (ox == d->out_w) {
+            ox = 0;
+            ++oy;
+          }
+#endif
         } else for (int32_t s = 0; s < 4; ++s) {
           if (linear) {
             const int32_t q = pix + s < n_pix ? pix + s : n_pix - 1;
