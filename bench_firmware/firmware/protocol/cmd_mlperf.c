@@ -31,8 +31,12 @@ static uint32_t take_timestamp(void) {
   const uint32_t t = board_micros();
   uint32_t spins = 0;
   board_timestamp_pin(0);
-  /* Two counter ticks: at least one whole microsecond has passed. */
-  while ((uint32_t)(board_micros() - t) < 2u && ++spins < MP_PULSE_SPIN_MAX) {
+  /* Two counter ticks from a reading taken after the pin fell: at least one whole
+   * microsecond low. (Counted from `t`, the wait could end less than 1 us after the edge:
+   * board_micros() reads the counter some cycles before it returns, and the pin write
+   * follows.) */
+  const uint32_t low = board_micros();
+  while ((uint32_t)(board_micros() - low) < 2u && ++spins < MP_PULSE_SPIN_MAX) {
   }
   board_timestamp_pin(1);
   return t;
