@@ -9,7 +9,7 @@ windows (3 input channels, stride 1 and 2), so that every form of the block's ed
 repeated last pixel, the Cortex-M7's lone last pixels (conv_wide_pixel), the 8-bit copy the
 Cortex-M4 boards get for 5, 6, 9 or 10 pixels (QUAD_SHORT_PIXELS), the Cortex-M7's four
 gathered windows widened in one pass, and a 1x1 layer's four pixels widened at once. The
-depthwise cases include rows of six pixels, which the Cortex-M7 runs as one block of six, along
+depthwise cases include rows of six pixels, which both cores run as one block of six, along
 the width and, transposed, along the height; the fully connected ones the four-row loop's first
 and last input words (the Cortex-M7's form loads each next word ahead, except in the last).
 """
@@ -44,7 +44,7 @@ LAYERS: dict[str, tuple[tuple[int, ...], Callable[[Any], Any]]] = {
     "pointwise_81_one_word": ((9, 9, 4), lambda k: k.layers.Conv2D(6, 1)),
     "kxk_9_odd": ((3, 3, 32), lambda k: k.layers.Conv2D(33, 3, padding="same")),
     "depthwise_6x6": ((6, 6, 32), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
-    # six-pixel rows (the Cortex-M7's block of six): transposed (6 tall, 5 wide) and unpadded
+    # six-pixel rows (the block of six): transposed (6 tall, 5 wide) and unpadded
     "depthwise_6x5": ((6, 5, 16), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
     "depthwise_8x8_valid": ((8, 8, 8), lambda k: k.layers.DepthwiseConv2D(3)),
     # fully connected rows in fours over one input word, an odd count with a tail, and many

@@ -12,10 +12,10 @@ reads lies elsewhere in the two images: ``board_cycles()`` between operators, ne
 tables (the kernel dispatch table, softmax's constants). Those addresses meet the twin's flash
 caches (ART lines, Cortex-M7 L1 sets) differently, so an operator may take or save a few line
 refills, each costing the flash wait states (+1 cycle on the STM32F4 / L4 ART; the L4+ refills a
-line with 4 reads). Measured on kws_tiny (12 operators): +6 cycles on the F446, +47 on the
-L4R5, +28 on the F746 and +21 on the F767 (up to +196 on the F746 as the kernels changed;
-a first convolution once differed by 77 cycles on the F767, under 10 line refills),
-under 0.02 % of an inference. (The convolutions
+line with 4 reads). The differences measured on kws_tiny (12 operators) are in
+``docs/export.md`` ("Same latency as mcuprof run"): a few cycles either way, at most a few
+hundred as the kernels changed (+196 on the F746 once; a first convolution once 77 cycles
+on the F767, under 10 line refills), under 0.02 % of an inference. (The convolutions
 copy window rows and scratch with the runtime's own loops, not memcpy, for this reason.) The bound
 asserted is :data:`REFILLS_PER_OPERATOR` line refills per operator, and their sum for the
 inference.

@@ -105,6 +105,19 @@ static inline int8_t mp_requant_table_out(const int32_t *t, int32_t acc) {
   "asr    " t ", " t ", " r "\n\t"          \
   "ssat   " a ", #8, " t "\n\t"
 #define MP_RQ_INPLACE_ASM(a) MP_RQ_REGS_ASM(a, "r8", "r9", "r10", "r12")
+/* Two accumulators a and b, as two MP_RQ_REGS_ASM chains step by step (a's step, then b's),
+ * t and u their scratch: the Cortex-M7 issues each pair of independent steps together. */
+#define MP_RQ2_REGS_ASM(a, b, m, r, k, t, u)        \
+  "lsl    " t ", " a ", #1\n\t"                     \
+  "lsl    " u ", " b ", #1\n\t"                     \
+  "smmlar " t ", " t ", " m ", " k "\n\t"           \
+  "smmlar " u ", " u ", " m ", " k "\n\t"           \
+  "add    " t ", " t ", " a ", asr #31\n\t"         \
+  "add    " u ", " u ", " b ", asr #31\n\t"         \
+  "asr    " t ", " t ", " r "\n\t"                  \
+  "asr    " u ", " u ", " r "\n\t"                  \
+  "ssat   " a ", #8, " t "\n\t"                     \
+  "ssat   " b ", #8, " u "\n\t"
 
 /* Fills `rq` for `channels` channels, once per invocation of a layer. `bias` and `k` bound the
  * accumulators: acc = bias + sum of k products of an int8 weight (|w| <= 128) and an

@@ -699,17 +699,7 @@ typedef struct {
   "smlad  r7, r10, r12, r7\n\t"           \
   "ldr    r10, [r0, #8]\n\t"              \
   "ldr    r12, [r2, #" W4 "]\n\t"
-#define DW_RQ2_M7(A, B)                    \
-  "lsl    r12, " A ", #1\n\t"             \
-  "lsl    r11, " B ", #1\n\t"             \
-  "smmlar r12, r12, r8, r10\n\t"          \
-  "smmlar r11, r11, r8, r10\n\t"          \
-  "add    r12, r12, " A ", asr #31\n\t"   \
-  "add    r11, r11, " B ", asr #31\n\t"   \
-  "asr    r12, r12, r9\n\t"               \
-  "asr    r11, r11, r9\n\t"               \
-  "ssat   " A ", #8, r12\n\t"             \
-  "ssat   " B ", #8, r11\n\t"
+#define DW_RQ2_M7(A, B) MP_RQ2_REGS_ASM(A, B, "r8", "r9", "r10", "r12", "r11")
 #define DW_RQ_BODY_S1                      \
   "ldr    r4, [r2, #24]\n\t"              \
   "ldr    r8, [r3]\n\t"                   \
@@ -899,16 +889,16 @@ __attribute__((naked, noinline)) static void dw_rq_row_s2(const dw_rq_row_t *s) 
   (void)s;
   DW_RQ_ASM(DW_RQ_BODY_S2);
 }
-#if defined(MP_CORTEX_M7)
-/* Stride 1 on the Cortex-M7 where the row is six pixels wide (VWW's 6x6 maps), which the
- * quads would run as eight, two of them wasted: per kernel row four image words {x0, x1} ..
- * {x6, x7} and the two weight pairs give the six pixels their twelve MACs (pixel 2k: SMLAD
- * with {x2k, x2k+1}, SMLABT with {x2k+2, x2k+3}; pixel 2k + 1: SMLATB, SMLAD), each image
- * word loaded beside the MACs once the one before it is done with; the six sums requantized
- * in place in two chains (r10, r11) and stored. 70 cycles a channel in the model's scheduler
- * (timing/m7.py), against about 125 for its two quads and their channel loop. Locals: [sp]
- * the channel's image row, +4 its output at pixel 0, +12 row_bytes, +16 out_step, +20
- * plane_bytes; r3 counts the channels down. */
+/* Stride 1 where the row is six pixels wide (VWW's 6x6 maps), which the quads would run as
+ * eight, two of them wasted: per kernel row four image words {x0, x1} .. {x6, x7} and the two
+ * weight pairs give the six pixels their twelve MACs (pixel 2k: SMLAD with {x2k, x2k+1},
+ * SMLABT with {x2k+2, x2k+3}; pixel 2k + 1: SMLATB, SMLAD), each image word loaded beside the
+ * MACs once the one before it is done with; the six sums requantized in place in two chains
+ * (r10, r11) and stored. Scheduled for the Cortex-M7's dual issue; the Cortex-M4 runs the same
+ * instructions one at a time. A channel takes 70 cycles in the Cortex-M7 model's scheduler
+ * (timing/m7.py) and 117 in the Cortex-M4 model (timing/m4.py), against about 125 and 188 for
+ * its two quads and their channel loop. Locals: [sp] the channel's image row, +4 its output at
+ * pixel 0, +12 row_bytes, +16 out_step, +20 plane_bytes; r3 counts the channels down. */
 #define DW_HEX_ROW(NEXT)                   \
   "smlad  r4, r10, r12, r4\n\t"            \
   "smlatb r5, r10, r12, r5\n\t"            \
@@ -1026,7 +1016,6 @@ __attribute__((naked, noinline)) static void dw_rq_hex_s1(const dw_rq_row_t *s) 
       "add    sp, sp, #24\n\t"
       "pop    {r4-r11, pc}\n\t");
 }
-#endif
 #else
 /* The host build: the quads into `acc` (4 * quads words), then the table arithmetic. */
 static void dw_rq_row(const dw_rq_row_t *s, int stride2, int32_t *acc) {
@@ -1090,11 +1079,9 @@ static void dw_planar(const mp_conv_job_t *j, const dw_planar_t *g, int32_t *tab
                                quads * (g->sc == 1 ? 8 : 16), g->out_cols - 4 * (quads - 1),
                                c_all, 2 * w2};
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-#if defined(MP_CORTEX_M7)
         if (g->sc == 1 && g->out_cols == 6)
           dw_rq_hex_s1(&s);
         else
-#endif
         if (g->sc == 1)
           dw_rq_row_s1(&s);
         else
