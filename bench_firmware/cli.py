@@ -65,9 +65,15 @@ def analyze(model: Path, board: str, as_json: bool) -> None:
                f"params {_fmt_bytes(plan.param_bytes)}")
     fit_arena = "fits" if plan.arena_bytes <= b.arena_capacity else "DOES NOT FIT"
     fit_plan = "fits" if plan.plan_bytes <= b.model_region_bytes else "DOES NOT FIT"
+    resident = [layer for layer in plan.layers if layer.resident_bytes]
+    rest = "kernel scratch and weights copied to SRAM" if resident else "kernel scratch"
     click.echo(f"arena: {_fmt_bytes(plan.arena_bytes)} of {_fmt_bytes(b.arena_capacity)} "
                f"({fit_arena}; activations alone {_fmt_bytes(plan.activation_bytes)}, the rest "
-               f"kernel scratch)")
+               f"{rest})")
+    if resident:
+        click.echo(f"weights copied to SRAM when the plan loads (read there, not from flash): "
+                   f"{_fmt_bytes(sum(layer.resident_bytes for layer in resident))}, layers "
+                   f"{', '.join(str(layer.index) for layer in resident)}")
     click.echo(f"plan:  {_fmt_bytes(plan.plan_bytes)} of {_fmt_bytes(b.model_region_bytes)} "
                f"model region ({fit_plan}; {_plan_vs_tflite(plan.plan_bytes, len(data))})")
 

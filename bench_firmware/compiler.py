@@ -54,12 +54,14 @@ class Layer:
     plan_bytes: int
     output_shape: tuple[int, ...]
     scratch_bytes: int = 0  # the kernel's arena scratch buffer (part of arena_bytes)
+    resident_bytes: int = 0  # its weights copied into the arena at load (part of arena_bytes)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "index": self.index, "op": self.op, "macs": self.macs, "ops": self.ops,
             "param_bytes": self.param_bytes, "plan_bytes": self.plan_bytes,
-            "scratch_bytes": self.scratch_bytes, "output_shape": list(self.output_shape),
+            "scratch_bytes": self.scratch_bytes, "resident_bytes": self.resident_bytes,
+            "output_shape": list(self.output_shape),
         }
 
 
@@ -108,6 +110,7 @@ class Plan:
             "arena_bytes": self.arena_bytes,
             "activation_arena_bytes": self.activation_bytes,
             "scratch_bytes": max((layer.scratch_bytes for layer in self.layers), default=0),
+            "resident_bytes": sum(layer.resident_bytes for layer in self.layers),
             "arena_capacity": self.board.arena_capacity,
             "model_region_bytes": self.board.model_region_bytes,
             "input_shape": list(self.input_shape),
@@ -131,6 +134,8 @@ class _DataSection:
         self.buf = bytearray()
         self.scratch_off = 0  # the current op's scratch buffer in the arena
         self.scratch_bytes = 0  # and its size
+        self.resident_off = 0  # where the runtime copies the current op's weights at load
+        self.resident_bytes = 0  # and their size (0: they stay in flash)
         self._stored: dict[bytes, int] = {}  # array -> its offset
         self.shared_bytes = 0  # bytes that equal arrays did not take again
 
@@ -246,6 +251,18 @@ def _tensor_record(t: Tensor, offset: int) -> bytes:
     )
 
 
+def resident_ops(graph: Graph, board: Board) -> dict[int, int]:
+    """The constant data the runtime copies into the arena when the plan loads, by operator
+    index: each op spec's ``resident`` says what its kernel reads faster from SRAM than from
+    the board's flash (the per-layer cost rule: ``bench_firmware/ops/fully_connected.py``
+    fc_resident_bytes). The caller drops copies with the extras, largest first, while the
+    arena would not fit the board's SRAM; a copy moves cycles only, the outputs are the same
+    bytes."""
+    sizes = {i: op_registry.REGISTRY[op.name].resident_bytes(op, board)
+             for i, op in enumerate(graph.operators)}
+    return {i: size for i, size in sizes.items() if size > 0}
+
+
 def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
                   mlperf_name: str | None = None) -> Plan:
     """Compile a parsed graph for ``board``. ``mlperf_name``: the EEMBC model name the board
@@ -266,16 +283,26 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
     kernel_scratch = {i: op_registry.REGISTRY[op.name].scratch_bytes(op)
                       for i, op in enumerate(graph.operators)}
     extras = extra_scratch_ops(graph, board, kernel_scratch)
+    # Weights the runtime copies into the arena when the plan loads: alive for the whole graph
+    # (and between inferences), so they share bytes with nothing.
+    n_ops = len(graph.operators)
+    resident = resident_ops(graph, board)
     activation_bytes = plan_memory([Buffer(b.key, b.size, b.first, b.last)
                                     for b in life.values()])
     while True:
         scratch = {i: Buffer(key=-1 - i, size=size + extras.get(i, 0), first=i, last=i,
                              apart=model_input)
                    for i, size in kernel_scratch.items() if size > 0}
-        arena = plan_with_scratch(list(life.values()), list(scratch.values()))
-        if arena <= board.arena_capacity or not extras:
+        kept = {i: Buffer(key=-1 - n_ops - i, size=size, first=0, last=max(n_ops - 1, 0))
+                for i, size in resident.items()}
+        arena = plan_with_scratch(list(life.values()), [*scratch.values(), *kept.values()])
+        if arena <= board.arena_capacity or not (extras or resident):
             break
-        del extras[max(extras, key=extras.__getitem__)]  # the largest goes first
+        # The largest extra or copy goes first; either only moves cycles, never outputs.
+        if not resident or (extras and max(extras.values()) >= max(resident.values())):
+            del extras[max(extras, key=extras.__getitem__)]
+        else:
+            del resident[max(resident, key=resident.__getitem__)]
     if check_fit and arena > board.arena_capacity:
         big = max(tensors, key=lambda t: t.nbytes)
         raise DoesNotFitError(
@@ -286,7 +313,6 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
             what="arena", needed=arena, available=board.arena_capacity,
         )
     plan_index = {t.index: i for i, t in enumerate(tensors)}
-    n_ops = len(graph.operators)
     tensors_off = align_up(pf.HEADER.size, pf.ALIGN)
     ops_off = align_up(tensors_off + len(tensors) * pf.TENSOR.size, pf.ALIGN)
     data = _DataSection(align_up(ops_off + n_ops * pf.OP.size, pf.ALIGN))
@@ -297,6 +323,8 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
         before = len(data.buf)
         data.scratch_off = scratch[i].offset if i in scratch else 0
         data.scratch_bytes = scratch[i].size if i in scratch else 0
+        data.resident_off = kept[i].offset if i in kept else 0
+        data.resident_bytes = kept[i].size if i in kept else 0
         params = op_registry.REGISTRY[op.name].compile(op, data)
         params_off = data.add_data(params) if params else 0
         acts = [plan_index[t.index] for t in op.inputs if t is not None and not t.is_constant]
@@ -308,7 +336,8 @@ def compile_graph(graph: Graph, board: Board, *, check_fit: bool = True,
         macs = layer_macs(op)
         layers.append(Layer(op.index, op.name, macs, layer_ops(op, macs), param_bytes(op),
                             pf.OP.size + len(data.buf) - before, op.outputs[0].shape,
-                            scratch[i].size if i in scratch else 0))
+                            scratch[i].size if i in scratch else 0,
+                            kept[i].size if i in kept else 0))
 
     flags = name_flags
     if graph.inputs[0].dtype == "float32":

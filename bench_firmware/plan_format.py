@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"MCUP"
-VERSION = 5  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
+VERSION = 6  # 2: CONV_2D / DEPTHWISE_CONV_2D scratch buffers and the depthwise DSP block;
 #              3: 4-bit weights (weight_bits) and FULLY_CONNECTED scratch;
 #              4: 8-bit CONV_2D weights in the DSP kernel's pair order, 12-byte
 #                 requantization tables in the conv scratch, ADD scratch;
 #              5: 8-bit FULLY_CONNECTED rows in fours, interleaved word by word, and
-#                 its rq_short flag
+#                 its rq_short flag;
+#              6: FULLY_CONNECTED weights copied into the arena when the plan loads
+#                 (resident_off, resident_bytes)
 ALIGN = 8  # every section and every data item starts on this boundary
 
 # C type → struct format character
@@ -205,6 +207,9 @@ FULLY_CONNECTED = Struct("mp_fc_params_t", (
     ("scratch_bytes", "u32"),    # rows unpacked there); 0 bytes: none
     ("rq_short", "u32"),         # 1: every output's requantization takes the short path
                                  # (mp_requant.h; fully_connected.py fc_short_requant)
+    ("resident_off", "u32"),     # arena offset where the runtime copies the 8-bit weights
+    ("resident_bytes", "u32"),   # when the plan loads, for the DSP path to read from SRAM
+                                 # (fully_connected.py fc_resident_bytes); 0 bytes: none
 ), "FULLY_CONNECTED; rows = input elements / in_features.")
 
 POOL = Struct("mp_pool_params_t", (

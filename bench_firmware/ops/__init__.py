@@ -23,10 +23,14 @@ class DataSink(Protocol):
     """What an op compiler may do with the plan being built. ``scratch_off`` is the arena
     offset the memory planner gave the op's scratch buffer, ``scratch_bytes`` its size: what
     its spec's ``scratch`` asked for, plus its ``extra`` when the arena had room for it; both
-    0 when it asked for none."""
+    0 when it asked for none. ``resident_off`` and ``resident_bytes``: where in the arena the
+    runtime copies the op's weights at load, as its spec's ``resident`` asked (0 bytes: none,
+    or the arena had no room)."""
 
     scratch_off: int
     scratch_bytes: int
+    resident_off: int
+    resident_bytes: int
 
     def add_data(self, data: bytes | np.ndarray, align: int = 8) -> int:
         """Append bytes to the data section; returns their absolute offset in the plan."""
@@ -36,6 +40,7 @@ class DataSink(Protocol):
 OpCompileFn = Callable[[Operator, DataSink], bytes]
 ScratchFn = Callable[[Operator], int]
 ExtraScratchFn = Callable[[Operator, Board], int]
+ResidentFn = Callable[[Operator, Board], int]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class OpSpec:
     # kernel uses them when its buffer is that large); bench_firmware/compiler.py
     # extra_scratch_ops gives them while the arena fits the board. None: nothing to gain.
     extra: ExtraScratchFn | None = None
+    # Bytes of the op's constant data that the runtime copies into the arena when the plan
+    # loads, for its kernel to read from SRAM instead of flash on a board (alive for the whole
+    # graph; bench_firmware/compiler.py gives them while the arena fits). None: nothing.
+    resident: ResidentFn | None = None
 
     def scratch_bytes(self, op: Operator) -> int:
         return self.scratch(op) if self.scratch is not None else 0
@@ -54,17 +63,22 @@ class OpSpec:
     def extra_scratch_bytes(self, op: Operator, board: Board) -> int:
         return self.extra(op, board) if self.extra is not None else 0
 
+    def resident_bytes(self, op: Operator, board: Board) -> int:
+        return self.resident(op, board) if self.resident is not None else 0
+
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
 def register(name: str, *, scratch: ScratchFn | None = None,
-             extra: ExtraScratchFn | None = None) -> Callable[[OpCompileFn], OpCompileFn]:
+             extra: ExtraScratchFn | None = None,
+             resident: ResidentFn | None = None) -> Callable[[OpCompileFn], OpCompileFn]:
     """Registers an op compiler; ``scratch`` sizes the arena scratch buffer its kernel uses
     (planned with the activations, alive during that op only); ``extra`` the scratch beyond
-    that with which its kernel runs faster (:class:`OpSpec`)."""
+    that with which its kernel runs faster; ``resident`` the constant data copied into the
+    arena at load (:class:`OpSpec`)."""
     def wrap(fn: OpCompileFn) -> OpCompileFn:
-        REGISTRY[name] = OpSpec(name, fn, scratch, extra)
+        REGISTRY[name] = OpSpec(name, fn, scratch, extra, resident)
         return fn
 
     return wrap

@@ -15,9 +15,12 @@ The kernel (``reference/integer_ops/fully_connected.h``) treats the input as
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from bench_firmware import plan_format as pf
+from bench_firmware.boards import Board
 from bench_firmware.ops import (
     WEIGHT_BITS,
     DataSink,
@@ -70,6 +73,36 @@ def fc_scratch_bytes(op: Operator) -> int:
     return FC_ROWS * align4(filt.shape[1])
 
 
+# A record of the SRAM copy (fc_resident_bytes): per four rows, their 4 folded biases and 4 x 3
+# requantization words besides the rows.
+FC_RECORD_EXTRA_BYTES = 4 * 4 + 4 * 3 * 4
+
+
+def fc_resident_bytes(op: Operator, board: Board) -> int:
+    """The per-layer cost rule for a fully connected layer's weights: copied into the arena
+    once, when the plan loads, on every board whose flash has wait states; 8-bit weights
+    only (4-bit rows are unpacked per pass, fc_scratch_bytes). A layer reads each weight
+    once per inference (per row of its input), so within an inference no cache saves a flash
+    read: from flash every weight pays the wait states (on the L4R5ZI a 32-byte data row is
+    four 64-bit reads of 5 wait states each, RM0432 §3.3.4; on the F7 boards a 32-byte L1
+    line fill at 7, ST AN4839 §1), from SRAM none. The compiler drops the copy, largest first
+    with the other extras, when the arena would not fit the board's SRAM.
+
+    The copy is the stored rows (``out_features * row_bytes``), or, where FcLayer.records
+    holds, one record per four rows: their folded biases, their rows interleaved as stored
+    (fc_weight_quads), their requantization words ({multiplier, right shift, rounding
+    constant} per row, as mp_requant_init makes them), then the rows past the last four as
+    they are; the DSP loop then reads each four's operands in one stream
+    (``firmware/kernels/fully_connected.c``)."""
+    filt = op.inputs[1] if len(op.inputs) > 1 else None
+    if (board.flash_wait_states == 0 or filt is None or filt.dtype != "int8"
+            or len(filt.shape) != 2):
+        return 0
+    fc = fc_layer(op)
+    plain = fc.out_features * fc.row_bytes
+    return plain + (fc.out_features // 4) * FC_RECORD_EXTRA_BYTES if fc.records else plain
+
+
 # mp_requant.h: the short requantization path needs 2 * acc in int32 and the output offset
 # folded into the rounding constant, which holds for shifts down to -22.
 _SHORT_ACC_LIMIT = 2**30
@@ -100,11 +133,40 @@ def fc_weight_quads(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([head.reshape(-1), rows[4 * quads:].reshape(-1)])
 
 
-@register("FULLY_CONNECTED", scratch=fc_scratch_bytes)
-def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
-    """Weights as [out][row_bytes] word-aligned rows (8-bit: in fours, fc_weight_quads; 4-bit:
-    packed two per byte), plus the bias with the input offset folded in (bias + input_offset *
-    sum(row)) for the DSP path."""
+@dataclass(frozen=True)
+class FcLayer:
+    """A fully connected layer's numbers, as the plan stores them (checked)."""
+
+    in_features: int
+    out_features: int
+    row_bytes: int  # in_features padded to a word
+    weights: np.ndarray  # [out_features][row_bytes] int8, padding 0
+    bits: int
+    bias: np.ndarray
+    folded_bias: np.ndarray  # bias + input_offset * sum(row), int32 wrap-around
+    mults: np.ndarray
+    shifts: np.ndarray
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+
+    @property
+    def rq_short(self) -> bool:
+        return fc_short_requant(self.folded_bias, self.mults, self.shifts, self.in_features,
+                                self.act_min, self.act_max)
+
+    @property
+    def records(self) -> bool:
+        """Whether a copy in SRAM takes the record layout (fc_resident_bytes): 8-bit rows of
+        whole words on the short requantization path, at least one four of rows."""
+        return (self.bits == 8 and self.rq_short and self.row_bytes == self.in_features
+                and self.out_features >= 4)
+
+
+def fc_layer(op: Operator) -> FcLayer:
+    """The layer's numbers (TFLM's multipliers, the folded bias, the padded rows), or an
+    error saying what about the operator is unsupported."""
     if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
         raise fail(op, f"expected 2 or 3 inputs and 1 output, got {len(op.inputs)} and "
                        f"{len(op.outputs)}")
@@ -142,17 +204,28 @@ def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
     # TFLM's sum of w * (x + input_offset) + bias modulo 2**32 in every case.
     folded = (bias.astype(np.int64) + input_offset * w.astype(np.int64).sum(axis=1))
     folded_bias = ((folded + 2**31) % 2**32 - 2**31).astype("<i4")
-    bits = WEIGHT_BITS[filter_t.dtype]
-    stored = fc_weight_quads(weights) if bits == 8 else weight_rows(weights, bits)
+    return FcLayer(in_features, out_features, row_bytes, weights, WEIGHT_BITS[filter_t.dtype],
+                   bias, folded_bias, np.asarray(mults), np.asarray(shifts), input_offset,
+                   output_t.zero_point, act_min, act_max)
+
+
+@register("FULLY_CONNECTED", scratch=fc_scratch_bytes, resident=fc_resident_bytes)
+def compile_fully_connected(op: Operator, ctx: DataSink) -> bytes:
+    """Weights as [out][row_bytes] word-aligned rows (8-bit: in fours, fc_weight_quads; 4-bit:
+    packed two per byte), plus the bias with the input offset folded in (bias + input_offset *
+    sum(row)) for the DSP path."""
+    fc = fc_layer(op)
+    stored = fc_weight_quads(fc.weights) if fc.bits == 8 else weight_rows(fc.weights, fc.bits)
     return pf.FULLY_CONNECTED.pack(
-        input_offset=input_offset, output_offset=output_t.zero_point,
-        act_min=act_min, act_max=act_max, in_features=in_features,
-        out_features=out_features, row_bytes=row_bytes,
-        weights_off=ctx.add_data(stored), bias_off=ctx.add_data(bias),
-        folded_bias_off=ctx.add_data(folded_bias),
-        mult_off=ctx.add_data(mults), shift_off=ctx.add_data(shifts), weight_bits=bits,
+        input_offset=fc.input_offset, output_offset=fc.output_offset,
+        act_min=fc.act_min, act_max=fc.act_max, in_features=fc.in_features,
+        out_features=fc.out_features, row_bytes=fc.row_bytes,
+        weights_off=ctx.add_data(stored), bias_off=ctx.add_data(fc.bias),
+        folded_bias_off=ctx.add_data(fc.folded_bias),
+        mult_off=ctx.add_data(fc.mults), shift_off=ctx.add_data(fc.shifts), weight_bits=fc.bits,
         scratch_off=getattr(ctx, "scratch_off", 0),
         scratch_bytes=getattr(ctx, "scratch_bytes", fc_scratch_bytes(op)),
-        rq_short=int(fc_short_requant(folded_bias, np.asarray(mults), np.asarray(shifts),
-                                      in_features, act_min, act_max)),
+        rq_short=int(fc.rq_short),
+        resident_off=getattr(ctx, "resident_off", 0),
+        resident_bytes=getattr(ctx, "resident_bytes", 0),
     )

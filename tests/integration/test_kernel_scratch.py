@@ -28,6 +28,7 @@ from bench_firmware.ops.conv import (
     depthwise_planar,
     depthwise_scratch_bytes,
 )
+from bench_firmware.ops.fully_connected import FC_RECORD_EXTRA_BYTES, fc_layer
 from bench_firmware.tflite_model import read_tflite
 from tests.zoo import ZOO_NAMES
 
@@ -146,25 +147,29 @@ def test_short_pixel_counts_get_the_8bit_copy_on_the_cortex_m4(board_name: str) 
     assert conv_extra_scratch(conv(4), board) == wide
 
 
-def test_extra_scratch_never_costs_the_fit(zoo: dict[str, Path],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a board with just the SRAM the model needs without extra scratch (weight copies,
-    depthwise bands), the compiler drops extras (largest first) until the arena fits,
-    instead of refusing the model."""
-    data = zoo["ds_cnn_kws"].read_bytes()
+@pytest.mark.parametrize(("name", "rule", "field"), [
+    ("ds_cnn_kws", "extra_scratch_ops", "scratch_bytes"),  # weight copies, depthwise bands
+    ("fc_bias", "resident_ops", "resident_bytes"),  # fully connected weights kept in SRAM
+])
+def test_speedups_never_cost_the_fit(zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                     name: str, rule: str, field: str) -> None:
+    """On a board with just the SRAM the model needs without a rule's extra room, the compiler
+    drops the extras and copies (largest first) until the arena fits, instead of refusing the
+    model."""
+    data = zoo[name].read_bytes()
     l4 = BOARDS["nucleo-l4r5zi"]
     with_copies = compile_model(data, l4)
     with monkeypatch.context() as m:
-        m.setattr(compiler, "extra_scratch_ops", lambda *args: {})
+        m.setattr(compiler, rule, lambda *args: {})
         without = compile_model(data, l4)
     assert with_copies.arena_bytes > without.arena_bytes
     tight = replace(l4, sram_bytes=l4.sram_bytes - (l4.arena_capacity - without.arena_bytes))
     assert tight.arena_capacity == without.arena_bytes
     plan = compile_model(data, tight)
     assert plan.arena_bytes <= tight.arena_capacity
-    copied = sum(layer.scratch_bytes for layer in plan.layers)
-    assert sum(layer.scratch_bytes for layer in without.layers) <= copied
-    assert copied < sum(layer.scratch_bytes for layer in with_copies.layers)
+    copied = sum(getattr(layer, field) for layer in plan.layers)
+    assert sum(getattr(layer, field) for layer in without.layers) <= copied
+    assert copied < sum(getattr(layer, field) for layer in with_copies.layers)
 
 
 @pytest.mark.parametrize("name", ["ds_cnn_kws", "dw_m1_same_s1", "dw_m1_same_s2",
@@ -210,3 +215,101 @@ def test_planar_depthwise_lanes_run_along_the_side_that_wastes_less() -> None:
     assert depthwise_planar(12, 6, 1, 3, 8) == (3 * 5 + 3, 12 + 2, 12)   # only the height's stride
     assert depthwise_planar(12, 12, 3, 3, 8) is None
     assert depthwise_planar(12, 12, 1, 1, 6) is None  # channels not a multiple of 4
+
+
+def _fc_params(plan: compiler.Plan) -> list[dict[str, object]]:
+    header = pf.HEADER.unpack(plan.data)
+    ops = [pf.OP.unpack(plan.data, int(header["ops_off"]) + i * pf.OP.size)
+           for i in range(int(header["n_ops"]))]
+    return [pf.FULLY_CONNECTED.unpack(plan.data, int(op["params_off"])) for op in ops
+            if pf.OP_NAMES[int(op["code"])] == "FULLY_CONNECTED"]
+
+
+# fc_bias: rows of 37 and 19 bytes (the stored rows copied); softmax_head: 16-byte rows on the
+# short requantization path (records with biases and requantization words).
+FC_MODELS = {"fc_bias": (False, False), "softmax_head": (True,)}
+
+
+@pytest.mark.parametrize("name", [*FC_MODELS])
+@pytest.mark.parametrize("board_name", [*BOARDS, HOST.name])
+def test_fc_weights_are_copied_to_sram_where_flash_waits(zoo: dict[str, Path], name: str,
+                                                        board_name: str) -> None:
+    """The cost rule (ops/fully_connected.py fc_resident_bytes): on a board whose flash has
+    wait states every 8-bit fully connected layer gets a copy of its weights in the arena,
+    made when the plan loads (its stored rows, or records of four rows with their biases and
+    requantization words), clear of every tensor and scratch buffer (it lives for the whole
+    graph and between inferences) and counted in the arena; on the host, none."""
+    board = BOARDS.get(board_name, HOST)
+    graph = read_tflite(zoo[name].read_bytes(), name=name)
+    plan = compile_model(zoo[name].read_bytes(), board, name=name)
+    params = _fc_params(plan)
+    fc_layers = [layer for layer in plan.layers if layer.op == "FULLY_CONNECTED"]
+    fc_ops = [op for op in graph.operators if op.name == "FULLY_CONNECTED"]
+    assert [fc_layer(op).records for op in fc_ops] == list(FC_MODELS[name])
+    header = pf.HEADER.unpack(plan.data)
+    tensors = [pf.TENSOR.unpack(plan.data, int(header["tensors_off"]) + i * pf.TENSOR.size)
+               for i in range(int(header["n_tensors"]))]
+    spans = [(int(t["arena_off"]), int(t["bytes"])) for t in tensors]
+    for p, layer, op in zip(params, fc_layers, fc_ops, strict=True):
+        size = int(p["resident_bytes"])
+        assert size == layer.resident_bytes
+        if board.flash_wait_states == 0:
+            assert size == 0
+            continue
+        rows = int(p["out_features"]) * int(p["row_bytes"])
+        records = int(p["out_features"]) // 4 * FC_RECORD_EXTRA_BYTES
+        assert size == rows + (records if fc_layer(op).records else 0)
+        off = int(p["resident_off"])
+        assert off % 4 == 0 and off + size <= plan.arena_bytes
+        assert all(not _ranges_overlap(off, size, a, n) for a, n in spans)
+        spans.append((off, size))  # the next copy must stay clear of this one too
+    assert plan.summary()["resident_bytes"] == sum(layer.resident_bytes for layer in fc_layers)
+
+
+@pytest.mark.parametrize("name", [*FC_MODELS])
+def test_resident_weights_give_the_same_bytes_and_a_bad_copy_is_refused(
+        zoo: dict[str, Path], name: str) -> None:
+    """An L4R5ZI plan (weights copied at load) run by the host build of the runtime, which
+    runs any board's plan: the same output bytes as the host's own plan (weights read in
+    place), both kernel paths; a plan whose copy does not match its rows, or does not lie in
+    the arena, is refused at load."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from bench_firmware.errors import BoardError
+    from bench_firmware.host import run_plan
+
+    data = zoo[name].read_bytes()
+    resident = compile_model(data, BOARDS["nucleo-l4r5zi"], name=name)
+    in_place = compile_model(data, HOST, name=name)
+    assert sum(layer.resident_bytes for layer in resident.layers) > 0
+    assert sum(layer.resident_bytes for layer in in_place.layers) == 0
+    x = np.random.default_rng(3).integers(-128, 128, resident.input_shape, dtype=np.int8)
+    out_bytes = int(np.prod(resident.output_shape))
+    for kernels in ("dsp", "ref"):
+        assert (run_plan(resident.data, x, output_bytes=out_bytes, kernels=kernels)
+                == run_plan(in_place.data, x, output_bytes=out_bytes, kernels=kernels))
+
+    header = pf.HEADER.unpack(resident.data)
+    first_fc = next(int(op["params_off"]) for op in (
+        pf.OP.unpack(resident.data, int(header["ops_off"]) + i * pf.OP.size)
+        for i in range(int(header["n_ops"]))) if pf.OP_NAMES[int(op["code"])] ==
+        "FULLY_CONNECTED")
+    names = [name for name, _ in pf.FULLY_CONNECTED.fields]
+
+    def corrupt(field: str, value: int) -> bytes:
+        out = bytearray(resident.data)
+        at = first_fc + 4 * names.index(field)
+        out[at:at + 4] = struct.pack("<I", value)
+        out[12:16] = struct.pack("<I", zlib.crc32(bytes(out[pf.CRC_START:])))
+        return bytes(out)
+
+    p = _fc_params(resident)[0]
+    with pytest.raises(BoardError, match="malformed operator"):
+        run_plan(corrupt("resident_bytes", int(p["resident_bytes"]) + 4), x,
+                 output_bytes=out_bytes)
+    with pytest.raises(BoardError, match="arena"):
+        run_plan(corrupt("resident_off", int(header["arena_bytes"])), x,
+                 output_bytes=out_bytes)

@@ -90,4 +90,8 @@ mp_status_t mp_op_concatenation(const mp_op_ctx_t *ctx);
 mp_status_t mp_op_quantize(const mp_op_ctx_t *ctx);
 mp_status_t mp_op_dequantize(const mp_op_ctx_t *ctx);
 
+/* What an op does once, when its plan loads (mp_runtime_load), before any inference: the
+ * fully connected layer copies its weights into the arena where the plan says so. */
+mp_status_t mp_op_fully_connected_load(const mp_op_ctx_t *ctx);
+
 #endif /* MP_KERNELS_H */

@@ -9,7 +9,7 @@
   typedef char mp_static_assert_##name[(cond) ? 1 : -1]
 
 #define MP_PLAN_MAGIC "MCUP"
-#define MP_PLAN_VERSION 5
+#define MP_PLAN_VERSION 6
 #define MP_PLAN_CRC_START 16
 #define MP_PLAN_ALIGN 8
 #define MP_TYPE_INT8 1
@@ -132,8 +132,10 @@ typedef struct {
   uint32_t scratch_off;
   uint32_t scratch_bytes;
   uint32_t rq_short;
+  uint32_t resident_off;
+  uint32_t resident_bytes;
 } mp_fc_params_t;
-MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 64, mp_fc_params_t_size);
+MP_STATIC_ASSERT(sizeof(mp_fc_params_t) == 72, mp_fc_params_t_size);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D. */
 typedef struct {

@@ -7,10 +7,18 @@
  * a word; 8-bit rows stored in fours, each four interleaved word by word (word g of rows 4q,
  * 4q + 1, 4q + 2, 4q + 3, then word g + 1: fc_w8 below), the rows past the last four as they
  * are; with weight_bits 4, packed two per byte (mp_kernels.h), read nibble by nibble by the
- * reference loop and unpacked FC_ROWS rows at a time into the scratch buffer by the DSP path. The DSP path starts each accumulator from folded_bias = bias + input_offset *
- * sum(row), so the inner loop is a plain int8 dot product (fc_dsp below). The sums equal
- * TFLM's modulo 2^32, which is all the int32 accumulator keeps. Both paths give identical
- * bytes. */
+ * reference loop and unpacked FC_ROWS rows at a time into the scratch buffer by the DSP path.
+ * The DSP path starts each accumulator from folded_bias = bias + input_offset * sum(row), so
+ * the inner loop is a plain int8 dot product (fc_dsp below). The sums equal TFLM's modulo
+ * 2^32, which is all the int32 accumulator keeps. Both paths give identical bytes.
+ *
+ * On boards whose flash has wait states the plan gives 8-bit weights room in the arena
+ * (resident_off, resident_bytes; fully_connected.py fc_resident_bytes): the runtime copies
+ * them there when the plan loads (mp_op_fully_connected_load), and the DSP path reads them
+ * from SRAM, where each weight, read once per inference, costs no wait states. Where the
+ * requantization takes the short path, the copy is a stream of records, one per four rows:
+ * their folded biases, their interleaved words, their requantization words
+ * (fc_quad_record). */
 #include <stdint.h>
 
 #include "mp_acle.h"
@@ -159,6 +167,42 @@ static void fc_dot3(const int8_t *x, const int8_t *w0, int32_t row_bytes, int32_
   FC4_MACS_ASM                             \
   "smlad  %[a3], lr, r11, %[a3]\n\t"
 #endif
+/* The four-row loop over [x, xe): the sums in a0-a3, w advancing past the groups. On the
+ * Cortex-M4 its head sits on a word boundary: a taken branch to a 32-bit instruction that is
+ * not word-aligned refills the pipeline a cycle later (DDI 0439B Table 3-1 note, P depends on
+ * "the alignment and width of the target instruction"; timing/m4.py). */
+#if defined(MP_CORTEX_M7)
+#define FC4_LOOP_ASM                                   \
+  "sub    %[xe], %[xe], #4\n\t" /* the last group's word */ \
+  "ldr    r3, [%[x]]\n\t"                             \
+  "ldr    r8, [%[w]]\n\t"                             \
+  "ldr    r9, [%[w], #4]\n\t"                         \
+  "cmp    %[x], %[xe]\n\t"                            \
+  "beq    2f\n\t"                                     \
+  "1:\n\t"                                            \
+  FC4_M7_BODY                                         \
+  "ldr    r3, [%[x], #4]!\n\t"                        \
+  "ldr    r8, [%[w]]\n\t"                             \
+  "smlad  %[a3], lr, r11, %[a3]\n\t"                  \
+  "ldr    r9, [%[w], #4]\n\t"                         \
+  "cmp    %[x], %[xe]\n\t"                            \
+  "bne    1b\n\t"                                     \
+  "2:\n\t"                                            \
+  FC4_M7_BODY                                         \
+  "smlad  %[a3], lr, r11, %[a3]\n\t"
+#else
+#define FC4_LOOP_ASM                                   \
+  "sub    r12, %[xe], %[x]\n\t"                       \
+  "tst    r12, #4\n\t" /* an odd count: its first group enters the pass's second */ \
+  "bne    2f\n\t"                                     \
+  ".p2align 2\n\t"                                   \
+  "1:\n\t"                                            \
+  FC4_GROUP                                           \
+  "2:\n\t"                                            \
+  FC4_GROUP                                           \
+  "cmp    %[x], %[xe]\n\t"                            \
+  "bne    1b\n\t"
+#endif
 static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
   if (groups <= 0) return;
   register const int8_t *xp __asm__("r0") = x;
@@ -169,35 +213,7 @@ static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *a
   register int32_t a2 __asm__("r6") = acc[2];
   register int32_t a3 __asm__("r7") = acc[3];
   __asm__ volatile(
-#if defined(MP_CORTEX_M7)
-      "sub    %[xe], %[xe], #4\n\t" /* the last group's word */
-      "ldr    r3, [%[x]]\n\t"
-      "ldr    r8, [%[w]]\n\t"
-      "ldr    r9, [%[w], #4]\n\t"
-      "cmp    %[x], %[xe]\n\t"
-      "beq    2f\n\t"
-      "1:\n\t"
-      FC4_M7_BODY
-      "ldr    r3, [%[x], #4]!\n\t"
-      "ldr    r8, [%[w]]\n\t"
-      "smlad  %[a3], lr, r11, %[a3]\n\t"
-      "ldr    r9, [%[w], #4]\n\t"
-      "cmp    %[x], %[xe]\n\t"
-      "bne    1b\n\t"
-      "2:\n\t"
-      FC4_M7_BODY
-      "smlad  %[a3], lr, r11, %[a3]\n\t"
-#else
-      "sub    r12, %[xe], %[x]\n\t"
-      "tst    r12, #4\n\t" /* an odd count: its first group enters the pass's second */
-      "bne    2f\n\t"
-      "1:\n\t"
-      FC4_GROUP
-      "2:\n\t"
-      FC4_GROUP
-      "cmp    %[x], %[xe]\n\t"
-      "bne    1b\n\t"
-#endif
+      FC4_LOOP_ASM
       : [x] "+r"(xp), [w] "+r"(wp), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
         [xe] "+r"(xe)
       :
@@ -206,6 +222,41 @@ static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *a
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
+}
+
+/* One record of the SRAM copy (mp_op_fully_connected_load): four rows' folded biases, their
+ * `groups` interleaved words, their requantization words; returns the four outputs packed in a
+ * word (byte k: row k) and moves *w past the record. One stream from start to end: the biases
+ * load with one LDM, and where the loop stops, the pointer is at the table, each row's three
+ * words one LDM (MP_RQ_REGS_ASM, as the convolution's pairs). */
+static inline uint32_t fc_quad_record(const int8_t *x, int32_t groups, const int8_t **w) {
+  register const int8_t *xp __asm__("r0") = x;
+  register const int8_t *xe __asm__("r1") = x + 4 * groups;
+  register const int8_t *wp __asm__("r2") = *w;
+  register int32_t a0 __asm__("r4");
+  register int32_t a1 __asm__("r5");
+  register int32_t a2 __asm__("r6");
+  register int32_t a3 __asm__("r7");
+  __asm__ volatile(
+      "ldmia  %[w]!, {r4, r5, r6, r7}\n\t"
+      FC4_LOOP_ASM
+      "ldmia  %[w]!, {r8, r9, r10}\n\t"
+      MP_RQ_REGS_ASM("r4", "r8", "r9", "r10", "r12")
+      "ldmia  %[w]!, {r8, r9, r10}\n\t"
+      MP_RQ_REGS_ASM("r5", "r8", "r9", "r10", "r12")
+      "ldmia  %[w]!, {r8, r9, r10}\n\t"
+      MP_RQ_REGS_ASM("r6", "r8", "r9", "r10", "r12")
+      "ldmia  %[w]!, {r8, r9, r10}\n\t"
+      MP_RQ_REGS_ASM("r7", "r8", "r9", "r10", "r12")
+      "bfi    r4, r5, #8, #8\n\t"
+      "bfi    r4, r6, #16, #8\n\t"
+      "bfi    r4, r7, #24, #8\n\t"
+      : [x] "+r"(xp), [w] "+r"(wp), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),
+        [a3] "=&r"(a3), [xe] "+r"(xe)
+      :
+      : "r3", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+  *w = wp;
+  return (uint32_t)a0;
 }
 #else
 static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc) {
@@ -218,6 +269,18 @@ static void fc_dot4(const int8_t *x, const int8_t *w, int32_t groups, int32_t *a
       acc[r] = mp_smlad(xo, mp_sxtb16_ror8(v), acc[r]);
     }
   }
+}
+static uint32_t fc_quad_record(const int8_t *x, int32_t groups, const int8_t **w) {
+  const int32_t *head = (const int32_t *)(const void *)*w;
+  int32_t acc[4] = {head[0], head[1], head[2], head[3]};
+  fc_dot4(x, *w + 16, groups, acc);
+  const int32_t *t = (const int32_t *)(const void *)(*w + 16 + 16 * groups);
+  uint32_t packed = 0;
+  for (int32_t k = 0; k < 4; ++k)
+    packed |= (uint32_t)(uint8_t)mp_requant_table_out(t + MP_REQUANT_TABLE_WORDS * k, acc[k])
+              << (8 * k);
+  *w += 16 + 16 * groups + 4 * 4 * MP_REQUANT_TABLE_WORDS;
+  return packed;
 }
 #endif
 
@@ -247,9 +310,21 @@ static FC_INLINE int8_t fc_out_dsp(const mp_fc_params_t *p, int32_t acc, int32_t
   return mp_requant_out_fast(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
 }
 
+/* Where the SRAM copy takes records (bench_firmware/ops/fully_connected.py FcLayer.records):
+ * 8-bit rows of whole words on the short path, at least one four of rows. */
+static int fc_records(const mp_fc_params_t *p) {
+  return p->weight_bits == 8u && p->rq_short && p->row_bytes == p->in_features &&
+         p->out_features >= 4u;
+}
+
+/* A record's bytes besides its four rows: 4 folded biases, 4 x 3 requantization words. */
+#define FC_RECORD_EXTRA (4 * 4 + 4 * 4 * MP_REQUANT_TABLE_WORDS)
+
+/* w: the rows in fours (quads), interleaved; rest: row quad_rows, then the others as they
+ * are; records: the SRAM copy's records (fc_quad_record), or NULL. */
 static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const int8_t *w,
-                   const int32_t *folded, const int32_t *mult, const int32_t *shift,
-                   int32_t rows, int8_t *unpacked) {
+                   const int8_t *rest, const int8_t *records, const int32_t *folded,
+                   const int32_t *mult, const int32_t *shift, int32_t rows, int8_t *unpacked) {
   const int32_t n_in = (int32_t)p->in_features, n_out = (int32_t)p->out_features;
   const int32_t row_bytes = (int32_t)p->row_bytes;
   const int32_t groups = n_in / 4, tail = groups * 4;
@@ -258,18 +333,26 @@ static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t *x = in + r * n_in;
     int8_t *y = out + r * n_out;
-    for (int32_t o = 0; o < quad_rows; o += 4) {
-      int32_t acc[4] = {folded[o], folded[o + 1], folded[o + 2], folded[o + 3]};
-      fc_dot4(x, w + o * row_bytes, groups, acc);
-      for (int32_t k = 0; k < 4; ++k) {
-        for (int32_t i = tail; i < n_in; ++i)
-          acc[k] += fc_w8(w, o + k, i, row_bytes, n_out) * x[i];
-        y[o + k] = fc_out_dsp(p, acc[k], mult[o + k], shift[o + k]);
+    if (records != 0) {
+      const int8_t *rec = records;
+      for (int32_t o = 0; o < quad_rows; o += 4) {
+        const uint32_t four = fc_quad_record(x, groups, &rec);
+        memcpy(y + o, &four, 4);
+      }
+    } else {
+      for (int32_t o = 0; o < quad_rows; o += 4) {
+        int32_t acc[4] = {folded[o], folded[o + 1], folded[o + 2], folded[o + 3]};
+        fc_dot4(x, w + o * row_bytes, groups, acc);
+        for (int32_t k = 0; k < 4; ++k) {
+          for (int32_t i = tail; i < n_in; ++i)
+            acc[k] += fc_w8(w, o + k, i, row_bytes, n_out) * x[i];
+          y[o + k] = fc_out_dsp(p, acc[k], mult[o + k], shift[o + k]);
+        }
       }
     }
     for (int32_t o = quad_rows; o < n_out; o += FC_ROWS) {
       const int32_t n = n_out - o < FC_ROWS ? n_out - o : FC_ROWS;
-      const int8_t *w0 = w + o * row_bytes;
+      const int8_t *w0 = rest + (o - quad_rows) * row_bytes;
       if (unpacked != 0) { /* 4-bit weights: this pass's rows unpacked to int8 */
         const int32_t stride4 = (int32_t)mp_int4_row_bytes((uint32_t)row_bytes);
         for (int32_t k = 0; k < n; ++k)
@@ -297,6 +380,57 @@ static void fc_dsp(const mp_fc_params_t *p, const int8_t *in, int8_t *out, const
   }
 }
 
+/* At load: the 8-bit weights copied into the arena at resident_off, where the plan puts them
+ * (bench_firmware/ops/fully_connected.py fc_resident_bytes), for the DSP path to read from
+ * SRAM; the reference loops keep reading the plan. Where fc_records() holds, one record per
+ * four rows (their folded biases, their interleaved words as stored, the {multiplier, right,
+ * rounding constant} words mp_requant_init() makes for each), then the other rows as they are;
+ * otherwise the stored rows. The copy must lie inside the arena, word-aligned, and be exactly
+ * that long, or the plan is refused. */
+mp_status_t mp_op_fully_connected_load(const mp_op_ctx_t *ctx) {
+  if (ctx->params == 0) return MP_ERR_OP;
+  const mp_fc_params_t *p = (const mp_fc_params_t *)ctx->params;
+  if (p->resident_bytes == 0) return MP_OK;
+  const uint32_t stored = p->out_features * p->row_bytes, quads = p->out_features / 4u;
+  const int records = fc_records(p);
+  if (p->weight_bits != 8u || p->out_features > 0xFFFFu || p->row_bytes > 0xFFFFu ||
+      p->resident_bytes != stored + (records ? quads * FC_RECORD_EXTRA : 0u) ||
+      p->weights_off > ctx->plan_bytes || stored > ctx->plan_bytes - p->weights_off ||
+      p->folded_bias_off > ctx->plan_bytes ||
+      4u * p->out_features > ctx->plan_bytes - p->folded_bias_off ||
+      p->mult_off > ctx->plan_bytes || 4u * p->out_features > ctx->plan_bytes - p->mult_off ||
+      p->shift_off > ctx->plan_bytes || 4u * p->out_features > ctx->plan_bytes - p->shift_off)
+    return MP_ERR_OP;
+  uint8_t *dst = (uint8_t *)mp_scratch(ctx, p->resident_off, p->resident_bytes);
+  if (dst == 0) return MP_ERR_ARENA;
+  const uint8_t *rows = ctx->plan + p->weights_off;
+  if (!records) {
+    memcpy(dst, rows, stored);
+    return MP_OK;
+  }
+  const int32_t *folded = MP_PLAN_AT(ctx, int32_t, p->folded_bias_off);
+  const int32_t *mult = MP_PLAN_AT(ctx, int32_t, p->mult_off);
+  const int32_t *shift = MP_PLAN_AT(ctx, int32_t, p->shift_off);
+  const uint32_t quad_bytes = 4u * p->row_bytes;
+  for (uint32_t q = 0; q < quads; ++q, rows += quad_bytes) {
+    int32_t head[4 + 4 * MP_REQUANT_TABLE_WORDS];
+    for (uint32_t k = 0; k < 4u; ++k) {
+      const uint32_t o = 4u * q + k;
+      const int32_t right = -shift[o];
+      int32_t *t = head + 4 + MP_REQUANT_TABLE_WORDS * k;
+      head[k] = folded[o];
+      t[0] = mult[o];
+      t[1] = right;
+      t[2] = (INT32_C(1) << (right - 1)) + (int32_t)((uint32_t)p->output_offset << right);
+    }
+    memcpy(dst, head, 16);
+    memcpy(dst + 16, rows, quad_bytes);
+    memcpy(dst + 16 + quad_bytes, head + 4, 16u * MP_REQUANT_TABLE_WORDS);
+    dst += FC_RECORD_EXTRA + quad_bytes;
+  }
+  memcpy(dst, rows, (p->out_features - 4u * quads) * p->row_bytes);
+  return MP_OK;
+}
 
 mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   if (ctx->params == 0 || ctx->n_inputs < 1) return MP_ERR_OP;
@@ -318,11 +452,19 @@ mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   if (p->weight_bits == 4u && p->scratch_bytes >= FC_ROWS * p->row_bytes)
     unpacked = (int8_t *)mp_scratch(ctx, p->scratch_off, p->scratch_bytes);
   const int32_t *folded = MP_PLAN_AT(ctx, int32_t, p->folded_bias_off);
-  if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u)
-    fc_dsp(p, in, out, w, folded, mult, shift, rows, 0);
-  else if (ctx->path == MP_KERNELS_DSP && unpacked != 0)
-    fc_dsp(p, in, out, w, folded, mult, shift, rows, unpacked);
-  else
+  const int32_t quad_bytes = (int32_t)(p->out_features / 4u * 4u * p->row_bytes);
+  if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u && p->resident_bytes != 0 &&
+      fc_records(p)) {
+    const int8_t *records = (const int8_t *)ctx->arena + p->resident_off;
+    const int8_t *rest = records + p->out_features / 4u * (FC_RECORD_EXTRA + 4u * p->row_bytes);
+    fc_dsp(p, in, out, 0, rest, records, folded, mult, shift, rows, 0);
+  } else if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u) {
+    const int8_t *w8 = p->resident_bytes != 0 ? (const int8_t *)ctx->arena + p->resident_off : w;
+    fc_dsp(p, in, out, w8, w8 + quad_bytes, 0, folded, mult, shift, rows, 0);
+  } else if (ctx->path == MP_KERNELS_DSP && unpacked != 0) {
+    fc_dsp(p, in, out, w, w, 0, folded, mult, shift, rows, unpacked);
+  } else {
     fc_ref(p, in, out, w, MP_PLAN_AT(ctx, int32_t, p->bias_off), mult, shift, rows);
+  }
   return MP_OK;
 }

@@ -23,6 +23,11 @@ static const mp_kernel_fn kernels[MP_OP_MAX + 1] = {
     [MP_OP_DEQUANTIZE] = mp_op_dequantize,
 };
 
+/* Run once per op when a plan loads (mp_kernels.h). */
+static const mp_kernel_fn loaders[MP_OP_MAX + 1] = {
+    [MP_OP_FULLY_CONNECTED] = mp_op_fully_connected_load,
+};
+
 const char *mp_status_str(mp_status_t status) {
   switch (status) {
     case MP_OK: return "ok";
@@ -81,6 +86,8 @@ static mp_status_t check_structure(const mp_runtime_t *rt, uint32_t total) {
   return MP_OK;
 }
 
+static void make_ctx(const mp_runtime_t *rt, const mp_op_t *op, mp_op_ctx_t *ctx);
+
 mp_status_t mp_runtime_load(mp_runtime_t *rt, const uint8_t *plan, uint32_t region_bytes,
                             uint16_t board) {
   rt->loaded = 0;
@@ -102,6 +109,14 @@ mp_status_t mp_runtime_load(mp_runtime_t *rt, const uint8_t *plan, uint32_t regi
   rt->ops = (const mp_op_t *)(const void *)(plan + h->ops_off);
   mp_status_t st = check_structure(rt, h->total_bytes);
   if (st != MP_OK) return st;
+  for (uint16_t i = 0; i < h->n_ops; ++i) {
+    const mp_op_t *op = &rt->ops[i];
+    if (loaders[op->code] == 0) continue;
+    mp_op_ctx_t ctx;
+    make_ctx(rt, op, &ctx);
+    st = loaders[op->code](&ctx);
+    if (st != MP_OK) return st;
+  }
   memset(rt->layer_cycles, 0, sizeof(rt->layer_cycles));
   rt->loaded = 1;
   return MP_OK;
