@@ -18,7 +18,7 @@ unless the user sets them, and from the user's latency limit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench_firmware.backends.registry import parse_device
@@ -116,12 +116,23 @@ class CostModel:
     # -- concrete architectures -----------------------------------------------------------
 
     def exact(self, arch: Architecture, device: str) -> ExactCosts:
-        """The plan compiler's figures for ``arch`` on ``device``'s board (cached)."""
-        key = (arch.id, board_of(device).name)
+        """The plan compiler's figures for ``arch`` on ``device``'s board (cached), with the
+        arena the device's SRAM budget allows: the compiler gives kernels their speed-ups
+        (SRAM weight copies, planar images) only while the arena fits, so under a budget
+        below the board's SRAM the figures are those of the plan that budget allows."""
+        key = (arch.id, device)
         if key not in self._exact:
-            self._exact[key] = exact_costs(arch.network(), board_of(device),
+            self._exact[key] = exact_costs(arch.network(), self._board(device),
                                            weight_bits=self.weight_bits)
         return self._exact[key]
+
+    def _board(self, device: str) -> Board:
+        board = board_of(device)
+        sram = min((b.sram_bytes for b in self.budgets if b.device == device),
+                   default=board.arena_capacity)
+        if sram >= board.arena_capacity:
+            return board
+        return replace(board, sram_bytes=board.sram_bytes - (board.arena_capacity - sram))
 
     def arch_costs(self, arch: Architecture) -> ArchCosts:
         """Every cost of ``arch`` as numbers: exact figures and the latency predictions."""

@@ -15,7 +15,7 @@ refills, each costing the flash wait states (+1 cycle on the STM32F4 / L4 ART; t
 line with 4 reads). The differences measured on kws_tiny (12 operators) are in
 ``docs/export.md`` ("Same latency as mcuprof run"): a few cycles either way, at most a few
 hundred as the kernels changed (+196 on the F746 once; a first convolution once 77 cycles
-on the F767, under 10 line refills), under 0.02 % of an inference. (The convolutions
+on the F767, under 10 line refills), under 0.03 % of an inference. (The convolutions
 copy window rows and scratch with the runtime's own loops, not memcpy, for this reason.) The bound
 asserted is :data:`REFILLS_PER_OPERATOR` line refills per operator, and their sum for the
 inference.

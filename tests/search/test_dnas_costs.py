@@ -176,3 +176,20 @@ def test_expectation_is_the_mean_over_architectures(space: str) -> None:
     assert float(t.total("op_count")) == pytest.approx(mean_ops, rel=1e-12)
     assert float(t.total("weight_bytes")) + float(t.total("bias_bytes")) == pytest.approx(
         mean_params, rel=1e-12)
+
+
+def test_exact_costs_take_the_arena_the_sram_budget_allows() -> None:
+    """Under an SRAM budget below the board's, the plan compiler drops the kernels' speed-ups
+    (SRAM weight copies, planar images) until the arena fits the budget, as it does against
+    the board's SRAM: the search sees the arena of the plan that budget allows, not one
+    sized to the whole board."""
+    device = "virtual:nucleo-l4r5zi"
+    arch = _arches("kws", 1, seed=7, cap=32)[0]
+    rs = relax("kws")
+    full = CostModel(rs, [budget_for(device, None)]).exact(arch, device)
+    board = get_board("nucleo-l4r5zi")
+    assert full.arena_bytes < board.arena_capacity
+    budget = budget_for(device, None, sram_kib=(full.arena_bytes - 1) / 1024)
+    tight = CostModel(rs, [budget]).exact(arch, device)
+    assert tight.arena_bytes <= budget.sram_bytes < full.arena_bytes
+    assert (tight.ops, tight.param_bytes) == (full.ops, full.param_bytes)

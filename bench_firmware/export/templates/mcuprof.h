@@ -21,8 +21,10 @@ extern "C" {
 #define MP_MODEL_OK 0
 
 /* Bind the runtime to `arena` (at least the plan's arena bytes, 16-byte aligned) and load the
- * plan (`plan_bytes` long, 8-byte aligned, in flash or RAM). Returns MP_MODEL_OK or a status
- * that mp_model_status_str() names. */
+ * plan (`plan_bytes` long, 8-byte aligned, in flash or RAM). Loading copies the weights the plan
+ * keeps in SRAM (fully connected layers, on boards whose flash has wait states) into the arena:
+ * keep the arena for the model between inferences, or call mp_model_init() again before the
+ * next. Returns MP_MODEL_OK or a status that mp_model_status_str() names. */
 int mp_model_init(const uint8_t *plan, uint32_t plan_bytes, uint8_t *arena,
                   uint32_t arena_bytes);
 
