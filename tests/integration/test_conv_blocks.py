@@ -11,7 +11,9 @@ Cortex-M4 boards get for 5, 6, 9 or 10 pixels (QUAD_SHORT_PIXELS), the Cortex-M7
 gathered windows widened in one pass, and a 1x1 layer's four pixels widened at once. The
 depthwise cases include rows of six pixels, which both cores run as one block of six, along
 the width and, transposed, along the height; the fully connected ones the four-row loop's first
-and last input words (the Cortex-M7's form loads each next word ahead, except in the last).
+and last input words (the Cortex-M7's form loads each next word ahead, except in the last) and,
+with several input rows, the records of the weights' SRAM copy (biases, words and
+requantization words per four rows; fc_quad_record) followed by rows outside them.
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ LAYERS: dict[str, tuple[tuple[int, ...], Callable[[Any], Any]]] = {
     # six-pixel rows (the block of six): transposed (6 tall, 5 wide) and unpadded
     "depthwise_6x5": ((6, 5, 16), lambda k: k.layers.DepthwiseConv2D(3, padding="same")),
     "depthwise_8x8_valid": ((8, 8, 8), lambda k: k.layers.DepthwiseConv2D(3)),
-    # fully connected rows in fours over one input word, an odd count with a tail, and many
+    # fully connected rows in fours over one input word, an odd count with a tail, many, and
+    # three input rows through the SRAM copy's records with two rows past the last four
     "fc_one_word": ((4,), lambda k: k.layers.Dense(8)),
     "fc_odd_tail": ((13,), lambda k: k.layers.Dense(12)),
     "fc_long": ((96,), lambda k: k.layers.Dense(20)),
+    "fc_rows_records": ((3, 16), lambda k: k.layers.Dense(10, activation="relu")),
     "depthwise_s2": ((12, 12, 16),
                      lambda k: k.layers.DepthwiseConv2D(3, strides=2, padding="same")),
     "depthwise_s2_odd": ((13, 11, 8),
@@ -64,7 +68,9 @@ def models() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     rng = np.random.default_rng(0)
     for name, (shape, layer) in LAYERS.items():
-        inp = keras.Input(shape)
+        # A fixed batch of one: with a free batch, Dense on several rows converts to shape
+        # arithmetic around a reshape instead of one FULLY_CONNECTED with keep_num_dims.
+        inp = keras.Input(shape, batch_size=1)
         model = keras.Model(inp, layer(keras)(inp))
         samples = [rng.uniform(-1, 1, (1, *shape)).astype("float32") for _ in range(8)]
         out[name] = to_int8_tflite(model, lambda s=samples: ([x] for x in s))
