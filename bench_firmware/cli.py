@@ -185,7 +185,9 @@ def run(model: Path, board: str, input_path: Path | None, runs: int, warmup: int
     else:
         click.echo("host build: outputs only, no cycle figures")
     _print_layers(result["layers"], with_cycles=result["cycles"] is not None)
-    click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}, "
+    resident = sum(int(layer.get("resident_bytes", 0)) for layer in result["layers"])
+    kept = f" ({_fmt_bytes(resident)} of it weights kept in SRAM)" if resident else ""
+    click.echo(f"arena {_fmt_bytes(result['arena_bytes'])}{kept}, "
                f"plan (flash) {_fmt_bytes(result['plan_bytes'])}")
     click.echo(f"output {result['output_shape']}: {result['output']}")
 

@@ -48,6 +48,17 @@ def test_analyze_table_says_whether_it_fits(zoo: dict[str, Path]) -> None:
     assert "arena:" in out and "fits" in out and "CONV_2D" in out
     # The plan's size against the .tflite's, so a bloated plan shows.
     assert re.search(r"plan: .*model region \(fits; \.tflite [\d.]+ KiB, plan [\d.]+x\)", out)
+    # The fully connected layer's weights, kept in SRAM on a board whose flash waits: named
+    # with their size, and counted in the arena (not in its activations).
+    data = json.loads(_invoke("analyze", str(zoo[MODEL]), "--board", "nucleo-f446re",
+                              "--json")[1])
+    fc = [layer for layer in data["layers"] if layer["resident_bytes"]]
+    assert [layer["op"] for layer in fc] == ["FULLY_CONNECTED"]
+    assert data["resident_bytes"] == fc[0]["resident_bytes"] > 0
+    assert data["arena_bytes"] >= data["activation_arena_bytes"] + data["resident_bytes"]
+    assert re.search(rf"the rest kernel scratch and weights copied to SRAM\)\n"
+                     rf"weights copied to SRAM when the plan loads .*: "
+                     rf"{fc[0]['resident_bytes']} B, layers {fc[0]['index']}\n", out)
 
 
 def test_compile_writes_a_valid_plan(zoo: dict[str, Path], tmp_path: Path) -> None:
