@@ -329,6 +329,10 @@ CONSTANTS = {
     "MP_ACT_CLAMP": 1,
     "MP_QUANT_FROM_FLOAT": 0,
     "MP_QUANT_REQUANT": 1,
+    # A record of a fully connected layer's SRAM copy (ops/fully_connected.py
+    # fc_resident_bytes) holds, besides its four rows, their 4 folded biases and 4 x 3
+    # requantization words.
+    "MP_FC_RECORD_EXTRA": 4 * 4 + 4 * 3 * 4,
     "MP_FLAG_FLOAT_INPUT": 1,
     "MP_FLAG_FLOAT_OUTPUT": 2,
     # Bits 2-4 of the header's flags: the plan's EEMBC model name (MLPERF_NAMES), which

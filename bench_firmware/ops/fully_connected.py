@@ -75,7 +75,7 @@ def fc_scratch_bytes(op: Operator) -> int:
 
 # A record of the SRAM copy (fc_resident_bytes): per four rows, their 4 folded biases and 4 x 3
 # requantization words besides the rows.
-FC_RECORD_EXTRA_BYTES = 4 * 4 + 4 * 3 * 4
+FC_RECORD_EXTRA_BYTES = pf.CONSTANTS["MP_FC_RECORD_EXTRA"]
 
 
 def fc_resident_bytes(op: Operator, board: Board) -> int:

@@ -36,6 +36,11 @@ static inline void *mp_scratch(const mp_op_ctx_t *ctx, uint32_t off, uint32_t by
   return ctx->arena + off;
 }
 
+/* Whether `bytes` bytes at plan offset `off` lie inside the plan. */
+static inline int mp_in_plan(const mp_op_ctx_t *ctx, uint32_t off, uint32_t bytes) {
+  return off <= ctx->plan_bytes && bytes <= ctx->plan_bytes - off;
+}
+
 /* 4-bit weights (plan weight_bits 4; bench_firmware/ops/__init__.py weight_rows): each row
  * padded to a multiple of 8 weights, each 8 packed into 4 bytes, byte k holding weight k in
  * its low nibble and weight k + 4 in its high nibble, so one word unpacks into two words of

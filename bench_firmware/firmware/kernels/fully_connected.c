@@ -295,16 +295,24 @@ static uint32_t fc_quad_record(const int8_t *x, int32_t groups, const int8_t **w
 #define FC_INLINE inline
 #endif
 
+/* The table words mp_requant_init() makes for an output with `mult` and `shift` on the short
+ * path: {multiplier, right shift, 2^(right - 1) + (output_offset << right)}. */
+static FC_INLINE void fc_table_words(const mp_fc_params_t *p, int32_t mult, int32_t shift,
+                                     int32_t *t) {
+  const int32_t right = -shift;
+  t[0] = mult;
+  t[1] = right;
+  t[2] = (INT32_C(1) << (right - 1)) + (int32_t)((uint32_t)p->output_offset << right);
+}
+
 /* One output: the short requantization when the compiler found that it holds for every output
  * (rq_short; bench_firmware/ops/fully_connected.py fc_short_requant), with the table words
  * mp_requant_init() would make computed in place; otherwise mp_requant_out_fast(). */
 static FC_INLINE int8_t fc_out_dsp(const mp_fc_params_t *p, int32_t acc, int32_t mult,
                                    int32_t shift) {
   if (p->rq_short) {
-    const int32_t right = -shift;
-    const int32_t t[MP_REQUANT_TABLE_WORDS] = {
-        mult, right,
-        (INT32_C(1) << (right - 1)) + (int32_t)((uint32_t)p->output_offset << right)};
+    int32_t t[MP_REQUANT_TABLE_WORDS];
+    fc_table_words(p, mult, shift, t);
     return mp_requant_table_out(t, acc);
   }
   return mp_requant_out_fast(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
@@ -316,9 +324,6 @@ static int fc_records(const mp_fc_params_t *p) {
   return p->weight_bits == 8u && p->rq_short && p->row_bytes == p->in_features &&
          p->out_features >= 4u;
 }
-
-/* A record's bytes besides its four rows: 4 folded biases, 4 x 3 requantization words. */
-#define FC_RECORD_EXTRA (4 * 4 + 4 * 4 * MP_REQUANT_TABLE_WORDS)
 
 /* w: the rows in fours (quads), interleaved; rest: row quad_rows, then the others as they
  * are; records: the SRAM copy's records (fc_quad_record), or NULL. */
@@ -394,12 +399,11 @@ mp_status_t mp_op_fully_connected_load(const mp_op_ctx_t *ctx) {
   const uint32_t stored = p->out_features * p->row_bytes, quads = p->out_features / 4u;
   const int records = fc_records(p);
   if (p->weight_bits != 8u || p->out_features > 0xFFFFu || p->row_bytes > 0xFFFFu ||
-      p->resident_bytes != stored + (records ? quads * FC_RECORD_EXTRA : 0u) ||
-      p->weights_off > ctx->plan_bytes || stored > ctx->plan_bytes - p->weights_off ||
-      p->folded_bias_off > ctx->plan_bytes ||
-      4u * p->out_features > ctx->plan_bytes - p->folded_bias_off ||
-      p->mult_off > ctx->plan_bytes || 4u * p->out_features > ctx->plan_bytes - p->mult_off ||
-      p->shift_off > ctx->plan_bytes || 4u * p->out_features > ctx->plan_bytes - p->shift_off)
+      p->resident_bytes != stored + (records ? quads * MP_FC_RECORD_EXTRA : 0u) ||
+      !mp_in_plan(ctx, p->weights_off, stored) ||
+      !mp_in_plan(ctx, p->folded_bias_off, 4u * p->out_features) ||
+      !mp_in_plan(ctx, p->mult_off, 4u * p->out_features) ||
+      !mp_in_plan(ctx, p->shift_off, 4u * p->out_features))
     return MP_ERR_OP;
   uint8_t *dst = (uint8_t *)mp_scratch(ctx, p->resident_off, p->resident_bytes);
   if (dst == 0) return MP_ERR_ARENA;
@@ -416,17 +420,13 @@ mp_status_t mp_op_fully_connected_load(const mp_op_ctx_t *ctx) {
     int32_t head[4 + 4 * MP_REQUANT_TABLE_WORDS];
     for (uint32_t k = 0; k < 4u; ++k) {
       const uint32_t o = 4u * q + k;
-      const int32_t right = -shift[o];
-      int32_t *t = head + 4 + MP_REQUANT_TABLE_WORDS * k;
       head[k] = folded[o];
-      t[0] = mult[o];
-      t[1] = right;
-      t[2] = (INT32_C(1) << (right - 1)) + (int32_t)((uint32_t)p->output_offset << right);
+      fc_table_words(p, mult[o], shift[o], head + 4 + MP_REQUANT_TABLE_WORDS * k);
     }
     memcpy(dst, head, 16);
     memcpy(dst + 16, rows, quad_bytes);
     memcpy(dst + 16 + quad_bytes, head + 4, 16u * MP_REQUANT_TABLE_WORDS);
-    dst += FC_RECORD_EXTRA + quad_bytes;
+    dst += MP_FC_RECORD_EXTRA + quad_bytes;
   }
   memcpy(dst, rows, (p->out_features - 4u * quads) * p->row_bytes);
   return MP_OK;
@@ -456,7 +456,8 @@ mp_status_t mp_op_fully_connected(const mp_op_ctx_t *ctx) {
   if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u && p->resident_bytes != 0 &&
       fc_records(p)) {
     const int8_t *records = (const int8_t *)ctx->arena + p->resident_off;
-    const int8_t *rest = records + p->out_features / 4u * (FC_RECORD_EXTRA + 4u * p->row_bytes);
+    const int8_t *rest =
+        records + p->out_features / 4u * (MP_FC_RECORD_EXTRA + 4u * p->row_bytes);
     fc_dsp(p, in, out, 0, rest, records, folded, mult, shift, rows, 0);
   } else if (ctx->path == MP_KERNELS_DSP && p->weight_bits == 8u) {
     const int8_t *w8 = p->resident_bytes != 0 ? (const int8_t *)ctx->arena + p->resident_off : w;
